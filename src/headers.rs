@@ -1,0 +1,211 @@
+//! A case-insensitive, read-only view of request headers.
+
+use std::fmt;
+
+/// Request headers as received, looked up case-insensitively.
+///
+/// Build it from `(name, value)` pairs taken from your HTTP layer (or from an
+/// `http::HeaderMap` with the `http` feature). Values are kept as raw bytes, in
+/// the order received; a header sent more than once keeps every value, and
+/// each verifier decides on purpose what a repeated header means
+/// ([`Headers::get`] rejects it, [`Headers::get_all`] sees every value).
+///
+/// ```
+/// use hookgate::Headers;
+/// let headers = Headers::from_pairs([("X-GitHub-Event", "push"), ("x-github-delivery", "abc")]);
+/// assert_eq!(headers.get("x-github-event"), Ok(Some("push")));
+/// assert_eq!(headers.get("X-GITHUB-DELIVERY"), Ok(Some("abc")));
+/// assert_eq!(headers.get("missing"), Ok(None));
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    entries: Vec<(Box<str>, Box<[u8]>)>,
+}
+
+/// Why a header could not be read as a single text value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// The header was sent more than once where exactly one value is meaningful.
+    #[error("header `{0}` was sent more than once")]
+    Repeated(HeaderName),
+    /// The header's value is not valid UTF-8 (or contains control characters).
+    #[error("header `{0}` is not valid text")]
+    NotText(HeaderName),
+}
+
+/// The name of a header, as the caller asked for it (kept for error messages).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HeaderName(&'static str);
+
+impl HeaderName {
+    /// The name as a string.
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Debug for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0, f)
+    }
+}
+
+impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl Headers {
+    /// An empty set of headers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds headers from `(name, value)` pairs, keeping repeated names.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<[u8]>,
+    {
+        let mut headers = Self::new();
+        for (name, value) in pairs {
+            headers.append(name, value);
+        }
+        headers
+    }
+
+    /// Adds one header value (an existing value of the same name is kept).
+    pub fn append(&mut self, name: impl AsRef<str>, value: impl AsRef<[u8]>) {
+        self.entries
+            .push((name.as_ref().into(), value.as_ref().to_vec().into()));
+    }
+
+    /// Number of header values held (a repeated header counts once per value).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no header is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether at least one header of this name is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+
+    /// Every raw value of the header, in the order received.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.entries
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| &**v)
+    }
+
+    /// The single raw value of the header: `Ok(None)` when absent, an error when it
+    /// was sent more than once.
+    pub fn get_bytes(&self, name: &'static str) -> Result<Option<&[u8]>, HeaderError> {
+        let mut values = self.get_all(name);
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(HeaderError::Repeated(HeaderName(name)));
+        }
+        Ok(first)
+    }
+
+    /// The single text value of the header: `Ok(None)` when absent, an error when it
+    /// was sent more than once or is not printable text (UTF-8 without control
+    /// characters other than horizontal tab).
+    pub fn get(&self, name: &'static str) -> Result<Option<&str>, HeaderError> {
+        match self.get_bytes(name)? {
+            None => Ok(None),
+            Some(bytes) => as_text(bytes)
+                .map(Some)
+                .ok_or(HeaderError::NotText(HeaderName(name))),
+        }
+    }
+
+    /// Iterates over `(name, raw value)` pairs in the order received.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.entries.iter().map(|(n, v)| (&**n, &**v))
+    }
+}
+
+/// The value as text when it is UTF-8 without control characters (tab allowed).
+pub(crate) fn as_text(bytes: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if text.chars().any(|c| c.is_control() && c != '\t') {
+        return None;
+    }
+    Some(text)
+}
+
+impl fmt::Debug for Headers {
+    /// Lists header names only: values may carry signatures or credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Headers")
+            .field(
+                "names",
+                &self.entries.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<[u8]>> FromIterator<(K, V)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Self::from_pairs(iter)
+    }
+}
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl From<&http::HeaderMap> for Headers {
+    /// Copies every value, repeated ones included, in the map's order.
+    fn from(map: &http::HeaderMap) -> Self {
+        let mut headers = Headers {
+            entries: Vec::with_capacity(map.len()),
+        };
+        for (name, value) in map {
+            headers.append(name.as_str(), value.as_bytes());
+        }
+        headers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_headers_are_an_error_for_single_lookups() {
+        let h = Headers::from_pairs([("A", "1"), ("a", "2"), ("B", "3")]);
+        assert_eq!(h.get("a"), Err(HeaderError::Repeated(HeaderName("a"))));
+        assert_eq!(h.get_all("A").collect::<Vec<_>>(), vec![&b"1"[..], b"2"]);
+        assert_eq!(h.get("b"), Ok(Some("3")));
+        assert_eq!(h.len(), 3);
+    }
+
+    #[test]
+    fn non_text_values_are_rejected() {
+        let h = Headers::from_pairs([("a", &b"\xff"[..]), ("b", b"x\ny"), ("c", b"x\ty")]);
+        assert_eq!(h.get("a"), Err(HeaderError::NotText(HeaderName("a"))));
+        assert_eq!(h.get("b"), Err(HeaderError::NotText(HeaderName("b"))));
+        assert_eq!(h.get("c"), Ok(Some("x\ty")));
+        assert_eq!(h.get_bytes("a"), Ok(Some(&b"\xff"[..])));
+    }
+
+    #[test]
+    fn debug_shows_names_not_values() {
+        let h = Headers::from_pairs([("Stripe-Signature", "t=1,v1=deadbeef")]);
+        let printed = format!("{h:?}");
+        assert!(printed.contains("Stripe-Signature"));
+        assert!(!printed.contains("deadbeef"));
+    }
+}

@@ -1,0 +1,180 @@
+//! Deciding on the raw bytes whether a delivery is authentic, and what it is.
+//!
+//! A [`Verifier`] knows one provider's signature scheme. It checks the MAC over
+//! the exact bytes received (never a re-serialised or re-decoded body), compares
+//! in constant time, enforces the timestamp tolerance where the provider signs a
+//! timestamp, and accepts any secret of its [`SecretSet`](crate::SecretSet) so keys
+//! can be rotated without downtime. [`Verifier::identify`] then names the event
+//! (dedup id, kind) as cheaply as the provider allows.
+
+use std::fmt;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::headers::{HeaderError, Headers};
+
+mod error;
+
+pub use error::{IdentifyError, VerifyError};
+
+/// One provider's signature scheme.
+///
+/// The trait is object-safe: a pipeline holds `Box<dyn Verifier>` and detects the
+/// provider of a delivery with [`Verifier::detect`].
+pub trait Verifier: Send + Sync + fmt::Debug {
+    /// Short lowercase provider name (`"stripe"`, `"github"`, `"shopify"`), used in
+    /// idempotency keys and outcomes.
+    fn provider(&self) -> &str;
+
+    /// Whether these headers look like a delivery from this provider (its
+    /// signature header is present). Detection proves nothing; [`Verifier::verify`] does.
+    fn detect(&self, headers: &Headers) -> bool;
+
+    /// Checks the delivery's signature over the raw `body` at time `now`.
+    fn verify(
+        &self,
+        body: &[u8],
+        headers: &Headers,
+        now: OffsetDateTime,
+    ) -> Result<Verified, VerifyError>;
+
+    /// Names a verified delivery: dedup id, kind and metadata. Called only after
+    /// [`Verifier::verify`] succeeded on the same body and headers.
+    fn identify(&self, body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError>;
+}
+
+impl<V: Verifier + ?Sized> Verifier for Box<V> {
+    fn provider(&self) -> &str {
+        (**self).provider()
+    }
+    fn detect(&self, headers: &Headers) -> bool {
+        (**self).detect(headers)
+    }
+    fn verify(
+        &self,
+        body: &[u8],
+        headers: &Headers,
+        now: OffsetDateTime,
+    ) -> Result<Verified, VerifyError> {
+        (**self).verify(body, headers, now)
+    }
+    fn identify(&self, body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError> {
+        (**self).identify(body, headers)
+    }
+}
+
+impl<V: Verifier + ?Sized> Verifier for Arc<V> {
+    fn provider(&self) -> &str {
+        (**self).provider()
+    }
+    fn detect(&self, headers: &Headers) -> bool {
+        (**self).detect(headers)
+    }
+    fn verify(
+        &self,
+        body: &[u8],
+        headers: &Headers,
+        now: OffsetDateTime,
+    ) -> Result<Verified, VerifyError> {
+        (**self).verify(body, headers, now)
+    }
+    fn identify(&self, body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError> {
+        (**self).identify(body, headers)
+    }
+}
+
+/// What a successful verification proved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Verified {
+    /// The signed timestamp, for providers that sign one (Stripe); `None` otherwise.
+    pub signed_at: Option<OffsetDateTime>,
+    /// Index in the verifier's secret set of the secret that matched (useful to see
+    /// when an old secret stops being used during a rotation).
+    pub secret_index: usize,
+}
+
+impl Verified {
+    /// A verification result.
+    pub fn new(signed_at: Option<OffsetDateTime>, secret_index: usize) -> Self {
+        Self {
+            signed_at,
+            secret_index,
+        }
+    }
+}
+
+/// The identity of a verified delivery.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Identity {
+    /// Deduplication id, stable across the provider's retries of the same delivery.
+    pub id: String,
+    /// Event kind used for routing (`checkout.session.completed`, `issues.opened`,
+    /// `orders/create`).
+    pub kind: String,
+    /// When the provider says the event happened, where it says so.
+    pub occurred_at: Option<OffsetDateTime>,
+    /// Further provider facts (e.g. Shopify's shared `event_id`, the shop domain),
+    /// as `(name, value)` pairs. Never used for deduplication.
+    pub metadata: Vec<(&'static str, String)>,
+}
+
+impl Identity {
+    /// An identity with no timestamp and no metadata.
+    pub fn new(id: impl Into<String>, kind: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            kind: kind.into(),
+            occurred_at: None,
+            metadata: Vec::new(),
+        }
+    }
+
+    /// Sets when the event happened.
+    #[must_use]
+    pub fn occurred_at(mut self, at: Option<OffsetDateTime>) -> Self {
+        self.occurred_at = at;
+        self
+    }
+
+    /// Adds a metadata entry.
+    #[must_use]
+    pub fn with_metadata(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.metadata.push((name, value.into()));
+        self
+    }
+
+    /// The first metadata value of that name.
+    pub fn metadata(&self, name: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("occurred_at", &self.occurred_at)
+            .field("metadata", &self.metadata)
+            .finish()
+    }
+}
+
+/// Maps a [`HeaderError`] on a signature header to the matching [`VerifyError`].
+impl From<HeaderError> for VerifyError {
+    fn from(err: HeaderError) -> Self {
+        match err {
+            HeaderError::Repeated(name) => VerifyError::RepeatedHeader(name.as_str()),
+            HeaderError::NotText(name) => VerifyError::MalformedHeader {
+                header: name.as_str(),
+                reason: "the value is not printable text",
+            },
+        }
+    }
+}
