@@ -405,7 +405,12 @@ impl Attempt<'_> {
                 handler,
                 failure: CriticalFailure::LeaseLost(Arc::new(err)),
             }),
-            Err(err) => Err(OutcomeKind::StoreUnavailable(Arc::new(err))),
+            Err(err) => {
+                // The store may be back for the release; if so the provider's retry
+                // runs at once instead of waiting out the lease.
+                self.release("completing the key failed").await;
+                Err(OutcomeKind::StoreUnavailable(Arc::new(err)))
+            }
         }
     }
 }
