@@ -3,7 +3,7 @@
 //! A [`Verifier`] knows one provider's signature scheme. It checks the MAC over
 //! the exact bytes received (never a re-serialised or re-decoded body), compares
 //! in constant time, enforces the timestamp tolerance where the provider signs a
-//! timestamp, and accepts any secret of its [`SecretSet`](crate::SecretSet) so keys
+//! timestamp, and accepts any secret of its [`SecretSet`] so keys
 //! can be rotated without downtime. [`Verifier::identify`] then names the event
 //! (dedup id, kind) as cheaply as the provider allows.
 
