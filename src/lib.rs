@@ -26,5 +26,5 @@ pub mod verify;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use headers::{HeaderError, Headers};
 pub use secret::{Secret, SecretSet};
-pub use store::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
+pub use store::{Claim, FencingToken, Fingerprint, IdempotencyStore, MemoryStore, StoreError};
 pub use verify::{IdentifyError, Identity, Verified, Verifier, VerifyError};
