@@ -12,6 +12,13 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod conformance;
+mod memory;
+
+pub use memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreError};
+
 /// A 128-bit fingerprint of a delivery's body (xxh3-128).
 ///
 /// Authenticity is already proven by the MAC; the fingerprint only tells whether
