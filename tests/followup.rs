@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::pipeline::*;
 use hookgate::{
     handler_fn, DeadLetterReason, Handler, HandlerError, MemoryDeadLetter, OutcomeKind, Pipeline,
     Registry, RetryPolicy,
@@ -21,7 +21,11 @@ fn fast_policy() -> RetryPolicy {
         .with_attempt_timeout(Duration::from_secs(5))
 }
 
-fn pipeline_with(registry: Registry, policy: RetryPolicy, dead_letter: &MemoryDeadLetter) -> Pipeline {
+fn pipeline_with(
+    registry: Registry,
+    policy: RetryPolicy,
+    dead_letter: &MemoryDeadLetter,
+) -> Pipeline {
     Pipeline::builder()
         .verifier(github())
         .store(store())
@@ -79,11 +83,18 @@ async fn retries_are_counted_and_backoff_is_respected() {
     let flaky = Flaky::default();
     let dead_letter = MemoryDeadLetter::new();
     let policy = fast_policy();
-    let pipeline = pipeline_with(best_effort("email", flaky.handler(2, false)), policy, &dead_letter);
+    let pipeline = pipeline_with(
+        best_effort("email", flaky.handler(2, false)),
+        policy,
+        &dead_letter,
+    );
     let (body, headers) = gh_delivery("d-retry", &issue_body(1));
 
     let (outcome, follow_up) = pipeline.handle_deferred(body, &headers).await;
-    assert_eq!(outcome.status, 200, "best-effort failures never change the answer");
+    assert_eq!(
+        outcome.status, 200,
+        "best-effort failures never change the answer"
+    );
     let report = follow_up.unwrap().await;
     assert_eq!(report.succeeded, 1);
 
@@ -92,10 +103,20 @@ async fn retries_are_counted_and_backoff_is_respected() {
     for retry in 1..=2u32 {
         let gap = starts[retry as usize] - starts[retry as usize - 1];
         let (low, high) = policy.delay_bounds(retry);
-        assert!(gap >= low, "retry {retry} came after {gap:?}, before {low:?}");
-        assert!(gap < high + Duration::from_millis(200), "retry {retry} waited {gap:?}");
+        assert!(
+            gap >= low,
+            "retry {retry} came after {gap:?}, before {low:?}"
+        );
+        assert!(
+            gap < high + Duration::from_millis(200),
+            "retry {retry} waited {gap:?}"
+        );
     }
-    assert_eq!(policy.delay_bounds(2).0, Duration::from_millis(60), "40 ms doubled, minus 25 %");
+    assert_eq!(
+        policy.delay_bounds(2).0,
+        Duration::from_millis(60),
+        "40 ms doubled, minus 25 %"
+    );
     let stats = pipeline.stats();
     assert_eq!(stats.best_effort_retries, 2);
     assert_eq!(stats.best_effort_succeeded, 1);
@@ -110,7 +131,10 @@ fn default_policy_is_three_retries_at_two_four_eight_seconds() {
     let nominal: Vec<_> = (1..=3).map(|r| policy.nominal_delay(r)).collect();
     assert_eq!(nominal, [2, 4, 8].map(Duration::from_secs));
     let (low, high) = policy.delay_bounds(1);
-    assert!(low < Duration::from_secs(2) && high > Duration::from_secs(2), "jittered");
+    assert!(
+        low < Duration::from_secs(2) && high > Duration::from_secs(2),
+        "jittered"
+    );
     let capped = policy.with_max_backoff(Duration::from_secs(5));
     assert_eq!(capped.nominal_delay(3), Duration::from_secs(5));
 }
@@ -119,7 +143,11 @@ fn default_policy_is_three_retries_at_two_four_eight_seconds() {
 async fn exhausted_work_reaches_the_dead_letter_with_its_error() {
     let flaky = Flaky::default();
     let dead_letter = MemoryDeadLetter::new();
-    let pipeline = pipeline_with(best_effort("sms", flaky.handler(usize::MAX, false)), fast_policy(), &dead_letter);
+    let pipeline = pipeline_with(
+        best_effort("sms", flaky.handler(usize::MAX, false)),
+        fast_policy(),
+        &dead_letter,
+    );
     let (body, headers) = gh_delivery("d-exhausted", &issue_body(2));
 
     let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
@@ -139,14 +167,21 @@ async fn exhausted_work_reaches_the_dead_letter_with_its_error() {
     assert!(error.to_string().contains("smtp unavailable"));
     assert_eq!(flaky.starts().len(), 3);
     let stats = pipeline.stats();
-    assert_eq!((stats.best_effort_retries, stats.best_effort_dead_lettered), (2, 1));
+    assert_eq!(
+        (stats.best_effort_retries, stats.best_effort_dead_lettered),
+        (2, 1)
+    );
 }
 
 #[tokio::test]
 async fn permanent_error_is_dead_lettered_without_retry() {
     let flaky = Flaky::default();
     let dead_letter = MemoryDeadLetter::new();
-    let pipeline = pipeline_with(best_effort("crm", flaky.handler(1, true)), fast_policy(), &dead_letter);
+    let pipeline = pipeline_with(
+        best_effort("crm", flaky.handler(1, true)),
+        fast_policy(),
+        &dead_letter,
+    );
     let (body, headers) = gh_delivery("d-permanent", &issue_body(3));
     let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
     follow_up.unwrap().await;
@@ -194,7 +229,12 @@ async fn panics_and_timeouts_are_caught_and_retried() {
     follow_up.unwrap().await;
     let entries = dead_letter.take();
     assert_eq!(entries.len(), 1);
-    assert!(entries[0].error.as_ref().unwrap().to_string().contains("always broken"));
+    assert!(entries[0]
+        .error
+        .as_ref()
+        .unwrap()
+        .to_string()
+        .contains("always broken"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,12 +272,22 @@ async fn handlers_run_independently_in_parallel_under_the_concurrency_bound() {
     let (body, headers) = gh_delivery("d-parallel", &issue_body(6));
     let started = Instant::now();
     let outcome = pipeline.handle(body, &headers).await;
-    assert!(matches!(outcome.kind, OutcomeKind::Processed { best_effort: 6 }));
+    assert!(matches!(
+        outcome.kind,
+        OutcomeKind::Processed { best_effort: 6 }
+    ));
     let report = pipeline.shutdown(Duration::from_secs(5)).await;
     assert!(report.drained);
     assert_eq!(done.count("d-parallel"), 6);
-    assert_eq!(peak.load(Ordering::SeqCst), 2, "parallel, but never more than the bound");
-    assert!(started.elapsed() >= Duration::from_millis(150), "6 × 50 ms two at a time");
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        2,
+        "parallel, but never more than the bound"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "6 × 50 ms two at a time"
+    );
 }
 
 #[tokio::test]
@@ -245,7 +295,12 @@ async fn one_failing_handler_does_not_hold_back_the_others() {
     let ok = Tally::default();
     let mut registry = Registry::new();
     registry
-        .best_effort("github", "*", "failing", Flaky::default().handler(usize::MAX, false))
+        .best_effort(
+            "github",
+            "*",
+            "failing",
+            Flaky::default().handler(usize::MAX, false),
+        )
         .best_effort("github", "*", "ok", ok.handler());
     let dead_letter = MemoryDeadLetter::new();
     let policy = fast_policy().with_initial_backoff(Duration::from_secs(60));
@@ -302,7 +357,11 @@ async fn shutdown_hands_back_and_dead_letters_what_it_cannot_finish() {
     let flaky = Flaky::default();
     let dead_letter = MemoryDeadLetter::new();
     let policy = fast_policy().with_initial_backoff(Duration::from_secs(60));
-    let pipeline = pipeline_with(best_effort("webhook", flaky.handler(usize::MAX, false)), policy, &dead_letter);
+    let pipeline = pipeline_with(
+        best_effort("webhook", flaky.handler(usize::MAX, false)),
+        policy,
+        &dead_letter,
+    );
     let (body, headers) = gh_delivery("d-pending", &issue_body(8));
     pipeline.handle(body, &headers).await;
     // Never-driven deferred work is pending too.
@@ -315,13 +374,25 @@ async fn shutdown_hands_back_and_dead_letters_what_it_cannot_finish() {
 
     let report = pipeline.shutdown(Duration::from_millis(50)).await;
     assert!(!report.drained);
-    let mut handed_back: Vec<_> = report.abandoned.iter().map(|e| (e.event_id().to_owned(), e.attempts)).collect();
+    let mut handed_back: Vec<_> = report
+        .abandoned
+        .iter()
+        .map(|e| (e.event_id().to_owned(), e.attempts))
+        .collect();
     handed_back.sort();
-    assert_eq!(handed_back, [("d-dropped".to_owned(), 0), ("d-pending".to_owned(), 1)]);
+    assert_eq!(
+        handed_back,
+        [("d-dropped".to_owned(), 0), ("d-pending".to_owned(), 1)]
+    );
     let entries = dead_letter.entries();
     assert_eq!(entries.len(), 2);
-    assert!(entries.iter().all(|e| e.reason == DeadLetterReason::ShutDown));
-    assert!(entries.iter().any(|e| e.error.is_some()), "the last error travels with the work");
+    assert!(entries
+        .iter()
+        .all(|e| e.reason == DeadLetterReason::ShutDown));
+    assert!(
+        entries.iter().any(|e| e.error.is_some()),
+        "the last error travels with the work"
+    );
     assert_eq!(report.dead_letter_failures, 0);
     assert_eq!(pipeline.stats().best_effort_dead_lettered, 2);
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::*;
+use common::pipeline::*;
 use hookgate::store::MemoryStore;
 use hookgate::{
     handler_fn, CriticalFailure, Event, FixedClock, HandlerError, Headers, OutcomeKind, Pipeline,
@@ -134,13 +134,27 @@ async fn every_event_succeeds_exactly_once_under_repeats_races_and_failures() {
     let counts = handler.succeeded.snapshot();
     assert_eq!(counts.len() as u64, EVENTS, "no event lost");
     let wrong: Vec<_> = counts.iter().filter(|(_, &c)| c != 1).collect();
-    assert!(wrong.is_empty(), "critical work ran more than once: {wrong:?}");
-    assert_eq!(handler.overlaps.load(Ordering::SeqCst), 0, "two attempts at one event overlapped");
+    assert!(
+        wrong.is_empty(),
+        "critical work ran more than once: {wrong:?}"
+    );
+    assert_eq!(
+        handler.overlaps.load(Ordering::SeqCst),
+        0,
+        "two attempts at one event overlapped"
+    );
 
     let stats = pipeline.stats();
     assert_eq!(stats.processed, EVENTS);
-    assert!(stats.critical_failed > 0 && provider_retries > 0, "failures were injected and retried");
+    assert!(
+        stats.critical_failed > 0 && provider_retries > 0,
+        "failures were injected and retried"
+    );
     assert!(stats.duplicate > 0, "repeats were answered as duplicates");
+    assert!(
+        stats.in_flight > 0,
+        "concurrent copies collided on the lease"
+    );
     assert_eq!(
         stats.processed + stats.duplicate,
         deliveries as u64,
@@ -179,7 +193,10 @@ async fn panicking_critical_handler_gets_500_and_its_key_released() {
             if message == "index out of bounds"
     ));
     let retry = pipeline.handle(body, &headers).await;
-    assert_eq!(retry.status, 200, "the key was released and the pipeline still works");
+    assert_eq!(
+        retry.status, 200,
+        "the key was released and the pipeline still works"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
@@ -217,12 +234,20 @@ async fn critical_handler_past_the_deadline_gets_500_and_its_key_released() {
     ));
     let retry = pipeline.handle(body, &headers).await;
     assert_eq!(retry.status, 200, "released at once, not after the lease");
-    assert_eq!(finished.count("d-slow"), 1, "the cancelled attempt never finished");
+    assert_eq!(
+        finished.count("d-slow"),
+        1,
+        "the cancelled attempt never finished"
+    );
 }
 
 /// A pipeline whose store runs on a clock the test moves, so a lease can expire
 /// while an attempt is still running.
-fn pipeline_on_clock(clock: &FixedClock, handler: impl hookgate::Handler + 'static, deadline: Duration) -> Pipeline {
+fn pipeline_on_clock(
+    clock: &FixedClock,
+    handler: impl hookgate::Handler + 'static,
+    deadline: Duration,
+) -> Pipeline {
     Pipeline::builder()
         .verifier(github())
         .store(MemoryStore::builder().clock(clock.clone()).build())
@@ -237,7 +262,8 @@ fn pipeline_on_clock(clock: &FixedClock, handler: impl hookgate::Handler + 'stat
 fn gated(gates: Vec<Arc<Notify>>, entered: Arc<Notify>, tally: Tally) -> impl hookgate::Handler {
     let calls = Arc::new(AtomicU64::new(0));
     handler_fn(move |event| {
-        let (gates, entered, tally, calls) = (gates.clone(), entered.clone(), tally.clone(), calls.clone());
+        let (gates, entered, tally, calls) =
+            (gates.clone(), entered.clone(), tally.clone(), calls.clone());
         async move {
             let call = calls.fetch_add(1, Ordering::SeqCst) as usize;
             entered.notify_one();
@@ -256,7 +282,11 @@ async fn timed_out_attempt_cannot_release_a_newer_attempts_key() {
     let entered = Arc::new(Notify::new());
     let tally = Tally::default();
     // Call 0 (attempt A) waits forever; later calls run straight through.
-    let handler = gated(vec![Arc::new(Notify::new())], entered.clone(), tally.clone());
+    let handler = gated(
+        vec![Arc::new(Notify::new())],
+        entered.clone(),
+        tally.clone(),
+    );
     let pipeline = pipeline_on_clock(&clock, handler, Duration::from_millis(300));
     let (body, headers) = gh_delivery("d-stale", &issue_body(3));
 
@@ -274,10 +304,16 @@ async fn timed_out_attempt_cannot_release_a_newer_attempts_key() {
     let a = a.await.unwrap();
     assert!(matches!(
         a.kind,
-        OutcomeKind::CriticalFailed { failure: CriticalFailure::Timeout(_), .. }
+        OutcomeKind::CriticalFailed {
+            failure: CriticalFailure::Timeout(_),
+            ..
+        }
     ));
     let c = pipeline.handle(body, &headers).await;
-    assert!(matches!(c.kind, OutcomeKind::Duplicate), "B's completion stands: {c:?}");
+    assert!(
+        matches!(c.kind, OutcomeKind::Duplicate),
+        "B's completion stands: {c:?}"
+    );
     assert_eq!(tally.count("d-stale"), 1);
 }
 
@@ -287,7 +323,11 @@ async fn attempt_that_lost_its_lease_gets_500_and_cannot_complete_the_newer_clai
     let entered = Arc::new(Notify::new());
     let (gate_a, gate_b) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let tally = Tally::default();
-    let handler = gated(vec![gate_a.clone(), gate_b.clone()], entered.clone(), tally.clone());
+    let handler = gated(
+        vec![gate_a.clone(), gate_b.clone()],
+        entered.clone(),
+        tally.clone(),
+    );
     let pipeline = pipeline_on_clock(&clock, handler, Duration::from_secs(10));
     let (body, headers) = gh_delivery("d-lease", &issue_body(4));
     let spawn = || {
@@ -307,7 +347,10 @@ async fn attempt_that_lost_its_lease_gets_500_and_cannot_complete_the_newer_clai
     assert_eq!(a.status, 500);
     assert!(matches!(
         a.kind,
-        OutcomeKind::CriticalFailed { failure: CriticalFailure::LeaseLost(_), .. }
+        OutcomeKind::CriticalFailed {
+            failure: CriticalFailure::LeaseLost(_),
+            ..
+        }
     ));
     // ... and B still holds the key.
     let c = pipeline.handle(body.clone(), &headers).await;

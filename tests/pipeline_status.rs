@@ -6,10 +6,10 @@ mod common;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::*;
+use common::pipeline::*;
 use hookgate::{
-    handler_fn, testing, Clock, CriticalFailure, DeadLetterReason, FixedClock, HandlerError, Headers,
-    MemoryDeadLetter, OutcomeKind, PermanentFailurePolicy, Pipeline, Registry, Stripe,
+    handler_fn, testing, Clock, CriticalFailure, DeadLetterReason, FixedClock, HandlerError,
+    Headers, MemoryDeadLetter, OutcomeKind, PermanentFailurePolicy, Pipeline, Registry, Stripe,
     VerifyError,
 };
 use time::OffsetDateTime;
@@ -59,13 +59,19 @@ async fn missing_unknown_or_malformed_signature_gets_400() {
 
     let none = pipeline.handle(body.clone(), &Headers::new()).await;
     assert_eq!(none.status, 400);
-    assert!(matches!(none.kind, OutcomeKind::Rejected(VerifyError::UnknownProvider)));
+    assert!(matches!(
+        none.kind,
+        OutcomeKind::Rejected(VerifyError::UnknownProvider)
+    ));
 
     let unknown = pipeline
         .handle_for("stripe", body.clone(), &gh_delivery("d-1", &body).1)
         .await;
     assert_eq!(unknown.status, 400);
-    assert!(matches!(unknown.kind, OutcomeKind::Rejected(VerifyError::UnknownProvider)));
+    assert!(matches!(
+        unknown.kind,
+        OutcomeKind::Rejected(VerifyError::UnknownProvider)
+    ));
 
     let malformed = Headers::from_pairs([
         ("X-Hub-Signature-256", "sha256=not-hex"),
@@ -112,7 +118,11 @@ async fn bad_signature_or_stale_timestamp_gets_401_without_leaking_the_reason() 
         outcome.kind,
         OutcomeKind::Rejected(VerifyError::TimestampOutsideTolerance { .. })
     ));
-    assert_eq!(outcome.body(), "invalid signature", "the skew is for logs only");
+    assert_eq!(
+        outcome.body(),
+        "invalid signature",
+        "the skew is for logs only"
+    );
     assert_eq!(tally.total(), 0);
     assert_eq!(pipeline.stats().unauthorized, 2);
 }
@@ -133,9 +143,16 @@ async fn verified_but_unusable_payload_gets_400_and_is_recorded() {
         let headers = Headers::from_pairs(testing::stripe_headers(STRIPE_SECRET, body, now));
         let outcome = pipeline.handle(body, &headers).await;
         assert_eq!(outcome.status, 400);
-        assert!(matches!(outcome.kind, OutcomeKind::Unusable(_)), "{outcome:?}");
+        assert!(
+            matches!(outcome.kind, OutcomeKind::Unusable(_)),
+            "{outcome:?}"
+        );
     }
-    assert_eq!(pipeline.stats().unusable, 2, "recorded, never silently dropped");
+    assert_eq!(
+        pipeline.stats().unusable,
+        2,
+        "recorded, never silently dropped"
+    );
     assert_eq!(tally.total(), 0);
 }
 
@@ -149,7 +166,10 @@ async fn duplicate_of_completed_event_gets_200_and_runs_nothing() {
     let (body, headers) = gh_delivery("d-dup", &issue_body(7));
 
     let first = pipeline.handle_deferred(body.clone(), &headers).await;
-    assert!(matches!(first.0.kind, OutcomeKind::Processed { best_effort: 1 }));
+    assert!(matches!(
+        first.0.kind,
+        OutcomeKind::Processed { best_effort: 1 }
+    ));
     first.1.expect("best-effort work").await;
 
     let again = pipeline.handle_deferred(body, &headers).await;
@@ -171,7 +191,11 @@ async fn same_id_with_different_body_gets_422() {
     let outcome = pipeline.handle(other, &headers).await;
     assert_eq!(outcome.status, 422);
     assert!(matches!(outcome.kind, OutcomeKind::FingerprintMismatch));
-    assert_eq!(tally.count("d-same"), 1, "handlers not run for the altered body");
+    assert_eq!(
+        tally.count("d-same"),
+        1,
+        "handlers not run for the altered body"
+    );
     assert_eq!(pipeline.stats().fingerprint_mismatch, 1);
 }
 
@@ -247,10 +271,17 @@ async fn critical_success_gets_200_then_best_effort_starts() {
 
     let (outcome, follow_up) = pipeline.handle_deferred(body, &headers).await;
     assert_eq!(outcome.status, 200);
-    assert!(matches!(outcome.kind, OutcomeKind::Processed { best_effort: 1 }));
+    assert!(matches!(
+        outcome.kind,
+        OutcomeKind::Processed { best_effort: 1 }
+    ));
     assert_eq!(outcome.body(), "ok");
     assert_eq!(outcome.event_id.as_deref(), Some("d-ok"));
-    assert_eq!(*order.lock().unwrap(), ["first", "second"], "critical in registration order, best-effort not yet");
+    assert_eq!(
+        *order.lock().unwrap(),
+        ["first", "second"],
+        "critical in registration order, best-effort not yet"
+    );
 
     let report = follow_up.expect("best-effort work").await;
     assert_eq!(report.succeeded, 1);
@@ -292,7 +323,10 @@ async fn critical_transient_failure_gets_500_and_the_retry_runs_again() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert!(!failed.body().contains("database"), "internal reasons stay internal");
+    assert!(
+        !failed.body().contains("database"),
+        "internal reasons stay internal"
+    );
 
     let retried = pipeline.handle(body, &headers).await;
     assert_eq!(retried.status, 200, "the key was released for the retry");
@@ -319,14 +353,22 @@ async fn critical_permanent_failure_follows_the_policy() {
     assert_eq!(outcome.status, 200);
     assert!(matches!(
         outcome.kind,
-        OutcomeKind::PermanentFailure { dead_lettered: true, .. }
+        OutcomeKind::PermanentFailure {
+            dead_lettered: true,
+            ..
+        }
     ));
     let entries = dead_letter.entries();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].reason, DeadLetterReason::CriticalPermanent);
     assert_eq!(entries[0].event_id(), "d-perm");
     assert_eq!(&*entries[0].handler, "record");
-    assert!(entries[0].error.as_ref().unwrap().to_string().contains("no such order"));
+    assert!(entries[0]
+        .error
+        .as_ref()
+        .unwrap()
+        .to_string()
+        .contains("no such order"));
     let again = pipeline.handle(body.clone(), &headers).await;
     assert!(matches!(again.kind, OutcomeKind::Duplicate));
 
@@ -343,7 +385,10 @@ async fn critical_permanent_failure_follows_the_policy() {
         assert_eq!(outcome.status, 500);
         assert!(matches!(
             outcome.kind,
-            OutcomeKind::PermanentFailure { dead_lettered: false, .. }
+            OutcomeKind::PermanentFailure {
+                dead_lettered: false,
+                ..
+            }
         ));
     }
 
@@ -393,6 +438,9 @@ async fn store_unavailable_gets_503_and_runs_nothing() {
     assert!(matches!(outcome.kind, OutcomeKind::StoreUnavailable(_)));
     assert_eq!(tally.count("d-complete"), 1);
     let retry = pipeline.handle(body, &headers).await;
-    assert_eq!(retry.status, 503, "the key was released, so the retry claims and runs again");
+    assert_eq!(
+        retry.status, 503,
+        "the key was released, so the retry claims and runs again"
+    );
     assert_eq!(tally.count("d-complete"), 2);
 }

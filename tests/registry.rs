@@ -25,16 +25,32 @@ fn routing_table() {
         .critical("*", "*", "everything", noop());
 
     let table: &[(&str, &str, &[&str])] = &[
-        ("stripe", "checkout.session.completed", &["exact", "prefix", "any_stripe", "everything"]),
-        ("stripe", "checkout.session.expired", &["prefix", "any_stripe", "everything"]),
+        (
+            "stripe",
+            "checkout.session.completed",
+            &["exact", "prefix", "any_stripe", "everything"],
+        ),
+        (
+            "stripe",
+            "checkout.session.expired",
+            &["prefix", "any_stripe", "everything"],
+        ),
         ("stripe", "checkout", &["any_stripe", "everything"]),
         ("stripe", "checkoutx.session", &["any_stripe", "everything"]),
         ("stripe", "invoice.paid", &["any_stripe", "everything"]),
-        ("github", "issues.opened", &["gh_event", "gh_exact", "everything"]),
+        (
+            "github",
+            "issues.opened",
+            &["gh_event", "gh_exact", "everything"],
+        ),
         ("github", "issues.closed", &["gh_event", "everything"]),
         ("github", "issues", &["gh_event", "everything"]),
         ("github", "issues_comment.created", &["everything"]),
-        ("github", "pull_request.opened", &["gh_prefix", "everything"]),
+        (
+            "github",
+            "pull_request.opened",
+            &["gh_prefix", "everything"],
+        ),
         ("github", "pull_request", &["everything"]),
         ("shopify", "orders/create", &["shop_exact", "everything"]),
         ("shopify", "orders/create.x", &["everything"]),
@@ -49,11 +65,19 @@ fn routing_table() {
 #[test]
 fn bare_event_name_matches_action_kinds_only_for_github() {
     let mut registry = Registry::new();
-    registry
-        .critical("*", "checkout", "bare", noop())
-        .critical("*", "issues", "bare_issues", noop());
-    assert!(registry.route("stripe", "checkout.session.completed").is_empty());
-    assert_eq!(names(registry.route("github", "issues.opened").critical()), ["bare_issues"]);
+    registry.critical("*", "checkout", "bare", noop()).critical(
+        "*",
+        "issues",
+        "bare_issues",
+        noop(),
+    );
+    assert!(registry
+        .route("stripe", "checkout.session.completed")
+        .is_empty());
+    assert_eq!(
+        names(registry.route("github", "issues.opened").critical()),
+        ["bare_issues"]
+    );
 }
 
 #[test]
@@ -79,10 +103,18 @@ fn invalid_patterns_never_match_and_fail_validation() {
             matches!(registry.validate(), Err(RouteError::InvalidPattern { .. })),
             "{pattern:?}"
         );
-        assert!(registry.route("stripe", "checkout.session.completed").is_empty(), "{pattern:?}");
+        assert!(
+            registry
+                .route("stripe", "checkout.session.completed")
+                .is_empty(),
+            "{pattern:?}"
+        );
     }
     let mut registry = Registry::new();
     registry.best_effort("", "*", "nobody", noop());
-    assert!(matches!(registry.validate(), Err(RouteError::EmptyProvider { .. })));
+    assert!(matches!(
+        registry.validate(),
+        Err(RouteError::EmptyProvider { .. })
+    ));
     assert!(Registry::new().validate().is_ok());
 }

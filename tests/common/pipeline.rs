@@ -156,13 +156,23 @@ pub struct CompleteFails {
 
 #[async_trait]
 impl IdempotencyStore for CompleteFails {
-    async fn claim(&self, key: &str, fp: Fingerprint, lease: Duration) -> Result<Claim, StoreError> {
+    async fn claim(
+        &self,
+        key: &str,
+        fp: Fingerprint,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
         self.inner.claim(key, fp, lease).await
     }
     async fn complete(&self, _: &str, _: FencingToken, _: Duration) -> Result<(), StoreError> {
         Err(StoreError::unavailable(Refused))
     }
-    async fn release(&self, key: &str, token: FencingToken, reason: &str) -> Result<(), StoreError> {
+    async fn release(
+        &self,
+        key: &str,
+        token: FencingToken,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         self.inner.release(key, token, reason).await
     }
 }
