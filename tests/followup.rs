@@ -396,3 +396,22 @@ async fn shutdown_hands_back_and_dead_letters_what_it_cannot_finish() {
     assert_eq!(report.dead_letter_failures, 0);
     assert_eq!(pipeline.stats().best_effort_dead_lettered, 2);
 }
+
+#[test]
+fn extreme_policies_do_not_overflow() {
+    let policy = RetryPolicy::default()
+        .with_multiplier(1e300)
+        .with_max_backoff(Duration::MAX)
+        .with_jitter(5.0)
+        .with_max_attempts(0);
+    assert_eq!(policy.max_attempts, 1);
+    assert_eq!(policy.jitter, 1.0);
+    let (low, high) = policy.delay_bounds(100);
+    assert!(low <= high);
+    assert_eq!(
+        RetryPolicy::default()
+            .with_multiplier(f64::NAN)
+            .nominal_delay(3),
+        Duration::from_secs(2)
+    );
+}
