@@ -1,7 +1,7 @@
 //! Helpers shared by the verifier test suites.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use hookgate::{Headers, VerifyError};
+use hookgate::{Headers, Verifier, VerifyError};
 use time::OffsetDateTime;
 
 /// The instant most tests sign and verify at.
@@ -72,6 +72,28 @@ pub fn assert_status(err: &VerifyError) {
         _ => 400,
     };
     assert_eq!(err.status(), expected, "{err:?}");
+}
+
+/// Checks `verifier` on every awkward body: each one signed by `sign` verifies (an
+/// empty body fails with `empty_body` when that is `Some`), and the same body
+/// decoded and re-encoded lossily as UTF-8, as an SDK taking a string would, does not.
+pub fn assert_raw_bytes_verify(
+    verifier: &dyn Verifier,
+    sign: impl Fn(&[u8]) -> Vec<(String, String)>,
+    empty_body: Option<VerifyError>,
+) {
+    for (name, body) in awkward_bodies() {
+        let signed = headers(sign(&body));
+        let result = verifier.verify(&body, &signed, at(NOW));
+        match (&empty_body, body.is_empty()) {
+            (Some(expected), true) => assert_eq!(result.as_ref().err(), Some(expected), "{name}"),
+            _ => assert!(result.is_ok(), "{name}: {result:?}"),
+        }
+        let lossy = String::from_utf8_lossy(&body).into_owned().into_bytes();
+        if lossy != body {
+            assert!(verifier.verify(&lossy, &signed, at(NOW)).is_err(), "{name}");
+        }
+    }
 }
 
 /// Helpers of the pipeline tests.
