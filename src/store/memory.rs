@@ -550,7 +550,10 @@ impl Shard {
                 // Abandoned lease or released key: a new attempt.
                 State::InFlight | State::Released => {}
             },
-            None => self.make_room(now_ms, capacity)?,
+            None => {
+                self.make_room(now_ms, capacity)?;
+                self.reserve_slot(capacity);
+            }
         }
         let token = self.last_token + 1;
         if token > MAX_TOKEN {
@@ -620,6 +623,23 @@ impl Shard {
                 shard_capacity: capacity,
             })
         }
+    }
+
+    /// Keeps the table of a full shard at one size. Removals leave tombstones that
+    /// use up the table's spare room; once it is gone, the standard table would
+    /// double although the number of keys stays at the capacity. Instead, copy the
+    /// keys into a fresh table sized for the capacity plus 1/8 (so this happens at
+    /// most once per capacity/8 insertions: amortised O(1)).
+    fn reserve_slot(&mut self, capacity: usize) {
+        let full_table = capacity.saturating_add(capacity / 8);
+        let len = self.entries.len();
+        if len < self.entries.capacity() || len.saturating_mul(2) < full_table {
+            // Room left, or still growing towards the full size: the usual doubling.
+            return;
+        }
+        let mut fresh = EntryMap::with_capacity_and_hasher(full_table, Default::default());
+        fresh.extend(self.entries.drain());
+        self.entries = fresh;
     }
 
     /// Removes completed keys past retention; returns how many.
