@@ -82,7 +82,8 @@ pub enum MemoryStoreError {
 ///   expired once the clock reaches its deadline.
 /// - **Memory**: keys are stored as a 96-bit xxh3 hash (seeded randomly per store),
 ///   never as strings, so a retained key costs about 70 to 125 bytes whatever its
-///   length (see the README). Two distinct keys collide with probability about
+///   length: 80 to 136 bytes per retained key depending on how `capacity / shards`
+///   falls against the hash table's power-of-two size, 115 at the defaults (see the README). Two distinct keys collide with probability about
 ///   n² / 2⁹⁷ for n keys (below 10⁻¹⁷ for a million keys); colliding keys would
 ///   share one entry, and the fingerprint check still tells different bodies apart.
 /// - `release` does not keep its `reason`: log it where you release.
@@ -175,7 +176,7 @@ impl Default for MemoryStoreBuilder {
 }
 
 impl MemoryStore {
-    /// The number of keys [`MemoryStore::new`] holds at most: about 100 MB when full.
+    /// The number of keys [`MemoryStore::new`] holds at most: about 115 MB when full.
     pub const DEFAULT_CAPACITY: usize = 1_000_000;
 
     /// The number of shards [`MemoryStore::new`] splits its keys into.
