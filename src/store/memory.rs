@@ -81,11 +81,11 @@ pub enum MemoryStoreError {
 /// - **Time** comes from the injected [`Clock`] at millisecond precision; a key is
 ///   expired once the clock reaches its deadline.
 /// - **Memory**: keys are stored as a 96-bit xxh3 hash (seeded randomly per store),
-///   never as strings, so a retained key costs about 70 to 125 bytes whatever its
-///   length: 80 to 136 bytes per retained key depending on how `capacity / shards`
-///   falls against the hash table's power-of-two size, 115 at the defaults (see the README). Two distinct keys collide with probability about
-///   n² / 2⁹⁷ for n keys (below 10⁻¹⁷ for a million keys); colliding keys would
-///   share one entry, and the fingerprint check still tells different bodies apart.
+///   never as strings, so a key's length costs nothing. A retained key costs 80 to
+///   136 bytes of heap, depending on how `capacity / shards` falls against the hash
+///   table's power-of-two size; 115 at the defaults (see the README). Two distinct
+///   keys collide with probability about n² / 2⁹⁷ for n keys (below 10⁻¹⁷ for a
+///   million keys); colliding keys would share one entry.
 /// - `release` does not keep its `reason`: log it where you release.
 ///
 /// ```
