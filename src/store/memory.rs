@@ -86,6 +86,10 @@ pub enum MemoryStoreError {
 ///   table's power-of-two size; 115 at the defaults (see the README). Two distinct
 ///   keys collide with probability about n² / 2⁹⁷ for n keys (below 10⁻¹⁷ for a
 ///   million keys); colliding keys would share one entry.
+/// - A `complete` or `release` whose lease ran out still settles the key as long
+///   as no newer attempt claimed it: the token is still the key's current claim.
+/// - `purge_expired` visits every key, one shard lock at a time; call it every
+///   few minutes, not per delivery. Expired keys count as absent without it.
 /// - `release` does not keep its `reason`: log it where you release.
 ///
 /// ```
@@ -249,10 +253,16 @@ impl MemoryStore {
     }
 
     fn now_ms(&self) -> u64 {
-        let nanos = self.clock.now().unix_timestamp_nanos().max(0) / 1_000_000;
-        u64::try_from(nanos)
-            .unwrap_or(u64::MAX)
-            .min(MAX_DEADLINE_MS)
+        let now = self.clock.now();
+        // Seconds and milliseconds separately: no 128-bit division on the hot path.
+        match u64::try_from(now.unix_timestamp()) {
+            Ok(seconds) => seconds
+                .saturating_mul(1000)
+                .saturating_add(u64::from(now.millisecond()))
+                .min(MAX_DEADLINE_MS),
+            // Before 1970: every deadline is in the future of the epoch.
+            Err(_) => 0,
+        }
     }
 }
 
