@@ -503,17 +503,11 @@ where
         }
     }
 
-    /// Claims `key` with its usual fingerprint; the answer must be `expected`.
-    async fn expect(
-        &self,
-        step: &'static str,
-        key: &str,
-        expected: Claim,
-        name: &'static str,
-    ) -> Result<(), Problem> {
+    /// Claims `key` with its usual fingerprint; the answer must be `Completed`.
+    async fn expect_completed(&self, step: &'static str, key: &str) -> Result<(), Problem> {
         match self.claim(step, key, fingerprint(key, 0), LONG).await? {
-            got if got == expected => Ok(()),
-            got => Err(unexpected(step, name, got)),
+            Claim::Completed => Ok(()),
+            got => Err(unexpected(step, "Completed", got)),
         }
     }
 
@@ -595,8 +589,7 @@ where
         let token = self.acquire("claim", &key, LONG, None).await?;
         self.settle("complete", &key, token, Settle::Complete(LONG))
             .await?;
-        self.expect("claim after complete", &key, Claim::Completed, "Completed")
-            .await?;
+        self.expect_completed("claim after complete", &key).await?;
         self.expect_stale(
             "second complete with the same token",
             &key,
@@ -606,13 +599,8 @@ where
         .await?;
         self.expect_stale("release after complete", &key, token, Settle::Release)
             .await?;
-        self.expect(
-            "claim after the refused settle calls",
-            &key,
-            Claim::Completed,
-            "Completed",
-        )
-        .await
+        self.expect_completed("claim after the refused settle calls", &key)
+            .await
     }
 
     async fn release_then_reclaim(&self) -> Result<(), Problem> {
@@ -643,8 +631,7 @@ where
             Settle::Complete(LONG),
         )
         .await?;
-        self.expect("claim after complete", &key, Claim::Completed, "Completed")
-            .await
+        self.expect_completed("claim after complete", &key).await
     }
 
     async fn fingerprint_mismatch(&self) -> Result<(), Problem> {
@@ -667,13 +654,8 @@ where
             .await?;
         let step = "other body after complete";
         mismatch(step, self.claim(step, &key, other, LONG).await?)?;
-        self.expect(
-            "same body after complete",
-            &key,
-            Claim::Completed,
-            "Completed",
-        )
-        .await
+        self.expect_completed("same body after complete", &key)
+            .await
     }
 
     async fn expired_lease_reclaimable(&self) -> Result<(), Problem> {
@@ -728,8 +710,7 @@ where
             Settle::Complete(LONG),
         )
         .await?;
-        self.expect("claim after complete", &key, Claim::Completed, "Completed")
-            .await
+        self.expect_completed("claim after complete", &key).await
     }
 
     async fn retention(&self) -> Result<(), Problem> {
@@ -791,11 +772,9 @@ where
             Claim::Acquired(_) => {}
             got => return Err(unexpected(step, "Acquired", got)),
         }
-        self.expect(
+        self.expect_completed(
             "claim of a completed key within retention after purge",
             &retained,
-            Claim::Completed,
-            "Completed",
         )
         .await?;
         self.expect_in_flight("claim of an in-flight key after purge", &in_flight)
@@ -917,13 +896,8 @@ where
             let winners: Vec<Settle> = answers.into_iter().flatten().collect();
             match winners[..] {
                 [Settle::Complete(_)] => {
-                    self.expect(
-                        "claim after complete won",
-                        &key,
-                        Claim::Completed,
-                        "Completed",
-                    )
-                    .await?
+                    self.expect_completed("claim after complete won", &key)
+                        .await?
                 }
                 [Settle::Release] => {
                     let token = self
