@@ -21,19 +21,18 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+mod common;
+
+use common::{bare_hmac, keyed, tag, SECRET};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use hmac::{Hmac, Mac};
 use hookgate::testing::{github_headers, shopify_headers, stripe_headers};
 use hookgate::{
     handler_fn, GitHub, HandlerError, Headers, MemoryStore, OutcomeKind, Pipeline, Registry,
     Shopify, Stripe,
 };
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use tokio::runtime::Runtime;
 
-const SECRET: &str = "whsec_benchmark_secret_0123456789abcdef";
 const SIZES: [(usize, &str); 2] = [(1024, "1KiB"), (16 * 1024, "16KiB")];
 /// Width of the event counter written into Stripe ids, so bodies keep their size.
 const ID_DIGITS: usize = 12;
@@ -48,24 +47,6 @@ fn body(len: usize, n: u64) -> Vec<u8> {
     body.resize(len - 3, b'x');
     body.extend_from_slice(b"\"}}");
     body
-}
-
-/// Bare HMAC-SHA256 of `parts` with a keyed-once state, compared in constant time.
-fn bare_hmac(keyed: &Hmac<Sha256>, parts: &[&[u8]], expected: &[u8; 32]) -> bool {
-    let mut mac = keyed.clone();
-    for part in parts {
-        mac.update(part);
-    }
-    let tag: [u8; 32] = mac.finalize().into_bytes().into();
-    bool::from(tag.ct_eq(expected))
-}
-
-fn tag(parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET.as_bytes()).unwrap();
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().into()
 }
 
 fn runtime() -> Runtime {
@@ -104,7 +85,7 @@ struct Provider {
 }
 
 fn group(c: &mut Criterion, rt: &Runtime, provider: Provider) {
-    let keyed = <Hmac<Sha256> as Mac>::new_from_slice(SECRET.as_bytes()).unwrap();
+    let keyed = keyed();
     let counter = AtomicU64::new(1);
     let mut group = c.benchmark_group(format!("pipeline_{}", provider.name));
     for (len, label) in SIZES {

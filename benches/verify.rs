@@ -7,15 +7,14 @@
 
 use std::hint::black_box;
 
+mod common;
+
+use common::{bare_hmac, keyed, tag, SECRET};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hmac::{Hmac, Mac};
 use hookgate::testing::{github_headers, shopify_headers, stripe_headers};
 use hookgate::{GitHub, Headers, Shopify, Stripe, Verifier};
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-const SECRET: &str = "whsec_benchmark_secret_0123456789abcdef";
 const SIZES: [(usize, &str); 3] = [(1024, "1KiB"), (16 * 1024, "16KiB"), (256 * 1024, "256KiB")];
 
 fn body(len: usize) -> Vec<u8> {
@@ -40,24 +39,6 @@ fn with_common(mut pairs: Vec<(String, String)>) -> Headers {
     Headers::from_pairs(pairs)
 }
 
-/// Bare HMAC-SHA256 of `parts` with a keyed-once state, compared in constant time.
-fn bare_hmac(keyed: &Hmac<Sha256>, parts: &[&[u8]], expected: &[u8; 32]) -> bool {
-    let mut mac = keyed.clone();
-    for part in parts {
-        mac.update(part);
-    }
-    let tag: [u8; 32] = mac.finalize().into_bytes().into();
-    bool::from(tag.ct_eq(expected))
-}
-
-fn tag(parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET.as_bytes()).unwrap();
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().into()
-}
-
 fn group(
     c: &mut Criterion,
     name: &str,
@@ -65,7 +46,7 @@ fn group(
     sign: impl Fn(&[u8]) -> Vec<(String, String)>,
     prefix: &[u8],
 ) {
-    let keyed = <Hmac<Sha256> as Mac>::new_from_slice(SECRET.as_bytes()).unwrap();
+    let keyed = keyed();
     let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
     let mut group = c.benchmark_group(name);
     for (len, label) in SIZES {
