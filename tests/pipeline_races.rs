@@ -164,19 +164,12 @@ async fn every_event_succeeds_exactly_once_under_repeats_races_and_failures() {
 
 #[tokio::test]
 async fn panicking_critical_handler_gets_500_and_its_key_released() {
-    let calls = Arc::new(AtomicU64::new(0));
-    let handler = {
-        let calls = calls.clone();
-        handler_fn(move |_| {
-            let calls = calls.clone();
-            async move {
-                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                    panic!("index out of bounds");
-                }
-                Ok::<(), HandlerError>(())
-            }
-        })
-    };
+    let (calls, handler) = numbered(|call, _| async move {
+        if call == 0 {
+            panic!("index out of bounds");
+        }
+        Ok(())
+    });
     let pipeline = Pipeline::builder()
         .verifier(github())
         .store(store())
@@ -202,21 +195,18 @@ async fn panicking_critical_handler_gets_500_and_its_key_released() {
 
 #[tokio::test]
 async fn critical_handler_past_the_deadline_gets_500_and_its_key_released() {
-    let calls = Arc::new(AtomicU64::new(0));
     let finished = Tally::default();
-    let handler = {
-        let (calls, finished) = (calls.clone(), finished.clone());
-        handler_fn(move |event| {
-            let (calls, finished) = (calls.clone(), finished.clone());
-            async move {
-                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                    tokio::time::sleep(Duration::from_secs(60)).await;
-                }
-                finished.record(&event);
-                Ok::<(), HandlerError>(())
+    let recorder = finished.clone();
+    let (_, handler) = numbered(move |call, event| {
+        let finished = recorder.clone();
+        async move {
+            if call == 0 {
+                tokio::time::sleep(Duration::from_secs(60)).await;
             }
-        })
-    };
+            finished.record(&event);
+            Ok(())
+        }
+    });
     let pipeline = Pipeline::builder()
         .verifier(github())
         .store(store())
@@ -260,20 +250,18 @@ fn pipeline_on_clock(
 
 /// A handler whose n-th call (from 0) waits for `gates[n]`, then records success.
 fn gated(gates: Vec<Arc<Notify>>, entered: Arc<Notify>, tally: Tally) -> impl hookgate::Handler {
-    let calls = Arc::new(AtomicU64::new(0));
-    handler_fn(move |event| {
-        let (gates, entered, tally, calls) =
-            (gates.clone(), entered.clone(), tally.clone(), calls.clone());
+    numbered(move |call, event| {
+        let (gates, entered, tally) = (gates.clone(), entered.clone(), tally.clone());
         async move {
-            let call = calls.fetch_add(1, Ordering::SeqCst) as usize;
             entered.notify_one();
-            if let Some(gate) = gates.get(call) {
+            if let Some(gate) = usize::try_from(call).ok().and_then(|c| gates.get(c)) {
                 gate.notified().await;
             }
             tally.record(&event);
-            Ok::<(), HandlerError>(())
+            Ok(())
         }
     })
+    .1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
