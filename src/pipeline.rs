@@ -437,6 +437,11 @@ impl Pipeline {
     /// Pass the body exactly as received (no re-encoding) and every header.
     /// Answer the returned [`Outcome::status`] with [`Outcome::body`].
     ///
+    /// If this future is dropped before it finishes (say, your HTTP server
+    /// cancels the request), the critical handlers stop where they were and the
+    /// claim is left to expire: the provider's retries get 409 until the lease
+    /// ends, then run the work again. Nothing is recorded as done.
+    ///
     /// # Panics
     /// Outside a tokio runtime (deadlines and best-effort tasks need one).
     pub async fn handle(&self, raw_body: impl Into<Bytes>, headers: &Headers) -> Outcome {
