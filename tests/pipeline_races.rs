@@ -349,3 +349,32 @@ async fn attempt_that_lost_its_lease_gets_500_and_cannot_complete_the_newer_clai
     let d = pipeline.handle(body, &headers).await;
     assert!(matches!(d.kind, OutcomeKind::Duplicate));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_attempt_holds_the_key_until_its_lease_ends() {
+    let clock = FixedClock::at_unix(1_700_000_000);
+    let entered = Arc::new(Notify::new());
+    let tally = Tally::default();
+    // Call 0 waits forever: its request is cancelled mid-way.
+    let handler = gated(
+        vec![Arc::new(Notify::new())],
+        entered.clone(),
+        tally.clone(),
+    );
+    let pipeline = pipeline_on_clock(&clock, handler, Duration::from_secs(10));
+    let (body, headers) = gh_delivery("d-cancelled", &issue_body(5));
+    let cancelled = {
+        let (pipeline, body, headers) = (pipeline.clone(), body.clone(), headers.clone());
+        tokio::spawn(async move { pipeline.handle(body, &headers).await })
+    };
+    entered.notified().await;
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+
+    let early = pipeline.handle(body.clone(), &headers).await;
+    assert_eq!(early.status, 409, "nothing was recorded as done");
+    clock.advance(Duration::from_secs(31));
+    let after_lease = pipeline.handle(body, &headers).await;
+    assert_eq!(after_lease.status, 200);
+    assert_eq!(tally.count("d-cancelled"), 1);
+}
