@@ -1,4 +1,22 @@
 //! From a delivery's raw bytes to exactly-once critical work and an answer.
+//!
+//! [`Pipeline::handle`] takes each delivery through the same steps, and stops at
+//! the first that fails with the [`Outcome`] that says why:
+//!
+//! 1. **size**: a body over the provider's limit is refused before anything reads it;
+//! 2. **detect**: the first verifier whose signature header is present (or the one
+//!    named in [`Pipeline::handle_for`]);
+//! 3. **verify** the signature over the raw bytes, then **identify** the event;
+//! 4. **route**: no handler for the kind means `Ignored`, without touching the store;
+//! 5. **claim** `provider:event_id` with the body's [`Fingerprint`] and the
+//!    provider's lease;
+//! 6. run the **critical** handlers in order under the provider's deadline
+//!    (errors, timeouts and panics release the key);
+//! 7. **complete** the key (kept for the provider's retention) — only then is the
+//!    answer 2xx, and only then does best-effort work start.
+//!
+//! A fencing token ties steps 5–7 together, so an attempt whose lease expired
+//! can neither complete nor release a newer attempt's claim.
 
 use std::collections::HashMap;
 use std::fmt;
