@@ -108,7 +108,7 @@ async fn retries_are_counted_and_backoff_is_respected() {
             "retry {retry} came after {gap:?}, before {low:?}"
         );
         assert!(
-            gap < high + Duration::from_millis(200),
+            gap < high + Duration::from_millis(500),
             "retry {retry} waited {gap:?}"
         );
     }
