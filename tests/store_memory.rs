@@ -70,6 +70,7 @@ async fn memory_store_passes_the_conformance_suite() {
         report.purged() >= 1,
         "MemoryStore counts purged keys: {report}"
     );
+    println!("{report}"); // shown with --nocapture
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
