@@ -383,7 +383,9 @@ impl Suite {
         self
     }
 
-    /// How many keys each race runs on (default 8, at least 1).
+    /// How many keys each race runs on (default 8, at least 1). The rounds of
+    /// [`Check::ClaimRace`] cycle through a new key, a released key and a key
+    /// whose lease expired.
     pub fn race_rounds(mut self, rounds: usize) -> Self {
         self.race_rounds = rounds.max(1);
         self
