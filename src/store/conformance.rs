@@ -10,7 +10,7 @@
 //! The suite is safe to run again and again against a shared, real server: every
 //! run uses fresh keys (prefixed with the time in nanoseconds and a counter) and
 //! real, short durations (leases and retention of a few hundred milliseconds,
-//! since a database keeps its own time). A run takes about two seconds.
+//! since a database keeps its own time). A run takes about 2.5 seconds.
 //!
 //! Call it from a test on tokio's multi-thread runtime (the races need threads):
 //!
