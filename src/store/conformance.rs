@@ -10,7 +10,7 @@
 //! The suite is safe to run again and again against a shared, real server: every
 //! run uses fresh keys (prefixed with the time in nanoseconds and a counter) and
 //! real, short durations (leases and retention of a few hundred milliseconds,
-//! since a database keeps its own time). A run takes about two seconds.
+//! since a database keeps its own time). A run takes about 2.5 seconds.
 //!
 //! Call it from a test on tokio's multi-thread runtime (the races need threads):
 //!
@@ -72,8 +72,8 @@ pub enum Check {
     /// After `complete`, a claim answers `Completed`, and the token can settle
     /// nothing any more.
     CompleteThenClaim,
-    /// After `release`, a claim acquires the key again with a larger token, and
-    /// the released token can settle nothing any more.
+    /// After `release`, the released token can settle nothing any more, and a
+    /// claim acquires the key again with a larger token.
     ReleaseThenReclaim,
     /// A claim with another fingerprint answers `FingerprintMismatch` whether the
     /// key is in flight, released or completed.
@@ -132,7 +132,7 @@ impl Check {
 
 impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -383,7 +383,9 @@ impl Suite {
         self
     }
 
-    /// How many keys each race runs on (default 8, at least 1).
+    /// How many keys each race runs on (default 8, at least 1). The rounds of
+    /// [`Check::ClaimRace`] cycle through a new key, a released key and a key
+    /// whose lease expired.
     pub fn race_rounds(mut self, rounds: usize) -> Self {
         self.race_rounds = rounds.max(1);
         self
@@ -607,6 +609,12 @@ where
         let key = self.key(Check::ReleaseThenReclaim, 0);
         let first = self.acquire("claim", &key, LONG, None).await?;
         self.settle("release", &key, first, Settle::Release).await?;
+        let step = "complete with the released token before any reclaim";
+        self.expect_stale(step, &key, first, Settle::Complete(LONG))
+            .await?;
+        let step = "release again with the released token before any reclaim";
+        self.expect_stale(step, &key, first, Settle::Release)
+            .await?;
         let second = self
             .acquire("claim after release", &key, LONG, Some(first))
             .await?;
