@@ -4,6 +4,10 @@
 //! pieces streamed, the tag compared with subtle: nothing else) and `hookgate` (the
 //! verifier's full `verify`, header lookup and parsing included) share the body-size
 //! parameter, so `bench-ratios` prints hookgate's overhead as a ratio.
+//! `HOOKGATE_BENCH_CLOCK=cpu` measures thread CPU time instead of wall time (see
+//! `support`), for a machine shared with other busy processes.
+
+mod support;
 
 use std::hint::black_box;
 
@@ -13,6 +17,7 @@ use hookgate::testing::{github_headers, shopify_headers, stripe_headers};
 use hookgate::{GitHub, Headers, Shopify, Stripe, Verifier};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+use support::Clock;
 use time::OffsetDateTime;
 
 const SECRET: &str = "whsec_benchmark_secret_0123456789abcdef";
@@ -59,7 +64,7 @@ fn tag(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 fn group(
-    c: &mut Criterion,
+    c: &mut Criterion<Clock>,
     name: &str,
     verifier: &dyn Verifier,
     sign: impl Fn(&[u8]) -> Vec<(String, String)>,
@@ -85,7 +90,7 @@ fn group(
     group.finish();
 }
 
-fn verify(c: &mut Criterion) {
+fn verify(c: &mut Criterion<Clock>) {
     let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
     let stripe = Stripe::builder(SECRET).build().unwrap();
     group(
@@ -115,5 +120,9 @@ fn verify(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, verify);
+criterion_group! {
+    name = benches;
+    config = support::criterion();
+    targets = verify
+}
 criterion_main!(benches);
