@@ -447,3 +447,28 @@ fn empty_secrets_are_refused_at_build_time() {
     assert_eq!(e, ConfigError::EmptySecret { index: 1 });
     assert!(e.to_string().contains("#1"));
 }
+
+#[test]
+fn every_v1_value_is_considered_however_many_there_are() {
+    let t = NOW.to_string();
+    let both = Stripe::builder("whsec_new")
+        .secret("whsec_old")
+        .build()
+        .unwrap();
+    let wrong: Vec<String> = (0..6)
+        .map(|i| format!("v1={}", format!("{i:x}").repeat(64)))
+        .collect();
+    for position in [0, 3, 6] {
+        let mut entries = wrong.clone();
+        entries.insert(position, format!("v1={}", v1("whsec_old", &t, BODY)));
+        let value = format!("t={t},{}", entries.join(","));
+        let verified =
+            verify_value(&both, &value, BODY, NOW).unwrap_or_else(|e| panic!("{position}: {e}"));
+        assert_eq!(verified.secret_index, 1);
+    }
+    let value = format!("t={t},{}", wrong.join(","));
+    assert!(matches!(
+        err(&both, &value, BODY, NOW),
+        VerifyError::SignatureMismatch { .. }
+    ));
+}

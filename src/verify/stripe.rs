@@ -18,7 +18,7 @@ use super::envelope::{Envelope, Scalar};
 use super::{check_secrets, mismatch, signature_header};
 use super::{ConfigError, IdentifyError, Identity, Verified, Verifier, VerifyError};
 use crate::headers::Headers;
-use crate::secret::{Secret, SecretSet};
+use crate::secret::{Secret, SecretSet, TAG_LEN};
 
 /// The header Stripe signs deliveries with.
 const HEADER: &str = "Stripe-Signature";
@@ -189,6 +189,13 @@ impl Stripe {
         body: &[u8],
     ) -> Option<usize> {
         let parts: [&[u8]; 3] = [parsed.timestamp.text(), b".", body];
+        if !parsed.overflow {
+            return self
+                .secrets
+                .matching(&parts, &parsed.candidates[..parsed.decoded]);
+        }
+        // More well-formed `v1` values than the inline array holds (Stripe sends at
+        // most two): compare each secret's tag with every value of the header.
         (0..self.secrets.len()).find(|&index| {
             let Some(tag) = self.secrets.tag(index, &parts) else {
                 return false;
@@ -242,9 +249,19 @@ fn entries(header: &[u8]) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
     })
 }
 
-/// What the first pass over the header found.
+/// Well-formed `v1` values kept inline while parsing (Stripe sends one, or two
+/// while a secret rolls).
+const INLINE_CANDIDATES: usize = 4;
+
+/// What the pass over the header found.
 struct ParsedHeader<'h> {
     timestamp: Timestamp<'h>,
+    /// The first well-formed `v1` values, decoded.
+    candidates: [[u8; TAG_LEN]; INLINE_CANDIDATES],
+    /// How many of `candidates` are filled.
+    decoded: usize,
+    /// Whether more well-formed `v1` values follow than `candidates` holds.
+    overflow: bool,
 }
 
 impl<'h> ParsedHeader<'h> {
@@ -258,12 +275,24 @@ impl<'h> ParsedHeader<'h> {
         let mut timestamp = None;
         let mut signatures = 0usize;
         let mut signature_without_value = false;
+        let mut candidates = [[0u8; TAG_LEN]; INLINE_CANDIDATES];
+        let mut decoded = 0;
+        let mut overflow = false;
         for (key, value) in entries(header) {
             if key == b"t" {
                 timestamp = Some(Timestamp::parse_int(value));
             } else if key == b"v1" {
                 signatures += 1;
                 signature_without_value |= value.is_none();
+                if let Some(candidate) = value.and_then(decode_lower_hex) {
+                    match candidates.get_mut(decoded) {
+                        Some(slot) => {
+                            *slot = candidate;
+                            decoded += 1;
+                        }
+                        None => overflow = true,
+                    }
+                }
             }
         }
         // stripe-node's "no timestamp" marker is -1, so an explicit `t=-1` is refused too.
@@ -287,7 +316,12 @@ impl<'h> ParsedHeader<'h> {
                 reason: "a `v1` entry has no `=` and no value",
             });
         }
-        Ok(Self { timestamp })
+        Ok(Self {
+            timestamp,
+            candidates,
+            decoded,
+            overflow,
+        })
     }
 }
 
