@@ -15,13 +15,15 @@
 //! iteration gets a freshly signed body. Both are prepared outside the timed
 //! section (`iter_batched`, batches of 256). The store keeps every key, so the
 //! measurement includes its growth, as in a long-running service.
-//! The pipeline runs on a current-thread tokio runtime (`block_on` per call).
+//! The pipeline runs on a current-thread tokio runtime (`block_on` per call), so
+//! `HOOKGATE_BENCH_CLOCK=cpu` (thread CPU time, see `support`) sees all of its work.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 mod common;
+mod support;
 
 use common::{bare_hmac, keyed, tag, SECRET};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
@@ -30,6 +32,7 @@ use hookgate::{
     handler_fn, GitHub, HandlerError, Headers, MemoryStore, OutcomeKind, Pipeline, Registry,
     Shopify, Stripe,
 };
+use support::Clock;
 use time::OffsetDateTime;
 use tokio::runtime::Runtime;
 
@@ -84,7 +87,7 @@ struct Provider {
     signed_prefix: fn(&Headers) -> Vec<u8>,
 }
 
-fn group(c: &mut Criterion, rt: &Runtime, provider: Provider) {
+fn group(c: &mut Criterion<Clock>, rt: &Runtime, provider: Provider) {
     let keyed = keyed();
     let counter = AtomicU64::new(1);
     let mut group = c.benchmark_group(format!("pipeline_{}", provider.name));
@@ -131,7 +134,7 @@ fn group(c: &mut Criterion, rt: &Runtime, provider: Provider) {
     group.finish();
 }
 
-fn pipelines(c: &mut Criterion) {
+fn pipelines(c: &mut Criterion<Clock>) {
     let rt = runtime();
     let github_signature = |body: &Bytes| github_headers(SECRET, body, "issues", "x")[0].clone();
     group(
@@ -196,5 +199,9 @@ fn pipelines(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, pipelines);
+criterion_group! {
+    name = benches;
+    config = support::criterion();
+    targets = pipelines
+}
 criterion_main!(benches);

@@ -7,11 +7,10 @@
 //! `HOOKGATE_BENCH_CLOCK=cpu` measures thread CPU time instead of wall time (see
 //! `support`), for a machine shared with other busy processes.
 
+mod common;
 mod support;
 
 use std::hint::black_box;
-
-mod common;
 
 use common::{bare_hmac, keyed, tag, SECRET};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
