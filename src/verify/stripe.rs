@@ -10,6 +10,7 @@
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
+use memchr::memchr;
 use subtle::{Choice, ConstantTimeEq};
 use time::OffsetDateTime;
 
@@ -240,13 +241,40 @@ impl Stripe {
 /// `(key, value)` of each `,`-separated entry, split at the first `=` with the value
 /// ending at the next `=` (JavaScript's `item.split('=')` keeps `kv[0]` and `kv[1]`);
 /// `None` when the entry has no `=`.
-fn entries(header: &[u8]) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
-    header.split(|&b| b == b',').map(|item| {
-        let mut kv = item.split(|&b| b == b'=');
-        // `split` always yields at least one piece.
-        let key = kv.next().unwrap_or_default();
-        (key, kv.next())
-    })
+fn entries(header: &[u8]) -> Entries<'_> {
+    Entries { rest: Some(header) }
+}
+
+/// Iterator of [`entries`], searching separators with `memchr` (vectorised).
+struct Entries<'h> {
+    /// What follows the last separator; `None` once the last entry was returned.
+    rest: Option<&'h [u8]>,
+}
+
+impl<'h> Iterator for Entries<'h> {
+    type Item = (&'h [u8], Option<&'h [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.rest?;
+        let item = match memchr(b',', rest) {
+            Some(comma) => {
+                self.rest = Some(&rest[comma + 1..]);
+                &rest[..comma]
+            }
+            None => {
+                self.rest = None;
+                rest
+            }
+        };
+        Some(match memchr(b'=', item) {
+            Some(eq) => {
+                let value = &item[eq + 1..];
+                let end = memchr(b'=', value).unwrap_or(value.len());
+                (&item[..eq], Some(&value[..end]))
+            }
+            None => (item, None),
+        })
+    }
 }
 
 /// Well-formed `v1` values kept inline while parsing (Stripe sends one, or two
