@@ -472,3 +472,39 @@ fn every_v1_value_is_considered_however_many_there_are() {
         VerifyError::SignatureMismatch { .. }
     ));
 }
+
+#[test]
+fn require_plain_timestamp_refuses_what_parse_int_tolerates() {
+    let strict = Stripe::builder(SECRET)
+        .require_plain_timestamp()
+        .build()
+        .unwrap();
+    let signed = v1(SECRET, &NOW.to_string(), BODY);
+    assert!(verify_value(&strict, &format!("t={NOW},v1={signed}"), BODY, NOW).is_ok());
+    // The last `t` decides, as for the default reading.
+    assert!(verify_value(&strict, &format!("t=x,t={NOW},v1={signed}"), BODY, NOW).is_ok());
+    let nan = v1(SECRET, "NaN", BODY);
+    for value in [
+        format!("t= {NOW},v1={signed}"),
+        format!("t={NOW}abc,v1={signed}"),
+        format!("t=+{NOW},v1={signed}"),
+        format!("t=abc,v1={nan}"),
+        format!("t=,v1={nan}"),
+        format!("t,v1={nan}"),
+        format!("t={NOW},v1={signed},t={NOW}.0"),
+    ] {
+        assert_eq!(
+            err(&strict, &value, BODY, NOW),
+            VerifyError::MalformedHeader {
+                header: "Stripe-Signature",
+                reason: "the `t=` timestamp is not plain decimal digits"
+            },
+            "{value}"
+        );
+        // The default (stripe-node's reading) accepts every one of them.
+        assert!(
+            verify_value(&stripe(), &value, BODY, NOW).is_ok(),
+            "{value}"
+        );
+    }
+}
