@@ -142,12 +142,18 @@ fn entries_may_come_in_any_order_and_unknown_schemes_are_ignored() {
 fn tolerance_boundary_is_inclusive_and_default_300_seconds() {
     let value = stripe_signature(SECRET, BODY, at(NOW));
     assert!(verify_value(&stripe(), &value, BODY, NOW + 300).is_ok());
+    let late = err(&stripe(), &value, BODY, NOW + 301);
     assert_eq!(
-        err(&stripe(), &value, BODY, NOW + 301),
+        late,
         VerifyError::TimestampOutsideTolerance {
             skew_seconds: 301,
             tolerance_seconds: 300
         }
+    );
+    assert!(
+        late.to_string()
+            .contains("signed 301 s before now (tolerance 300 s)"),
+        "{late}"
     );
 
     let ten = Stripe::builder(SECRET)
@@ -202,7 +208,7 @@ fn future_timestamps_pass_by_default_and_fail_with_max_future_skew() {
             tolerance_seconds: 60
         }
     );
-    assert!(e.to_string().contains("61 s after now"), "{e}");
+    assert!(e.to_string().contains("signed 61 s after now"), "{e}");
     // The past side still uses the tolerance.
     assert!(verify_value(&strict, &value, BODY, NOW + 3600 + 300).is_ok());
     assert!(verify_value(&strict, &value, BODY, NOW + 3600 + 301).is_err());
