@@ -5,6 +5,7 @@
 //! busy processes, wall time counts the periods the thread waits for a core, which
 //! swamps differences of a few percent; CPU time counts only the work done. On an
 //! idle machine both clocks agree for these single-threaded, compute-bound loops.
+//! Outside Unix the variable is ignored and wall time is used.
 #![allow(unsafe_code)] // one libc call, see `thread_cpu_nanos`
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
@@ -12,7 +13,7 @@ use criterion::{Criterion, Throughput};
 
 /// The criterion configuration every bench uses.
 pub fn criterion() -> Criterion<Clock> {
-    let cpu = std::env::var("HOOKGATE_BENCH_CLOCK").is_ok_and(|v| v == "cpu");
+    let cpu = cfg!(unix) && std::env::var("HOOKGATE_BENCH_CLOCK").is_ok_and(|v| v == "cpu");
     Criterion::default().with_measurement(if cpu { Clock::ThreadCpu } else { Clock::Wall })
 }
 
@@ -26,6 +27,7 @@ pub enum Clock {
 }
 
 /// Nanoseconds of CPU time the calling thread has used.
+#[cfg(unix)]
 fn thread_cpu_nanos() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -36,6 +38,12 @@ fn thread_cpu_nanos() -> u64 {
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID is unavailable");
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Never called: [`criterion`] picks wall time outside Unix.
+#[cfg(not(unix))]
+fn thread_cpu_nanos() -> u64 {
+    unreachable!("the thread CPU clock is only selected on Unix")
 }
 
 /// A reading of either clock, in nanoseconds.
