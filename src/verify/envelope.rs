@@ -109,6 +109,47 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
     }
 }
 
+/// The value of the first top-level `action` key of a JSON object, reading the body
+/// only up to that key's value.
+///
+/// GitHub puts `action` first, so this avoids scanning a payload of up to 25 MB to
+/// name the event. `None` when the body is not a JSON object, has no top-level
+/// `action`, or is malformed before reaching it. Unlike [`Envelope::parse`], a
+/// repeated `action` key keeps its *first* value and bytes after it are not
+/// checked: the body is GitHub's own (the MAC was verified), and handlers that
+/// parse it still see any error.
+pub(crate) fn first_action(body: &[u8]) -> Option<Scalar<'_>> {
+    let mut found = None;
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    // Reaching `action` ends the parse with a deliberate error; every other error
+    // simply means there is no usable action, so the result itself is not needed.
+    let _stopped = deserializer.deserialize_any(FirstActionVisitor { found: &mut found });
+    found
+}
+
+struct FirstActionVisitor<'o, 'de> {
+    found: &'o mut Option<Scalar<'de>>,
+}
+
+impl<'de> Visitor<'de> for FirstActionVisitor<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while let Some(key) = map.next_key::<Key>()? {
+            if matches!(key, Key::Action) {
+                *self.found = Some(map.next_value::<Scalar<'de>>()?);
+                return Err(de::Error::custom("stopped at the first top-level `action`"));
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(())
+    }
+}
+
 enum Key {
     Id,
     Type,
@@ -218,6 +259,34 @@ mod tests {
         assert_eq!(env.action, Some(Scalar::Other));
         let env = Envelope::parse(br#"{"id":"a\nb"}"#).unwrap();
         assert!(matches!(env.id, Some(Scalar::Str(Cow::Owned(ref s))) if s == "a\nb"));
+    }
+
+    #[test]
+    fn first_action_stops_at_the_first_top_level_action() {
+        let action = |body: &[u8]| first_action(body).and_then(|s| s.as_str().map(str::to_owned));
+        assert_eq!(
+            action(br#"{"action":"opened","issue":{"action":"x"}}"#).as_deref(),
+            Some("opened")
+        );
+        assert_eq!(
+            action(br#"{"issue":{"action":"nested"},"action":"closed"}"#).as_deref(),
+            Some("closed")
+        );
+        assert!(matches!(
+            first_action(br#"{"action":"a","rest":"#),
+            Some(Scalar::Str(Cow::Borrowed("a")))
+        ));
+        assert_eq!(
+            action(br#"{"action":"first","action":"second"}"#).as_deref(),
+            Some("first")
+        );
+        assert_eq!(first_action(br#"{"action":3}"#), Some(Scalar::Int(3)));
+        assert_eq!(first_action(br#"{"action":[1]}"#), Some(Scalar::Other));
+        assert_eq!(first_action(br#"{"ref":"main"}"#), None);
+        assert_eq!(first_action(br#"{"ref": ,"action":"x"}"#), None);
+        assert_eq!(first_action(b"payload=%7B%22action%22%7D"), None);
+        assert_eq!(first_action(br#"["action","x"]"#), None);
+        assert_eq!(first_action(b""), None);
     }
 
     #[test]

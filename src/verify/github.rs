@@ -8,7 +8,7 @@
 use time::OffsetDateTime;
 
 use super::encoding::decode_lower_hex;
-use super::envelope::{Envelope, Scalar};
+use super::envelope::{first_action, Scalar};
 use super::{check_secrets, optional_header, required_header, signature_header, verify_body_tag};
 use super::{ConfigError, IdentifyError, Identity, Verified, Verifier, VerifyError};
 use crate::headers::Headers;
@@ -117,10 +117,11 @@ impl Verifier for GitHub {
         let event = required_header(headers, EVENT)?;
         // The action refines the kind when the body is a JSON object with a string
         // `action`; form-encoded or non-object payloads keep the bare event name.
-        let action = Envelope::parse(body).ok().and_then(|e| match e.action {
+        // Only the body up to that key is read (GitHub sends `action` first).
+        let action = match first_action(body) {
             Some(Scalar::Str(action)) if !action.is_empty() => Some(action),
             _ => None,
-        });
+        };
         let kind = match action {
             Some(action) => format!("{event}.{action}"),
             None => event.to_owned(),
