@@ -12,6 +12,26 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+// Each store uses part of the shared helpers; all of them are used with every store on.
+#[cfg_attr(
+    not(all(feature = "sqlite", feature = "postgres", feature = "redis")),
+    allow(dead_code)
+)]
+mod durable;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;
+
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+pub use durable::StoreConfigError;
+
 /// A 128-bit fingerprint of a delivery's body (xxh3-128).
 ///
 /// Authenticity is already proven by the MAC; the fingerprint only tells whether
