@@ -1,0 +1,199 @@
+//! What happened to a delivery, and what to answer.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::handler::HandlerError;
+use crate::store::StoreError;
+use crate::verify::{IdentifyError, VerifyError};
+
+/// The result of handling one delivery: plain data your HTTP layer turns into a
+/// response with [`Outcome::status`] and [`Outcome::body`].
+///
+/// Only a 2xx status tells the provider the delivery is done; every other status
+/// makes it retry (where it retries at all).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// The HTTP status to answer with.
+    pub status: u16,
+    /// What happened, one variant per row of the status table.
+    pub kind: OutcomeKind,
+    /// The provider, once detected.
+    pub provider: Option<Arc<str>>,
+    /// The event's deduplication id, once identified.
+    pub event_id: Option<String>,
+    /// The event's kind, once identified.
+    pub event_kind: Option<String>,
+}
+
+/// What happened to a delivery. Each variant is one row of the status table in
+/// the crate documentation, with the status it answers.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum OutcomeKind {
+    /// 413: the body is larger than the provider's limit; nothing was parsed.
+    TooLarge {
+        /// The body's size in bytes.
+        size: usize,
+        /// The limit that applied.
+        limit: usize,
+    },
+    /// 400 (not a well-formed signed delivery, unknown provider) or 401 (bad
+    /// signature, timestamp outside tolerance); see [`VerifyError::status`]. The
+    /// reason is for your logs; the response body does not reveal it.
+    Rejected(VerifyError),
+    /// 400: the delivery is authentic but its payload cannot be identified (bad
+    /// JSON, no id).
+    Unusable(IdentifyError),
+    /// 200: this event's critical work already succeeded; no handler ran.
+    Duplicate,
+    /// 422: this event id was first seen with a different body; no handler ran.
+    FingerprintMismatch,
+    /// 409: another attempt at this event holds the lease; the provider retries later.
+    InFlight {
+        /// When the other attempt's lease expires.
+        until: SystemTime,
+    },
+    /// 200: no handler is registered for this kind.
+    Ignored,
+    /// 200: every critical handler succeeded and the event is recorded as done;
+    /// best-effort work starts now.
+    Processed {
+        /// How many best-effort handlers were started.
+        best_effort: usize,
+    },
+    /// 500: a critical handler failed in a way a retry may fix; the key was
+    /// released so the provider's retry runs the work again.
+    CriticalFailed {
+        /// The handler that failed (or was running when the deadline passed).
+        handler: Arc<str>,
+        /// How it failed.
+        failure: CriticalFailure,
+    },
+    /// A critical handler failed permanently. With
+    /// [`PermanentFailurePolicy::DeadLetter`](crate::PermanentFailurePolicy::DeadLetter)
+    /// (the default) the event went to the dead letter, is recorded as done and the
+    /// answer is 200; with [`PermanentFailurePolicy::Retry`](crate::PermanentFailurePolicy::Retry),
+    /// or when the dead letter refused it, the key is released and the answer is 500.
+    PermanentFailure {
+        /// The handler that failed.
+        handler: Arc<str>,
+        /// Its error.
+        error: Arc<HandlerError>,
+        /// Whether the event is in the dead letter and recorded as done.
+        dead_lettered: bool,
+    },
+    /// 503: the idempotency store failed; nothing is recorded as done.
+    StoreUnavailable(Arc<StoreError>),
+    /// 503: the pipeline is shutting down and takes no new deliveries.
+    ShuttingDown,
+}
+
+/// How a critical handler failed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum CriticalFailure {
+    /// It returned [`HandlerError::Transient`].
+    Transient(Arc<HandlerError>),
+    /// The critical handlers did not finish within the provider's deadline and were
+    /// cancelled.
+    Timeout(Duration),
+    /// It panicked; the panic was caught.
+    Panic(String),
+    /// Every handler succeeded, but the attempt's lease had expired and a newer
+    /// attempt holds the key (the store refused the stale fencing token). The newer
+    /// attempt settles the key; this one must not answer 2xx.
+    LeaseLost(Arc<StoreError>),
+}
+
+impl OutcomeKind {
+    /// The HTTP status of this outcome.
+    pub fn status(&self) -> u16 {
+        match self {
+            OutcomeKind::TooLarge { .. } => 413,
+            OutcomeKind::Rejected(err) => err.status(),
+            OutcomeKind::Unusable(err) => err.status(),
+            OutcomeKind::Duplicate | OutcomeKind::Ignored | OutcomeKind::Processed { .. } => 200,
+            OutcomeKind::FingerprintMismatch => 422,
+            OutcomeKind::InFlight { .. } => 409,
+            OutcomeKind::CriticalFailed { .. } => 500,
+            OutcomeKind::PermanentFailure { dead_lettered, .. } => {
+                if *dead_lettered {
+                    200
+                } else {
+                    500
+                }
+            }
+            OutcomeKind::StoreUnavailable(_) | OutcomeKind::ShuttingDown => 503,
+        }
+    }
+
+    /// A stable short name of the variant (`"processed"`, `"duplicate"`, …), for
+    /// logs and metrics labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OutcomeKind::TooLarge { .. } => "too_large",
+            OutcomeKind::Rejected(err) if err.status() == 401 => "unauthorized",
+            OutcomeKind::Rejected(_) => "bad_request",
+            OutcomeKind::Unusable(_) => "unusable",
+            OutcomeKind::Duplicate => "duplicate",
+            OutcomeKind::FingerprintMismatch => "fingerprint_mismatch",
+            OutcomeKind::InFlight { .. } => "in_flight",
+            OutcomeKind::Ignored => "ignored",
+            OutcomeKind::Processed { .. } => "processed",
+            OutcomeKind::CriticalFailed { .. } => "critical_failed",
+            OutcomeKind::PermanentFailure { .. } => "permanent_failure",
+            OutcomeKind::StoreUnavailable(_) => "store_unavailable",
+            OutcomeKind::ShuttingDown => "shutting_down",
+        }
+    }
+
+    /// A short response body that is safe to send back: it names the situation,
+    /// never the internal reason (no signature detail, handler error or store error).
+    pub fn body(&self) -> &'static str {
+        match self {
+            OutcomeKind::TooLarge { .. } => "payload too large",
+            OutcomeKind::Rejected(err) if err.status() == 401 => "invalid signature",
+            OutcomeKind::Rejected(_) => "not a signed webhook delivery",
+            OutcomeKind::Unusable(_) => "unusable payload",
+            OutcomeKind::Duplicate => "duplicate: already processed",
+            OutcomeKind::FingerprintMismatch => "event id already used with a different body",
+            OutcomeKind::InFlight { .. } => "already being processed: retry later",
+            OutcomeKind::Ignored => "ignored: no handler for this event",
+            OutcomeKind::Processed { .. } => "ok",
+            OutcomeKind::CriticalFailed { .. } => "processing failed: retry later",
+            OutcomeKind::PermanentFailure {
+                dead_lettered: true,
+                ..
+            } => "accepted",
+            OutcomeKind::PermanentFailure { .. } => "processing failed",
+            OutcomeKind::StoreUnavailable(_) | OutcomeKind::ShuttingDown => {
+                "temporarily unavailable: retry later"
+            }
+        }
+    }
+}
+
+impl Outcome {
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // used by the pipeline
+    pub(crate) fn new(kind: OutcomeKind) -> Self {
+        Self {
+            status: kind.status(),
+            kind,
+            provider: None,
+            event_id: None,
+            event_kind: None,
+        }
+    }
+
+    /// A short response body that is safe to send back; see [`OutcomeKind::body`].
+    pub fn body(&self) -> &'static str {
+        self.kind.body()
+    }
+
+    /// Whether the status is 2xx: the provider considers the delivery done.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
