@@ -39,6 +39,10 @@ pub enum VerifyError {
         /// A configured secret starts or ends with whitespace, a likely cause.
         secret_has_whitespace: bool,
     },
+    /// The body is empty where the provider's SDK refuses an empty payload
+    /// (GitHub, Shopify); providers never sign an empty delivery.
+    #[error("the request body is empty: the provider never sends an empty delivery; is your HTTP layer consuming the body before hookgate sees it?")]
+    EmptyBody,
     /// The signed timestamp is too far from the clock.
     #[error("timestamp outside the tolerance window: signed {skew_seconds} s {} now (tolerance {tolerance_seconds} s); check the server clock or whether this is a replay", if *.skew_seconds >= 0 { "before" } else { "after" })]
     TimestampOutsideTolerance {
@@ -60,7 +64,8 @@ impl VerifyError {
             | VerifyError::MissingHeader(_)
             | VerifyError::RepeatedHeader(_)
             | VerifyError::MalformedHeader { .. }
-            | VerifyError::NoSupportedSignature { .. } => 400,
+            | VerifyError::NoSupportedSignature { .. }
+            | VerifyError::EmptyBody => 400,
             VerifyError::SignatureMismatch { .. }
             | VerifyError::TimestampOutsideTolerance { .. } => 401,
         }
@@ -88,6 +93,23 @@ pub enum IdentifyError {
     /// A field the event needs is absent or has the wrong type.
     #[error("the body has no usable `{0}` field")]
     MissingField(&'static str),
+    /// The payload is authentic but of a kind this verifier does not handle (e.g. a
+    /// Stripe thin event notification, which stripe-node's `constructEvent` refuses too).
+    #[error("unsupported payload: {0}")]
+    Unsupported(&'static str),
+}
+
+/// Why a verifier could not be built from its settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A secret of the set is empty, which no provider issues: almost certainly an
+    /// unset environment variable.
+    #[error("secret #{index} of the set is empty: is the environment variable holding it set?")]
+    EmptySecret {
+        /// Index of the empty secret in the set.
+        index: usize,
+    },
 }
 
 impl IdentifyError {

@@ -3,7 +3,7 @@
 //! A [`Verifier`] knows one provider's signature scheme. It checks the MAC over
 //! the exact bytes received (never a re-serialised or re-decoded body), compares
 //! in constant time, enforces the timestamp tolerance where the provider signs a
-//! timestamp, and accepts any secret of its [`SecretSet`](crate::SecretSet) so keys
+//! timestamp, and accepts any secret of its [`SecretSet`] so keys
 //! can be rotated without downtime. [`Verifier::identify`] then names the event
 //! (dedup id, kind) as cheaply as the provider allows.
 
@@ -12,11 +12,22 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::headers::{HeaderError, Headers};
+use crate::headers::{as_text, HeaderError, Headers};
+use crate::secret::SecretSet;
 
+mod encoding;
+mod envelope;
 mod error;
+mod github;
+mod shopify;
+mod stripe;
 
-pub use error::{IdentifyError, VerifyError};
+pub use error::{ConfigError, IdentifyError, VerifyError};
+pub use github::{GitHub, GitHubBuilder};
+pub use shopify::{Shopify, ShopifyBuilder};
+pub use stripe::{Stripe, StripeBuilder};
+
+pub(crate) use encoding::{encode_base64, encode_lower_hex};
 
 /// One provider's signature scheme.
 ///
@@ -177,4 +188,87 @@ impl From<HeaderError> for VerifyError {
             },
         }
     }
+}
+
+/// Picks the verifier whose [`Verifier::detect`] recognises the headers, trying them
+/// in order.
+///
+/// Detection only looks for a provider's signature header; the chosen verifier must
+/// still [`verify`](Verifier::verify) the delivery.
+///
+/// ```
+/// use hookgate::{verify::detect_provider, GitHub, Headers, Stripe, Verifier, VerifyError};
+/// let verifiers: Vec<Box<dyn Verifier>> = vec![
+///     Box::new(Stripe::builder("whsec_a").build()?),
+///     Box::new(GitHub::builder("gh").build()?),
+/// ];
+/// let headers = Headers::from_pairs([("X-Hub-Signature-256", "sha256=00")]);
+/// assert_eq!(detect_provider(&verifiers, &headers)?.provider(), "github");
+/// assert_eq!(
+///     detect_provider(&verifiers, &Headers::new()).unwrap_err(),
+///     VerifyError::UnknownProvider
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn detect_provider<'v, V: Verifier>(
+    verifiers: &'v [V],
+    headers: &Headers,
+) -> Result<&'v V, VerifyError> {
+    verifiers
+        .iter()
+        .find(|v| v.detect(headers))
+        .ok_or(VerifyError::UnknownProvider)
+}
+
+/// Refuses a secret set holding an empty secret.
+pub(crate) fn check_secrets(secrets: &SecretSet) -> Result<(), ConfigError> {
+    match secrets.iter().position(|s| s.is_empty()) {
+        Some(index) => Err(ConfigError::EmptySecret { index }),
+        None => Ok(()),
+    }
+}
+
+/// The single raw value of a signature header; a repeated header is an error.
+pub(crate) fn signature_header<'h>(
+    headers: &'h Headers,
+    name: &'static str,
+) -> Result<Option<&'h [u8]>, VerifyError> {
+    Ok(headers.get_bytes(name)?)
+}
+
+/// The mismatch error, with the whitespace hint when a secret suggests it.
+pub(crate) fn mismatch(secrets: &SecretSet) -> VerifyError {
+    VerifyError::SignatureMismatch {
+        secret_has_whitespace: secrets.any_surrounding_whitespace(),
+    }
+}
+
+/// A header an identity needs: present once, non-empty, printable text.
+pub(crate) fn required_header<'h>(
+    headers: &'h Headers,
+    name: &'static str,
+) -> Result<&'h str, IdentifyError> {
+    match headers.get(name) {
+        Ok(Some(value)) if !value.is_empty() => Ok(value),
+        Ok(_) => Err(IdentifyError::MissingHeader(name)),
+        Err(HeaderError::Repeated(_)) => Err(IdentifyError::MalformedHeader {
+            header: name,
+            reason: "it was sent more than once",
+        }),
+        Err(_) => Err(IdentifyError::MalformedHeader {
+            header: name,
+            reason: "the value is not printable text",
+        }),
+    }
+}
+
+/// An informational header: its value when sent exactly once as non-empty printable
+/// text, otherwise nothing (metadata never makes a delivery fail).
+pub(crate) fn optional_header<'h>(headers: &'h Headers, name: &'static str) -> Option<&'h str> {
+    let mut values = headers.get_all(name);
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    as_text(first).filter(|v| !v.is_empty())
 }

@@ -1,0 +1,157 @@
+//! Sign deliveries like the providers do, to test your own handlers.
+//!
+//! Each helper returns header `(name, value)` pairs that the matching verifier
+//! accepts for exactly that body and secret (the equivalent of stripe-node's
+//! `generateTestHeaderString`). Feed them to [`Headers::from_pairs`](crate::Headers::from_pairs)
+//! or to your HTTP test client.
+//!
+//! ```
+//! use hookgate::{testing, Headers, Stripe, Verifier};
+//! use time::OffsetDateTime;
+//!
+//! let now = OffsetDateTime::now_utc();
+//! let body = br#"{"id":"evt_test","type":"customer.created"}"#;
+//! let headers = Headers::from_pairs(testing::stripe_headers("whsec_test", body, now));
+//! let stripe = Stripe::builder("whsec_test").build()?;
+//! assert!(stripe.verify(body, &headers, now).is_ok());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use time::OffsetDateTime;
+
+use crate::secret::SecretSet;
+use crate::verify::{encode_base64, encode_lower_hex};
+
+/// Shop domain [`shopify_headers`] puts in `X-Shopify-Shop-Domain`.
+pub const SHOPIFY_TEST_SHOP: &str = "hookgate-test.myshopify.com";
+
+/// API version [`shopify_headers`] puts in `X-Shopify-API-Version`.
+pub const SHOPIFY_TEST_API_VERSION: &str = "2025-07";
+
+fn hmac(secret: &[u8], parts: &[&[u8]]) -> [u8; crate::secret::TAG_LEN] {
+    let set = SecretSet::new(secret);
+    // A fresh one-secret set always has index 0.
+    set.tag(0, parts).unwrap_or_default()
+}
+
+/// The `Stripe-Signature` value for `body` signed with `secret` at `at` (whole
+/// seconds): `t=<unix>,v1=<hex>`.
+///
+/// ```
+/// let value = hookgate::testing::stripe_signature("whsec_test", b"{}", time::OffsetDateTime::UNIX_EPOCH);
+/// assert!(value.starts_with("t=0,v1="));
+/// assert_eq!(value.len(), "t=0,v1=".len() + 64);
+/// ```
+pub fn stripe_signature(secret: impl AsRef<[u8]>, body: &[u8], at: OffsetDateTime) -> String {
+    let t = at.unix_timestamp().to_string();
+    let tag = hmac(secret.as_ref(), &[t.as_bytes(), b".", body]);
+    format!("t={t},v1={}", encode_lower_hex(&tag))
+}
+
+/// Headers of a Stripe delivery of `body` signed with `secret` at `at`: only
+/// `Stripe-Signature` (Stripe's identity is in the body).
+///
+/// ```
+/// use hookgate::testing::stripe_headers;
+/// let headers = stripe_headers("whsec_test", b"{}", time::OffsetDateTime::UNIX_EPOCH);
+/// assert_eq!(headers[0].0, "Stripe-Signature");
+/// ```
+pub fn stripe_headers(
+    secret: impl AsRef<[u8]>,
+    body: &[u8],
+    at: OffsetDateTime,
+) -> Vec<(String, String)> {
+    vec![(
+        "Stripe-Signature".to_owned(),
+        stripe_signature(secret, body, at),
+    )]
+}
+
+/// The `X-Hub-Signature-256` value for `body` signed with `secret`: `sha256=<hex>`.
+///
+/// ```
+/// // The example of GitHub's documentation.
+/// assert_eq!(
+///     hookgate::testing::github_signature("It's a Secret to Everybody", b"Hello, World!"),
+///     "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+/// );
+/// ```
+pub fn github_signature(secret: impl AsRef<[u8]>, body: &[u8]) -> String {
+    format!(
+        "sha256={}",
+        encode_lower_hex(&hmac(secret.as_ref(), &[body]))
+    )
+}
+
+/// Headers of a GitHub delivery: `X-Hub-Signature-256`, `X-GitHub-Event` and
+/// `X-GitHub-Delivery`.
+///
+/// ```
+/// use hookgate::{testing::github_headers, GitHub, Headers, Verifier};
+/// let headers = Headers::from_pairs(github_headers("s", b"{}", "ping", "d-1"));
+/// let identity = GitHub::builder("s").build()?.identify(b"{}", &headers)?;
+/// assert_eq!((identity.id.as_str(), identity.kind.as_str()), ("d-1", "ping"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn github_headers(
+    secret: impl AsRef<[u8]>,
+    body: &[u8],
+    event: &str,
+    delivery_id: &str,
+) -> Vec<(String, String)> {
+    vec![
+        (
+            "X-Hub-Signature-256".to_owned(),
+            github_signature(secret, body),
+        ),
+        ("X-GitHub-Event".to_owned(), event.to_owned()),
+        ("X-GitHub-Delivery".to_owned(), delivery_id.to_owned()),
+    ]
+}
+
+/// The `X-Shopify-Hmac-Sha256` value for `body` signed with `secret`: padded
+/// standard base64.
+///
+/// ```
+/// let value = hookgate::testing::shopify_hmac("shpss_secret", b"{}");
+/// assert_eq!(value.len(), 44);
+/// assert!(value.ends_with('='));
+/// ```
+pub fn shopify_hmac(secret: impl AsRef<[u8]>, body: &[u8]) -> String {
+    encode_base64(&hmac(secret.as_ref(), &[body]))
+}
+
+/// Headers of a Shopify delivery: `X-Shopify-Hmac-Sha256`, `X-Shopify-Topic`,
+/// `X-Shopify-Webhook-Id`, plus the shop domain ([`SHOPIFY_TEST_SHOP`]) and API
+/// version ([`SHOPIFY_TEST_API_VERSION`]) headers Shopify always sends.
+///
+/// ```
+/// use hookgate::{testing::shopify_headers, Headers, Shopify, Verifier};
+/// let headers = Headers::from_pairs(shopify_headers("s", b"{}", "orders/paid", "w-1"));
+/// let identity = Shopify::builder("s").build()?.identify(b"{}", &headers)?;
+/// assert_eq!((identity.id.as_str(), identity.kind.as_str()), ("w-1", "orders/paid"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn shopify_headers(
+    secret: impl AsRef<[u8]>,
+    body: &[u8],
+    topic: &str,
+    webhook_id: &str,
+) -> Vec<(String, String)> {
+    vec![
+        (
+            "X-Shopify-Hmac-Sha256".to_owned(),
+            shopify_hmac(secret, body),
+        ),
+        ("X-Shopify-Topic".to_owned(), topic.to_owned()),
+        ("X-Shopify-Webhook-Id".to_owned(), webhook_id.to_owned()),
+        (
+            "X-Shopify-Shop-Domain".to_owned(),
+            SHOPIFY_TEST_SHOP.to_owned(),
+        ),
+        (
+            "X-Shopify-API-Version".to_owned(),
+            SHOPIFY_TEST_API_VERSION.to_owned(),
+        ),
+    ]
+}

@@ -1,0 +1,107 @@
+//! Decoding signatures from header text into stack arrays, exactly as strictly as
+//! the providers' SDKs compare them.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
+use crate::secret::TAG_LEN;
+
+/// Length of a hex-encoded HMAC-SHA256 tag.
+pub(crate) const HEX_LEN: usize = TAG_LEN * 2;
+
+/// Length of a padded standard-base64 HMAC-SHA256 tag (`43` characters and one `=`).
+pub(crate) const BASE64_LEN: usize = 44;
+
+/// Decodes exactly 64 lowercase hex digits into a tag.
+///
+/// Uppercase digits are refused on purpose: stripe-node and octokit compare the
+/// header text with their own lowercase hex digest, so an uppercase signature never
+/// matches there either.
+pub(crate) fn decode_lower_hex(text: &[u8]) -> Option<[u8; TAG_LEN]> {
+    if text.len() != HEX_LEN {
+        return None;
+    }
+    let mut tag = [0u8; TAG_LEN];
+    for (byte, pair) in tag.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = (lower_hex_digit(pair[0])? << 4) | lower_hex_digit(pair[1])?;
+    }
+    Some(tag)
+}
+
+fn lower_hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes the canonical padded standard-base64 form of a tag (44 characters).
+///
+/// Anything else (unpadded, URL-safe alphabet, non-zero trailing bits, whitespace)
+/// is refused: Shopify's library compares the header text with its own canonical
+/// base64 digest, so none of those forms could match there either.
+pub(crate) fn decode_base64_tag(text: &[u8]) -> Option<[u8; TAG_LEN]> {
+    if text.len() != BASE64_LEN {
+        return None;
+    }
+    // 44 base64 characters may decode to up to 33 bytes before padding is accounted
+    // for, and the engine wants room for that estimate.
+    let mut buf = [0u8; TAG_LEN + 1];
+    let len = STANDARD.decode_slice(text, &mut buf).ok()?;
+    if len != TAG_LEN {
+        return None;
+    }
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&buf[..TAG_LEN]);
+    Some(tag)
+}
+
+/// Lowercase hex of a tag, as the providers send it.
+pub(crate) fn encode_lower_hex(tag: &[u8; TAG_LEN]) -> String {
+    hex::encode(tag)
+}
+
+/// Padded standard base64 of a tag, as Shopify sends it.
+pub(crate) fn encode_base64(tag: &[u8; TAG_LEN]) -> String {
+    STANDARD.encode(tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_lowercase_and_exact_length() {
+        let tag = [0xabu8; TAG_LEN];
+        let text = encode_lower_hex(&tag);
+        assert_eq!(decode_lower_hex(text.as_bytes()), Some(tag));
+        assert_eq!(decode_lower_hex(text.to_uppercase().as_bytes()), None);
+        assert_eq!(decode_lower_hex(&text.as_bytes()[1..]), None);
+        assert_eq!(decode_lower_hex(format!("{text}0").as_bytes()), None);
+        assert_eq!(decode_lower_hex(&[b'g'; HEX_LEN]), None);
+    }
+
+    #[test]
+    fn base64_is_canonical_and_padded() {
+        let tag = [0x5au8; TAG_LEN];
+        let text = encode_base64(&tag);
+        assert_eq!(text.len(), BASE64_LEN);
+        assert_eq!(decode_base64_tag(text.as_bytes()), Some(tag));
+        assert_eq!(
+            decode_base64_tag(text.trim_end_matches('=').as_bytes()),
+            None
+        );
+        // Same bits, non-canonical last character (trailing bits set).
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut noncanonical = text.clone().into_bytes();
+        let value = ALPHABET
+            .iter()
+            .position(|&c| c == noncanonical[42])
+            .unwrap();
+        noncanonical[42] = ALPHABET[value ^ 1];
+        assert_ne!(noncanonical, text.as_bytes());
+        assert_eq!(decode_base64_tag(&noncanonical), None);
+        assert_eq!(decode_base64_tag(&[b'A'; BASE64_LEN]), None);
+    }
+}

@@ -1,0 +1,199 @@
+//! Shopify: `X-Shopify-Hmac-Sha256: <base64>` over the raw body.
+//!
+//! Rules follow `@shopify/shopify-api` (`lib/webhooks/validate.ts`,
+//! `lib/utils/hmac-validator.ts`, `lib/auth/oauth/safe-compare.ts`): the body must
+//! be non-empty, the header must equal the padded standard base64 of the
+//! HMAC-SHA256 of the body, and the delivery needs its topic, shop domain, API
+//! version and webhook id headers. Deliveries of Shopify's newer event webhooks
+//! carry the same headers without the `X-` prefix (`shopify-hmac-sha256`, …); as in
+//! the library, those are used whenever `shopify-hmac-sha256` is present.
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::encoding::decode_base64_tag;
+use super::{check_secrets, mismatch, optional_header, required_header, signature_header};
+use super::{ConfigError, IdentifyError, Identity, Verified, Verifier, VerifyError};
+use crate::headers::Headers;
+use crate::secret::{Secret, SecretSet};
+
+/// The header names of one of Shopify's two delivery families.
+#[derive(Debug, Clone, Copy)]
+struct Names {
+    hmac: &'static str,
+    topic: &'static str,
+    domain: &'static str,
+    api_version: &'static str,
+    webhook_id: &'static str,
+    event_id: &'static str,
+    triggered_at: &'static str,
+    /// Whether the library requires the event id header (event webhooks only).
+    event_id_required: bool,
+}
+
+const WEBHOOKS: Names = Names {
+    hmac: "X-Shopify-Hmac-Sha256",
+    topic: "X-Shopify-Topic",
+    domain: "X-Shopify-Shop-Domain",
+    api_version: "X-Shopify-API-Version",
+    webhook_id: "X-Shopify-Webhook-Id",
+    event_id: "X-Shopify-Event-Id",
+    triggered_at: "X-Shopify-Triggered-At",
+    event_id_required: false,
+};
+
+const EVENTS: Names = Names {
+    hmac: "shopify-hmac-sha256",
+    topic: "shopify-topic",
+    domain: "shopify-shop-domain",
+    api_version: "shopify-api-version",
+    webhook_id: "shopify-webhook-id",
+    event_id: "shopify-event-id",
+    triggered_at: "shopify-triggered-at",
+    event_id_required: true,
+};
+
+/// The header family of a delivery: event webhooks when `shopify-hmac-sha256` is
+/// present and non-empty (the library checks that one first), classic webhooks
+/// otherwise.
+fn names_for(headers: &Headers) -> Names {
+    if headers.get_all(EVENTS.hmac).any(|v| !v.is_empty()) {
+        EVENTS
+    } else {
+        WEBHOOKS
+    }
+}
+
+/// Verifies Shopify webhook deliveries.
+///
+/// Default behaviour is `@shopify/shopify-api`'s `webhooks.validate`: a non-empty
+/// body whose HMAC-SHA256 under one of the secrets, in padded standard base64,
+/// equals the `X-Shopify-Hmac-Sha256` header exactly. Shopify signs no timestamp.
+/// The dedup id is `X-Shopify-Webhook-Id`; `X-Shopify-Event-Id` is shared by every
+/// topic one merchant action triggers, so it is only metadata (`event_id`).
+///
+/// ```
+/// use hookgate::{testing, Headers, Shopify, Verifier};
+/// use time::OffsetDateTime;
+///
+/// let shopify = Shopify::builder("shpss_secret").build()?;
+/// let body = br#"{"id":820982911946154508}"#;
+/// let headers = Headers::from_pairs(testing::shopify_headers(
+///     "shpss_secret", body, "orders/create", "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+/// ));
+/// shopify.verify(body, &headers, OffsetDateTime::now_utc())?;
+/// let identity = shopify.identify(body, &headers)?;
+/// assert_eq!(identity.kind, "orders/create");
+/// assert_eq!(identity.metadata("shop_domain"), Some(testing::SHOPIFY_TEST_SHOP));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Shopify {
+    secrets: SecretSet,
+}
+
+/// Settings of a [`Shopify`] verifier.
+#[derive(Debug, Clone)]
+#[must_use = "call `.build()` to get the verifier"]
+pub struct ShopifyBuilder {
+    secrets: SecretSet,
+}
+
+impl Shopify {
+    /// The header Shopify signs classic webhooks with (matched case-insensitively).
+    pub const SIGNATURE_HEADER: &'static str = WEBHOOKS.hmac;
+
+    /// Starts a builder accepting the given secret (the app's client secret), or set
+    /// of secrets.
+    pub fn builder(secrets: impl Into<SecretSet>) -> ShopifyBuilder {
+        ShopifyBuilder {
+            secrets: secrets.into(),
+        }
+    }
+
+    /// The secrets this verifier accepts.
+    pub fn secrets(&self) -> &SecretSet {
+        &self.secrets
+    }
+}
+
+impl ShopifyBuilder {
+    /// Also accepts this secret (keep the old one while you rotate the app's secret).
+    pub fn secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.secrets.push(secret.into());
+        self
+    }
+
+    /// Builds the verifier.
+    ///
+    /// # Errors
+    /// [`ConfigError::EmptySecret`] when a secret of the set is empty.
+    pub fn build(self) -> Result<Shopify, ConfigError> {
+        check_secrets(&self.secrets)?;
+        Ok(Shopify {
+            secrets: self.secrets,
+        })
+    }
+}
+
+impl Verifier for Shopify {
+    fn provider(&self) -> &str {
+        "shopify"
+    }
+
+    fn detect(&self, headers: &Headers) -> bool {
+        headers.contains(WEBHOOKS.hmac) || headers.contains(EVENTS.hmac)
+    }
+
+    fn verify(
+        &self,
+        body: &[u8],
+        headers: &Headers,
+        _now: OffsetDateTime,
+    ) -> Result<Verified, VerifyError> {
+        let names = names_for(headers);
+        if body.is_empty() {
+            return Err(VerifyError::EmptyBody);
+        }
+        let value = signature_header(headers, names.hmac)?
+            .filter(|v| !v.is_empty())
+            .ok_or(VerifyError::MissingHeader(names.hmac))?;
+        let candidate = decode_base64_tag(value).ok_or(VerifyError::MalformedHeader {
+            header: names.hmac,
+            reason: "expected the 44-character padded standard base64 of an HMAC-SHA256",
+        })?;
+        let index = self
+            .secrets
+            .matching(&[body], &[candidate])
+            .ok_or_else(|| mismatch(&self.secrets))?;
+        Ok(Verified::new(None, index))
+    }
+
+    fn identify(&self, _body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError> {
+        let names = names_for(headers);
+        let topic = required_header(headers, names.topic)?;
+        let domain = required_header(headers, names.domain)?;
+        let api_version = required_header(headers, names.api_version)?;
+        let webhook_id = required_header(headers, names.webhook_id)?;
+        let event_id = if names.event_id_required {
+            Some(required_header(headers, names.event_id)?)
+        } else {
+            optional_header(headers, names.event_id)
+        };
+        let triggered_at = optional_header(headers, names.triggered_at);
+        let mut identity = Identity::new(webhook_id, topic)
+            .occurred_at(triggered_at.and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok()))
+            .with_metadata("shop_domain", domain)
+            .with_metadata("api_version", api_version);
+        if let Some(event_id) = event_id {
+            identity = identity.with_metadata("event_id", event_id);
+        }
+        if let Some(triggered_at) = triggered_at {
+            identity = identity.with_metadata("triggered_at", triggered_at);
+        }
+        if let Some(name) = optional_header(headers, "X-Shopify-Name") {
+            identity = identity.with_metadata("name", name);
+        }
+        Ok(identity)
+    }
+}

@@ -1,0 +1,525 @@
+//! Stripe: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…]` over `{t}.{body}`.
+//!
+//! The header is read exactly as stripe-node's `Webhooks` reads it
+//! (`src/Webhooks.ts`, `parseHeader` and `validateComputedSignature`): entries are
+//! split on `,`, each entry on `=`, keys compared exactly (`t`, `v1`, no trimming,
+//! case-sensitive), the last `t` wins and is read like JavaScript's
+//! `parseInt(value, 10)`, every `v1` is a candidate, other schemes are ignored. The
+//! signed payload starts with the timestamp as JavaScript prints that number.
+
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+use subtle::{Choice, ConstantTimeEq};
+use time::OffsetDateTime;
+
+use super::encoding::decode_lower_hex;
+use super::envelope::{Envelope, Scalar};
+use super::{check_secrets, mismatch, signature_header};
+use super::{ConfigError, IdentifyError, Identity, Verified, Verifier, VerifyError};
+use crate::headers::Headers;
+use crate::secret::{Secret, SecretSet};
+
+/// The header Stripe signs deliveries with.
+const HEADER: &str = "Stripe-Signature";
+
+/// Verifies Stripe webhook deliveries.
+///
+/// Default behaviour is stripe-node's `Webhooks.constructEvent` with its default
+/// tolerance: a delivery passes when any `v1` signature matches any configured
+/// secret and the signed timestamp is at most 300 s old; timestamps in the future
+/// pass (opt into a limit with [`StripeBuilder::max_future_skew`]). See the README's
+/// "Verification rules" for every rule.
+///
+/// ```
+/// use hookgate::{testing, Headers, Stripe, Verifier};
+/// use time::OffsetDateTime;
+///
+/// let stripe = Stripe::builder("whsec_test").build()?;
+/// let body = br#"{"id":"evt_1","type":"invoice.paid","created":1700000000}"#;
+/// let now = OffsetDateTime::from_unix_timestamp(1_700_000_000)?;
+/// let headers = Headers::from_pairs(testing::stripe_headers("whsec_test", body, now));
+/// let verified = stripe.verify(body, &headers, now)?;
+/// assert_eq!(verified.signed_at, Some(now));
+/// assert_eq!(stripe.identify(body, &headers)?.kind, "invoice.paid");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Stripe {
+    secrets: SecretSet,
+    tolerance: Option<Duration>,
+    max_future_skew: Option<Duration>,
+}
+
+/// Settings of a [`Stripe`] verifier.
+#[derive(Debug, Clone)]
+#[must_use = "call `.build()` to get the verifier"]
+pub struct StripeBuilder {
+    secrets: SecretSet,
+    tolerance: Option<Duration>,
+    max_future_skew: Option<Duration>,
+}
+
+impl Stripe {
+    /// The header Stripe signs with (matched case-insensitively).
+    pub const SIGNATURE_HEADER: &'static str = HEADER;
+
+    /// Stripe's default tolerance: a signature may be 300 s old (stripe-node's
+    /// `DEFAULT_TOLERANCE`).
+    pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+    /// Starts a builder accepting the given secret (or set of secrets), e.g. the
+    /// endpoint's `whsec_…` string, used as is.
+    pub fn builder(secrets: impl Into<SecretSet>) -> StripeBuilder {
+        StripeBuilder {
+            secrets: secrets.into(),
+            tolerance: Some(Self::DEFAULT_TOLERANCE),
+            max_future_skew: None,
+        }
+    }
+
+    /// The secrets this verifier accepts.
+    pub fn secrets(&self) -> &SecretSet {
+        &self.secrets
+    }
+}
+
+impl StripeBuilder {
+    /// Also accepts this secret (keep the old one while Stripe rolls a secret).
+    pub fn secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.secrets.push(secret.into());
+        self
+    }
+
+    /// How old a signed timestamp may be. Default: 300 s. A timestamp exactly
+    /// `tolerance` old passes, one second older fails (stripe-node checks
+    /// `age > tolerance`). Sub-second parts are ignored, since timestamps are whole
+    /// seconds. `Duration::ZERO` accepts only timestamps that are not in the past
+    /// (use [`insecure_skip_timestamp_check`](Self::insecure_skip_timestamp_check) to
+    /// disable the check, which stripe-node does with a tolerance of `0`).
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = Some(tolerance);
+        self
+    }
+
+    /// Disables the age check, so a captured delivery can be replayed forever. Only
+    /// for offline processing of stored events.
+    pub fn insecure_skip_timestamp_check(mut self) -> Self {
+        self.tolerance = None;
+        self
+    }
+
+    /// Stricter than Stripe's SDK: also rejects timestamps more than `skew` in the
+    /// future (stripe-node accepts any future timestamp). A timestamp exactly `skew`
+    /// ahead passes. Default: no limit.
+    pub fn max_future_skew(mut self, skew: Duration) -> Self {
+        self.max_future_skew = Some(skew);
+        self
+    }
+
+    /// Builds the verifier.
+    ///
+    /// # Errors
+    /// [`ConfigError::EmptySecret`] when a secret of the set is empty.
+    pub fn build(self) -> Result<Stripe, ConfigError> {
+        check_secrets(&self.secrets)?;
+        Ok(Stripe {
+            secrets: self.secrets,
+            tolerance: self.tolerance,
+            max_future_skew: self.max_future_skew,
+        })
+    }
+}
+
+impl Verifier for Stripe {
+    fn provider(&self) -> &str {
+        "stripe"
+    }
+
+    fn detect(&self, headers: &Headers) -> bool {
+        headers.contains(HEADER)
+    }
+
+    fn verify(
+        &self,
+        body: &[u8],
+        headers: &Headers,
+        now: OffsetDateTime,
+    ) -> Result<Verified, VerifyError> {
+        let header =
+            signature_header(headers, HEADER)?.ok_or(VerifyError::MissingHeader(HEADER))?;
+        let parsed = ParsedHeader::parse(header)?;
+        let secret_index = self
+            .matching_secret(&parsed, header, body)
+            .ok_or_else(|| mismatch(&self.secrets))?;
+        self.check_window(parsed.timestamp.value, now)?;
+        Ok(Verified::new(parsed.timestamp.as_datetime(), secret_index))
+    }
+
+    fn identify(&self, body: &[u8], _headers: &Headers) -> Result<Identity, IdentifyError> {
+        let envelope =
+            Envelope::parse(body).map_err(|e| IdentifyError::InvalidJson(e.to_string()))?;
+        if envelope.object.as_ref().and_then(Scalar::as_str) == Some("v2.core.event") {
+            return Err(IdentifyError::Unsupported(
+                "a Stripe thin event notification (`v2.core.event`), which stripe-node's constructEvent refuses as well",
+            ));
+        }
+        let id = non_empty(envelope.id.as_ref()).ok_or(IdentifyError::MissingField("id"))?;
+        let kind = non_empty(envelope.kind.as_ref()).ok_or(IdentifyError::MissingField("type"))?;
+        let occurred_at = match envelope.created {
+            Some(Scalar::Int(created)) => OffsetDateTime::from_unix_timestamp(created).ok(),
+            _ => None,
+        };
+        Ok(Identity::new(id, kind).occurred_at(occurred_at))
+    }
+}
+
+fn non_empty<'s>(field: Option<&'s Scalar<'_>>) -> Option<&'s str> {
+    field.and_then(Scalar::as_str).filter(|s| !s.is_empty())
+}
+
+impl Stripe {
+    /// Index of the first secret whose MAC over `{t}.{body}` equals any `v1` value.
+    /// The MAC is computed once per secret and compared with every candidate in
+    /// constant time; malformed candidates simply never match.
+    fn matching_secret(
+        &self,
+        parsed: &ParsedHeader<'_>,
+        header: &[u8],
+        body: &[u8],
+    ) -> Option<usize> {
+        let parts: [&[u8]; 3] = [parsed.timestamp.text(), b".", body];
+        (0..self.secrets.len()).find(|&index| {
+            let Some(tag) = self.secrets.tag(index, &parts) else {
+                return false;
+            };
+            let mut found = Choice::from(0);
+            for (key, value) in entries(header) {
+                if key == b"v1" {
+                    if let Some(candidate) = value.and_then(decode_lower_hex) {
+                        found |= tag.ct_eq(&candidate);
+                    }
+                }
+            }
+            bool::from(found)
+        })
+    }
+
+    /// The age check (stripe-node's) and the opt-in future limit, both in
+    /// JavaScript number arithmetic so a non-numeric `t` behaves as in the SDK.
+    fn check_window(&self, timestamp: f64, now: OffsetDateTime) -> Result<(), VerifyError> {
+        // i64 seconds to f64 is exact for every date OffsetDateTime can hold.
+        let age = now.unix_timestamp() as f64 - timestamp;
+        if let Some(tolerance) = self.tolerance {
+            if age > tolerance.as_secs() as f64 {
+                return Err(VerifyError::TimestampOutsideTolerance {
+                    skew_seconds: age as i64,
+                    tolerance_seconds: tolerance.as_secs(),
+                });
+            }
+        }
+        if let Some(skew) = self.max_future_skew {
+            if -age > skew.as_secs() as f64 {
+                return Err(VerifyError::TimestampOutsideTolerance {
+                    skew_seconds: age as i64,
+                    tolerance_seconds: skew.as_secs(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `(key, value)` of each `,`-separated entry, split at the first `=` with the value
+/// ending at the next `=` (JavaScript's `item.split('=')` keeps `kv[0]` and `kv[1]`);
+/// `None` when the entry has no `=`.
+fn entries(header: &[u8]) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+    header.split(|&b| b == b',').map(|item| {
+        let mut kv = item.split(|&b| b == b'=');
+        // `split` always yields at least one piece.
+        let key = kv.next().unwrap_or_default();
+        (key, kv.next())
+    })
+}
+
+/// What the first pass over the header found.
+struct ParsedHeader<'h> {
+    timestamp: Timestamp<'h>,
+}
+
+impl<'h> ParsedHeader<'h> {
+    fn parse(header: &'h [u8]) -> Result<Self, VerifyError> {
+        if header.is_empty() {
+            return Err(VerifyError::MalformedHeader {
+                header: HEADER,
+                reason: "the value is empty",
+            });
+        }
+        let mut timestamp = None;
+        let mut signatures = 0usize;
+        let mut signature_without_value = false;
+        for (key, value) in entries(header) {
+            if key == b"t" {
+                timestamp = Some(Timestamp::parse_int(value));
+            } else if key == b"v1" {
+                signatures += 1;
+                signature_without_value |= value.is_none();
+            }
+        }
+        // stripe-node's "no timestamp" marker is -1, so an explicit `t=-1` is refused too.
+        let timestamp =
+            timestamp
+                .filter(|t| t.value != -1.0)
+                .ok_or(VerifyError::MalformedHeader {
+                    header: HEADER,
+                    reason: "no `t=` timestamp",
+                })?;
+        if signatures == 0 {
+            return Err(VerifyError::NoSupportedSignature {
+                header: HEADER,
+                scheme: "v1",
+            });
+        }
+        if signature_without_value {
+            // stripe-node throws while comparing such an entry, whatever the others hold.
+            return Err(VerifyError::MalformedHeader {
+                header: HEADER,
+                reason: "a `v1` entry has no `=` and no value",
+            });
+        }
+        Ok(Self { timestamp })
+    }
+}
+
+/// The `t` value as JavaScript's `parseInt(value, 10)` reads it, with the text
+/// `${timestamp}` produces for the signed payload.
+#[derive(Debug, Clone, Copy)]
+struct Timestamp<'h> {
+    value: f64,
+    text: TimestampText<'h>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TimestampText<'h> {
+    /// The digits as sent (the common case: no sign, no leading zero, ≤ 15 digits).
+    Raw(&'h [u8]),
+    /// JavaScript's rendering of the number.
+    Rendered(StackText),
+}
+
+/// Longest JavaScript rendering of a number: `-1.7976931348623157e+308` (24 bytes).
+const JS_NUMBER_MAX: usize = 32;
+
+/// Integers of at most this many digits are exact in an `f64`.
+const EXACT_DIGITS: usize = 15;
+
+impl<'h> Timestamp<'h> {
+    fn parse_int(value: Option<&'h [u8]>) -> Self {
+        let Some(value) = value else {
+            return Self::rendered(f64::NAN);
+        };
+        // parseInt skips leading white space; a header string is Latin-1 in Node, so
+        // the only non-ASCII white space it can hold is U+00A0.
+        let start = value
+            .iter()
+            .position(|b| !matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' | 0xa0))
+            .unwrap_or(value.len());
+        let mut rest = &value[start..];
+        let negative = rest.first() == Some(&b'-');
+        if matches!(rest.first(), Some(b'-' | b'+')) {
+            rest = &rest[1..];
+        }
+        let digits_len = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits_len == 0 {
+            return Self::rendered(f64::NAN);
+        }
+        let digits = &rest[..digits_len];
+        let significant = &digits[digits.iter().take_while(|&&b| b == b'0').count()..];
+        let magnitude = if significant.len() <= EXACT_DIGITS {
+            significant
+                .iter()
+                .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0')) as f64
+        } else {
+            // Only ASCII digits: the text is valid UTF-8 and a valid float literal;
+            // Rust rounds it correctly, as JavaScript does.
+            std::str::from_utf8(significant)
+                .ok()
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(f64::INFINITY)
+        };
+        if !negative && !significant.is_empty() && significant.len() <= EXACT_DIGITS {
+            return Self {
+                value: magnitude,
+                text: TimestampText::Raw(significant),
+            };
+        }
+        Self::rendered(if negative { -magnitude } else { magnitude })
+    }
+
+    fn rendered(value: f64) -> Self {
+        Self {
+            value,
+            text: TimestampText::Rendered(StackText::js_number(value)),
+        }
+    }
+
+    fn text(&self) -> &[u8] {
+        match &self.text {
+            TimestampText::Raw(raw) => raw,
+            TimestampText::Rendered(text) => text.as_bytes(),
+        }
+    }
+
+    fn as_datetime(&self) -> Option<OffsetDateTime> {
+        if !self.value.is_finite() || self.value.abs() > 1e15 {
+            return None;
+        }
+        OffsetDateTime::from_unix_timestamp(self.value as i64).ok()
+    }
+}
+
+/// A short text rendered on the stack.
+#[derive(Clone, Copy)]
+struct StackText {
+    buf: [u8; JS_NUMBER_MAX],
+    len: usize,
+}
+
+impl fmt::Debug for StackText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&String::from_utf8_lossy(self.as_bytes()), f)
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl StackText {
+    /// `String(value)` in JavaScript, for the integers (and NaN, ±Infinity) that
+    /// `parseInt` returns.
+    fn js_number(value: f64) -> Self {
+        let mut text = Self {
+            buf: [0; JS_NUMBER_MAX],
+            len: 0,
+        };
+        // Every rendering below is at most 24 bytes, so writing cannot overflow.
+        let _ = if value.is_nan() {
+            text.write_str("NaN")
+        } else if value.is_infinite() {
+            text.write_str(if value > 0.0 { "Infinity" } else { "-Infinity" })
+        } else if value == 0.0 {
+            // Also -0, which JavaScript prints as "0".
+            text.write_str("0")
+        } else if value.abs() < 1e21 {
+            // Both languages print the shortest round-trip digits, zero-padded.
+            write!(text, "{value}")
+        } else {
+            text.write_exponential(value)
+        };
+        text
+    }
+
+    /// JavaScript's `1.2345e+21` form (Rust writes `1.2345e21`).
+    fn write_exponential(&mut self, value: f64) -> fmt::Result {
+        let mut rust = Self {
+            buf: [0; JS_NUMBER_MAX],
+            len: 0,
+        };
+        write!(rust, "{value:e}")?;
+        let rendered = std::str::from_utf8(rust.as_bytes()).map_err(|_| fmt::Error)?;
+        let (mantissa, exponent) = rendered.split_once('e').ok_or(fmt::Error)?;
+        write!(self, "{mantissa}e")?;
+        if !exponent.starts_with('-') {
+            self.write_str("+")?;
+        }
+        self.write_str(exponent)
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_of(value: &str) -> (f64, String) {
+        let t = Timestamp::parse_int(Some(value.as_bytes()));
+        (t.value, String::from_utf8(t.text().to_vec()).unwrap())
+    }
+
+    #[test]
+    fn parse_int_follows_javascript() {
+        assert_eq!(text_of("1700000000"), (1.7e9, "1700000000".into()));
+        assert_eq!(text_of(" \t1700000000abc"), (1.7e9, "1700000000".into()));
+        assert_eq!(text_of("+0017"), (17.0, "17".into()));
+        assert_eq!(text_of("-5"), (-5.0, "-5".into()));
+        assert_eq!(text_of("-0"), (-0.0, "0".into()));
+        assert_eq!(text_of("0"), (0.0, "0".into()));
+        assert_eq!(text_of("0x10"), (0.0, "0".into()));
+        assert_eq!(text_of("12.9"), (12.0, "12".into()));
+        assert_eq!(text_of("1e3"), (1.0, "1".into()));
+        assert_eq!(
+            text_of("\u{a0}7").1,
+            "NaN",
+            "UTF-8 NBSP is two Latin-1 chars"
+        );
+        assert_eq!(
+            Timestamp::parse_int(Some(b"\xa07")).text(),
+            b"7",
+            "a Latin-1 NBSP byte is white space"
+        );
+        assert_eq!(text_of("1152921504606846976").1, "1152921504606847000");
+        assert_eq!(text_of("123456789012345678901").1, "123456789012345680000");
+        assert_eq!(text_of("1000000000000000000000").1, "1e+21");
+        assert_eq!(
+            text_of("-12345678901234567890123").1,
+            "-1.2345678901234568e+22"
+        );
+        assert_eq!(text_of(&"9".repeat(400)).1, "Infinity");
+        assert_eq!(text_of(&format!("-{}", "9".repeat(400))).1, "-Infinity");
+        assert!(text_of("").0.is_nan());
+        assert_eq!(text_of("abc").1, "NaN");
+        assert_eq!(text_of("-").1, "NaN");
+        assert_eq!(Timestamp::parse_int(None).text(), b"NaN");
+    }
+
+    #[test]
+    fn entries_split_like_javascript() {
+        let got: Vec<_> = entries(b"t=1=2,v1,,=x").collect();
+        assert_eq!(
+            got,
+            vec![
+                (&b"t"[..], Some(&b"1"[..])),
+                (&b"v1"[..], None),
+                (&b""[..], None),
+                (&b""[..], Some(&b"x"[..])),
+            ]
+        );
+    }
+
+    #[test]
+    fn datetime_only_for_representable_timestamps() {
+        assert!(Timestamp::parse_int(Some(b"NaN")).as_datetime().is_none());
+        assert!(Timestamp::parse_int(Some(b"1e400")).as_datetime().is_some());
+        assert!(Timestamp::parse_int(Some(&[b'9'; 30]))
+            .as_datetime()
+            .is_none());
+        assert_eq!(
+            Timestamp::parse_int(Some(b"17"))
+                .as_datetime()
+                .map(OffsetDateTime::unix_timestamp),
+            Some(17)
+        );
+    }
+}
