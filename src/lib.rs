@@ -81,7 +81,7 @@ pub use pipeline::{BuildError, PermanentFailurePolicy, Pipeline, PipelineBuilder
 pub use registry::Registry;
 pub use secret::{Secret, SecretSet};
 pub use stats::Stats;
-pub use store::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
+pub use store::{Claim, FencingToken, Fingerprint, IdempotencyStore, MemoryStore, StoreError};
 pub use verify::{
     ConfigError, GitHub, GitHubBuilder, IdentifyError, Identity, Shopify, ShopifyBuilder, Stripe,
     StripeBuilder, Verified, Verifier, VerifyError,

@@ -12,6 +12,13 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod conformance;
+mod memory;
+
+pub use memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreError};
+
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 // Each store uses part of the shared helpers; all of them are used with every store on.
 #[cfg_attr(

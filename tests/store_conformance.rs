@@ -1,0 +1,339 @@
+//! The conformance suite itself: a simple correct store passes it, and every
+//! deliberately broken store fails it at the check that names its flaw.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use hookgate::store::conformance::{self, Check, Problem};
+use hookgate::store::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
+
+/// One way to break the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flaw {
+    None,
+    AlwaysAcquire,
+    UntilIgnoresLease,
+    IgnoreFingerprint,
+    AcceptAnyTokenInFlight,
+    AcceptTokenAfterSettle,
+    RestartTokensOnRelease,
+    LeasesNeverExpire,
+    KeepCompletedForever,
+    PurgeEverything,
+    NonAtomicClaim,
+    NonAtomicSettle,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    InFlight(Instant),
+    Completed(Instant),
+    Released,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    fingerprint: Fingerprint,
+    token: u64,
+    state: State,
+}
+
+/// A deliberately plain store (one mutex, string keys, a global token counter)
+/// built independently of `MemoryStore`, with an optional flaw.
+#[derive(Debug)]
+struct ToyStore {
+    flaw: Flaw,
+    records: Mutex<HashMap<String, Record>>,
+    tokens: Mutex<u64>,
+}
+
+impl ToyStore {
+    fn new(flaw: Flaw) -> Arc<Self> {
+        Arc::new(Self {
+            flaw,
+            records: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(0),
+        })
+    }
+
+    fn next_token(&self, previous: Option<u64>) -> u64 {
+        if self.flaw == Flaw::RestartTokensOnRelease {
+            return previous.map_or(1, |_| 1);
+        }
+        let mut tokens = self.tokens.lock().unwrap();
+        *tokens += 1;
+        *tokens
+    }
+
+    fn decide(
+        &self,
+        record: Option<Record>,
+        fingerprint: Fingerprint,
+    ) -> Result<Claim, Option<u64>> {
+        let now = Instant::now();
+        let Some(record) = record else {
+            return Err(None);
+        };
+        if self.flaw == Flaw::AlwaysAcquire {
+            return Err(Some(record.token));
+        }
+        if let State::Completed(until) = record.state {
+            if until <= now && self.flaw != Flaw::KeepCompletedForever {
+                return Err(None);
+            }
+        }
+        if record.fingerprint != fingerprint && self.flaw != Flaw::IgnoreFingerprint {
+            return Ok(Claim::FingerprintMismatch);
+        }
+        match record.state {
+            State::Completed(_) => Ok(Claim::Completed),
+            State::InFlight(until) if until > now || self.flaw == Flaw::LeasesNeverExpire => {
+                let until = if self.flaw == Flaw::UntilIgnoresLease {
+                    SystemTime::now()
+                } else {
+                    SystemTime::now() + (until - now)
+                };
+                Ok(Claim::InFlight { until })
+            }
+            State::InFlight(_) | State::Released => Err(Some(record.token)),
+        }
+    }
+
+    fn acquire(
+        &self,
+        records: &mut HashMap<String, Record>,
+        key: &str,
+        fingerprint: Fingerprint,
+        lease: Duration,
+        previous: Option<u64>,
+    ) -> Claim {
+        let token = self.next_token(previous);
+        let state = State::InFlight(Instant::now() + lease);
+        records.insert(
+            key.to_owned(),
+            Record {
+                fingerprint,
+                token,
+                state,
+            },
+        );
+        Claim::Acquired(FencingToken(token))
+    }
+
+    async fn settle(&self, key: &str, token: FencingToken, next: State) -> Result<(), StoreError> {
+        let stale = || StoreError::StaleToken {
+            key: key.to_owned(),
+            token,
+        };
+        let current = self.records.lock().unwrap().get(key).copied();
+        let Some(record) = current else {
+            return Err(stale());
+        };
+        let in_flight = matches!(record.state, State::InFlight(_));
+        let token_ok =
+            record.token == token.0 || (self.flaw == Flaw::AcceptAnyTokenInFlight && in_flight);
+        let state_ok = in_flight || self.flaw == Flaw::AcceptTokenAfterSettle;
+        if !(token_ok && state_ok) {
+            return Err(stale());
+        }
+        if self.flaw == Flaw::NonAtomicSettle {
+            tokio::task::yield_now().await;
+        }
+        self.records.lock().unwrap().insert(
+            key.to_owned(),
+            Record {
+                state: next,
+                ..record
+            },
+        );
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for ToyStore {
+    async fn claim(
+        &self,
+        key: &str,
+        fingerprint: Fingerprint,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        if self.flaw == Flaw::NonAtomicClaim {
+            // Decide under one lock, write under another: the race the suite must catch.
+            let current = self.records.lock().unwrap().get(key).copied();
+            let previous = match self.decide(current, fingerprint) {
+                Ok(answer) => return Ok(answer),
+                Err(previous) => previous,
+            };
+            tokio::task::yield_now().await;
+            return Ok(self.acquire(
+                &mut self.records.lock().unwrap(),
+                key,
+                fingerprint,
+                lease,
+                previous,
+            ));
+        }
+        let mut records = self.records.lock().unwrap();
+        match self.decide(records.get(key).copied(), fingerprint) {
+            Ok(answer) => Ok(answer),
+            Err(previous) => Ok(self.acquire(&mut records, key, fingerprint, lease, previous)),
+        }
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: FencingToken,
+        retention: Duration,
+    ) -> Result<(), StoreError> {
+        self.settle(key, token, State::Completed(Instant::now() + retention))
+            .await
+    }
+
+    async fn release(
+        &self,
+        key: &str,
+        token: FencingToken,
+        _reason: &str,
+    ) -> Result<(), StoreError> {
+        self.settle(key, token, State::Released).await
+    }
+
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let mut records = self.records.lock().unwrap();
+        let before = records.len();
+        let now = Instant::now();
+        records.retain(|_, record| match record.state {
+            _ if self.flaw == Flaw::PurgeEverything => false,
+            State::Completed(until) => until > now,
+            _ => true,
+        });
+        Ok((before - records.len()) as u64)
+    }
+}
+
+/// Runs the suite on a store with `flaw`, which must fail; returns the failure.
+async fn failure_of(flaw: Flaw) -> conformance::ConformanceFailure {
+    match conformance::run(&ToyStore::new(flaw)).await {
+        Ok(report) => panic!("a store with flaw {flaw:?} passed the suite:\n{report}"),
+        Err(failure) => {
+            let message = failure.to_string();
+            assert!(message.contains(failure.check().name()), "{message}");
+            failure
+        }
+    }
+}
+
+macro_rules! broken_store_fails {
+    ($($name:ident: $flaw:expr => $check:expr, $problem:pat,)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let failure = failure_of($flaw).await;
+            assert_eq!(failure.check(), $check, "{failure}");
+            assert!(matches!(failure.problem(), $problem), "{failure}");
+        }
+    )*};
+}
+
+broken_store_fails! {
+    always_acquiring_store_fails: Flaw::AlwaysAcquire
+        => Check::ClaimWhileLeased, Problem::UnexpectedClaim { got: Claim::Acquired(_), .. },
+    until_without_lease_fails: Flaw::UntilIgnoresLease
+        => Check::ClaimWhileLeased, Problem::ImplausibleUntil { .. },
+    store_ignoring_fingerprints_fails: Flaw::IgnoreFingerprint
+        => Check::FingerprintMismatch, Problem::UnexpectedClaim { .. },
+    store_accepting_any_token_in_flight_fails: Flaw::AcceptAnyTokenInFlight
+        => Check::ReleaseThenReclaim, Problem::StaleTokenAccepted { .. },
+    store_settling_twice_fails: Flaw::AcceptTokenAfterSettle
+        => Check::CompleteThenClaim, Problem::StaleTokenAccepted { .. },
+    store_restarting_tokens_fails: Flaw::RestartTokensOnRelease
+        => Check::ReleaseThenReclaim, Problem::TokenNotIncreasing { .. },
+    store_with_endless_leases_fails: Flaw::LeasesNeverExpire
+        => Check::ExpiredLeaseReclaimable, Problem::UnexpectedClaim { got: Claim::InFlight { .. }, .. },
+    store_without_retention_fails: Flaw::KeepCompletedForever
+        => Check::Retention, Problem::UnexpectedClaim { .. },
+    store_purging_live_keys_fails: Flaw::PurgeEverything
+        => Check::PurgeExpired, Problem::UnexpectedClaim { .. },
+    store_with_racy_claim_fails: Flaw::NonAtomicClaim
+        => Check::ClaimRace, Problem::RaceWinners { .. },
+    store_with_racy_settle_fails: Flaw::NonAtomicSettle
+        => Check::SettleRace, Problem::SettleWinners { .. },
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_plain_correct_store_passes() {
+    let store = ToyStore::new(Flaw::None);
+    let report = conformance::run(&store)
+        .await
+        .unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(report.checks().len(), Check::ALL.len());
+    assert!(report.multi_thread());
+    assert!(report.purged() >= 1, "the toy store purges: {report}");
+    // Every check is reported, in order, by name.
+    let text = report.to_string();
+    for check in Check::ALL {
+        assert!(text.contains(check.name()), "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_suite_can_run_again_on_the_same_store() {
+    let store = ToyStore::new(Flaw::None);
+    conformance::run(&store)
+        .await
+        .unwrap_or_else(|f| panic!("{f}"));
+    let keys_after_first = store.records.lock().unwrap().len();
+    conformance::run(&store)
+        .await
+        .unwrap_or_else(|f| panic!("{f}"));
+    // The second run used fresh keys: nothing of the first run was reused.
+    assert!(store.records.lock().unwrap().len() > keys_after_first);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn current_thread_runtime_is_reported() {
+    let report = conformance::Suite::new()
+        .race_rounds(2)
+        .run(&ToyStore::new(Flaw::None))
+        .await
+        .unwrap_or_else(|f| panic!("{f}"));
+    assert!(!report.multi_thread());
+    assert!(report.to_string().contains("current-thread"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_settings_are_used() {
+    let store = ToyStore::new(Flaw::None);
+    let report = conformance::Suite::new()
+        .short_lease(Duration::from_millis(50))
+        .short_retention(Duration::from_millis(50))
+        .margin(Duration::from_millis(50))
+        .race_tasks(4)
+        .race_rounds(2)
+        .key_prefix("custom-prefix")
+        .run(&store)
+        .await
+        .unwrap_or_else(|f| panic!("{f}"));
+    let records = store.records.lock().unwrap();
+    assert!(records.keys().all(|key| key.starts_with("custom-prefix:")));
+    // Each of the 4 waits lasts 100 ms instead of 500 ms.
+    assert!(report.elapsed() < Duration::from_millis(1500), "{report}");
+    // 2 rounds of each race: claim_race and settle_race keys.
+    assert_eq!(
+        records
+            .keys()
+            .filter(|key| key.contains(":claim_race:"))
+            .count(),
+        2
+    );
+    assert_eq!(
+        records
+            .keys()
+            .filter(|key| key.contains(":settle_race:"))
+            .count(),
+        2
+    );
+}
