@@ -80,7 +80,9 @@ async fn cut_connections_answer_503_and_recover() {
     let proxy = Proxy::start(common::url_addr(&common::postgres_url()).await).await;
     let url = common::url_with_addr(&common::postgres_url(), proxy.addr());
     let store = store_on(&url, &common::unique("cut"));
-    scenarios::cut_connections_recover(Arc::new(store.clone()), &proxy).await;
+    let (unavailable, repeated) =
+        scenarios::cut_connections_recover(Arc::new(store.clone()), &proxy).await;
+    println!("postgres cut: {unavailable} answers 503, {repeated} events ran twice");
     drop_table(&store).await;
 }
 
