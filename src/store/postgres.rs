@@ -5,7 +5,9 @@
 //! and re-checks the condition against its newest version, so of concurrent
 //! claims from any number of instances exactly one acquires. Leases and
 //! retention are measured with the server's `now()`, so instances whose clocks
-//! disagree still agree on when a lease ends.
+//! disagree still agree on when a lease ends. A claim of a key that cannot be
+//! taken (a duplicate of a completed or in-flight event) only reads: it writes
+//! no row and waits for no commit.
 
 use std::fmt;
 use std::time::Duration;
@@ -88,29 +90,36 @@ impl Statements {
                  );
                  CREATE INDEX IF NOT EXISTS {index} ON {table} (expires_at) WHERE state = 'completed';"
             ),
-            // The row comes back from the INSERT when the claim acquired; else the
-            // second branch reads the key as of the statement's snapshot, to tell
-            // in-flight, completed and mismatched keys apart.
+            // `current` reads the key as of the statement's snapshot. A key the
+            // snapshot shows as not takeable (completed, leased, other body) is
+            // answered from it without writing or locking anything, so
+            // duplicates cost no commit. Otherwise the INSERT runs, and ON
+            // CONFLICT re-checks the rule on the newest row version under its
+            // lock: the row comes back only if this claim took the key.
             claim: format!(
-                "WITH claimed AS (
+                "WITH current AS (
+                    SELECT state, token, fingerprint, expires_at FROM {table} WHERE event_key = $1
+                 ),
+                 claimed AS (
                     INSERT INTO {table} AS cur
                         (event_key, fingerprint, state, token, expires_at, reason, updated_at)
-                    VALUES ($1, $2, 'leased', 1, now() + $3::bigint * interval '1 millisecond', NULL, now())
+                    SELECT $1::text, $2::bytea, 'leased', 1,
+                           now() + $3::bigint * interval '1 millisecond', NULL, now()
+                     WHERE NOT EXISTS (SELECT 1 FROM current WHERE NOT ({current_takeable}))
                     ON CONFLICT (event_key) DO UPDATE
                        SET fingerprint = EXCLUDED.fingerprint, state = 'leased', token = cur.token + 1,
                            expires_at = EXCLUDED.expires_at, reason = NULL, updated_at = now()
-                     WHERE (cur.state = 'completed' AND cur.expires_at <= now())
-                        OR (cur.fingerprint = EXCLUDED.fingerprint
-                            AND (cur.state = 'released'
-                                 OR (cur.state = 'leased' AND cur.expires_at <= now())))
+                     WHERE {cur_takeable}
                     RETURNING cur.token
                  )
                  SELECT true, 'leased'::text, token, NULL::bytea, 0::bigint, false FROM claimed
                  UNION ALL
                  SELECT false, state, token, fingerprint,
                         (extract(epoch FROM expires_at) * 1000)::bigint, expires_at <= now()
-                   FROM {table}
-                  WHERE event_key = $1 AND NOT EXISTS (SELECT 1 FROM claimed)"
+                   FROM current
+                  WHERE NOT EXISTS (SELECT 1 FROM claimed)",
+                current_takeable = takeable("current", "$2"),
+                cur_takeable = takeable("cur", "EXCLUDED.fingerprint"),
             ),
             complete: format!(
                 "UPDATE {table}
@@ -125,6 +134,17 @@ impl Statements {
             purge: format!("DELETE FROM {table} WHERE state = 'completed' AND expires_at <= now()"),
         }
     }
+}
+
+/// The claim rule of `store::durable::decide` in SQL: whether the row `alias`
+/// may be taken by a claim with `fingerprint`.
+fn takeable(alias: &str, fingerprint: &str) -> String {
+    format!(
+        "({alias}.state = 'completed' AND {alias}.expires_at <= now())
+         OR ({alias}.fingerprint = {fingerprint}
+             AND ({alias}.state = 'released'
+                  OR ({alias}.state = 'leased' AND {alias}.expires_at <= now())))"
+    )
 }
 
 /// Where a [`PostgresStore`]'s connections come from.
