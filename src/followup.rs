@@ -137,10 +137,8 @@ impl RetryPolicy {
     pub fn delay_bounds(&self, retry: u32) -> (Duration, Duration) {
         let nominal = self.nominal_delay(retry).as_secs_f64();
         let jitter = self.jitter.clamp(0.0, 1.0);
-        (
-            Duration::from_secs_f64(nominal * (1.0 - jitter)),
-            Duration::from_secs_f64(nominal * (1.0 + jitter)),
-        )
+        let at = |secs: f64| Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
+        (at(nominal * (1.0 - jitter)), at(nominal * (1.0 + jitter)))
     }
 
     /// The jittered delay for `retry`, `unit` being uniform in `[0, 1)`.
@@ -405,7 +403,7 @@ mod runner {
             Self {
                 policy,
                 dead_letter,
-                permits: Semaphore::new(max_concurrent),
+                permits: Semaphore::new(max_concurrent.min(Semaphore::MAX_PERMITS)),
                 stats,
                 pending: Mutex::new(Pending::default()),
                 drained: Notify::new(),

@@ -6,7 +6,75 @@
 //! before you answer 2xx, or the provider retries) from **best-effort** work
 //! (notifications with retries and a dead letter, never blocking the answer).
 //!
-//! ## Quick start: verify and identify a Stripe delivery
+//! ## Quick start: a pipeline
+//!
+//! ```
+//! use hookgate::{
+//!     handler_fn, testing, HandlerError, Headers, MemoryStore, OutcomeKind, Pipeline, Registry,
+//!     Stripe,
+//! };
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut registry = Registry::new();
+//! // Critical: must succeed before Stripe gets its 2xx, run in this order.
+//! registry.critical("stripe", "checkout.session.completed", "mark_order_paid", handler_fn(|event| async move {
+//!     let _order = &event.json()?["data"]["object"]["client_reference_id"];
+//!     // Update your database; `Err(HandlerError::transient(e))` answers 500 so Stripe retries.
+//!     Ok::<(), HandlerError>(())
+//! }));
+//! // Best-effort: after the answer, with retries and a dead letter.
+//! registry.best_effort("stripe", "checkout.session.*", "email_receipt", handler_fn(|_event| async move {
+//!     Ok::<(), HandlerError>(())
+//! }));
+//!
+//! let pipeline = Pipeline::builder()
+//!     .verifier(Stripe::builder("whsec_endpoint_secret").build()?)
+//!     .store(MemoryStore::new()) // share one store between the instances of your service
+//!     .registry(registry)
+//!     .build()?;
+//!
+//! // In your HTTP handler: the raw body bytes and every header, exactly as received.
+//! // (Here a delivery signed by `hookgate::testing`, as Stripe would sign it.)
+//! let body = br#"{"id":"evt_1","object":"event","type":"checkout.session.completed","created":1700000000,"data":{"object":{"client_reference_id":"ord_1"}}}"#;
+//! let headers = Headers::from_pairs(testing::stripe_headers("whsec_endpoint_secret", body, time::OffsetDateTime::now_utc()));
+//!
+//! let outcome = pipeline.handle(&body[..], &headers).await;
+//! assert_eq!((outcome.status, outcome.body()), (200, "ok")); // answer with these
+//!
+//! // Stripe retries: the critical work does not run twice.
+//! let again = pipeline.handle(&body[..], &headers).await;
+//! assert!(matches!(again.kind, OutcomeKind::Duplicate));
+//! # pipeline.shutdown(std::time::Duration::from_secs(1)).await;
+//! # Ok(()) }
+//! ```
+//!
+//! `cargo run --example quickstart` runs a whole online shop this way.
+//!
+//! ## What every delivery gets
+//!
+//! [`Pipeline::handle`] checks, in order: the body size, the provider (by its
+//! signature header), the signature over the raw bytes, the event's identity,
+//! then claims `provider:event_id` in the [`IdempotencyStore`], runs the critical
+//! handlers under the provider's deadline, and records the event as done only
+//! after they succeeded. Every path ends in an [`Outcome`]:
+//!
+//! | situation | status | [`OutcomeKind`] |
+//! |---|---|---|
+//! | body larger than the provider's limit | 413 | `TooLarge` (nothing parsed) |
+//! | no signature header, unknown provider, malformed header | 400 | `Rejected` |
+//! | signature mismatch, timestamp outside tolerance | 401 | `Rejected` (reason not in the body) |
+//! | verified but payload unusable (bad JSON, no id) | 400 | `Unusable` |
+//! | duplicate of a completed event | 200 | `Duplicate` (handlers not run) |
+//! | same id, different body | 422 | `FingerprintMismatch` (handlers not run) |
+//! | another attempt holds the lease | 409 | `InFlight` (the provider retries later) |
+//! | no handler for this kind | 200 | `Ignored` |
+//! | critical handlers succeed | 200 | `Processed` (best-effort work starts after) |
+//! | critical transient error, timeout, panic, lost lease | 500 | `CriticalFailed` (key released) |
+//! | critical permanent error | 200 + dead letter (default) or 500 | `PermanentFailure` |
+//! | idempotency store unavailable | 503 | `StoreUnavailable` |
+//! | pipeline shutting down | 503 | `ShuttingDown` |
+//!
+//! ## Quick start: verify and identify a Stripe delivery by hand
 //!
 //! ```
 //! use hookgate::{Headers, Stripe, Verifier, VerifyError};
@@ -43,7 +111,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `tokio` | yes | the tokio runtime for deadlines, retry sleeps and best-effort tasks |
+//! | `tokio` | yes | [`Pipeline`] and [`FollowUp`]: the tokio runtime for deadlines, retry sleeps and best-effort tasks |
 //! | `http` | no | `From<&http::HeaderMap>` for [`Headers`] |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]

@@ -228,8 +228,8 @@ impl PipelineBuilder {
         self
     }
 
-    /// Sets how many best-effort attempts may run at once across the pipeline.
-    /// Default: 64.
+    /// Sets how many best-effort attempts may run at once across the pipeline
+    /// (at most tokio's semaphore limit). Default: 64.
     #[must_use]
     pub fn max_concurrent_best_effort(mut self, max: usize) -> Self {
         self.max_concurrent_best_effort = max;
@@ -405,7 +405,12 @@ impl Attempt<'_> {
                 handler,
                 failure: CriticalFailure::LeaseLost(Arc::new(err)),
             }),
-            Err(err) => Err(OutcomeKind::StoreUnavailable(Arc::new(err))),
+            Err(err) => {
+                // The store may be back for the release; if so the provider's retry
+                // runs at once instead of waiting out the lease.
+                self.release("completing the key failed").await;
+                Err(OutcomeKind::StoreUnavailable(Arc::new(err)))
+            }
         }
     }
 }
@@ -460,6 +465,10 @@ impl Pipeline {
     /// Like [`Pipeline::handle`], but hands the best-effort work back instead of
     /// spawning it: run the [`FollowUp`] yourself (await it after answering, or
     /// spawn it on your executor). `None` when there is nothing to do.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime with its time driver enabled: the critical
+    /// deadline and the retry delays use tokio's timer.
     pub async fn handle_deferred(
         &self,
         raw_body: impl Into<Bytes>,

@@ -203,7 +203,8 @@ fn matches(provider: &str, pattern: &str, event_provider: &str, kind: &str) -> b
         return true;
     }
     if let Some(prefix) = pattern.strip_suffix(".*") {
-        return !prefix.contains('*')
+        return !prefix.is_empty()
+            && !prefix.contains('*')
             && kind.len() > prefix.len() + 1
             && kind.starts_with(prefix)
             && kind.as_bytes()[prefix.len()] == b'.';

@@ -323,3 +323,60 @@ async fn time_before_the_epoch_or_huge_durations_do_not_panic() {
     clock.advance(Duration::from_secs(1 << 40));
     assert_eq!(claim(&store, "k").await, Claim::Completed);
 }
+
+#[tokio::test]
+async fn a_late_settle_wins_while_nobody_reclaimed_the_key() {
+    let (store, clock) = one_shard(16);
+    let token = acquire(&store, "k").await;
+    clock.advance(LEASE * 2);
+    store.complete("k", token, RETENTION).await.unwrap();
+    assert_eq!(claim(&store, "k").await, Claim::Completed);
+}
+
+/// Eight tasks claim the same 2,000 keys in different orders on a sharded store;
+/// each key's work must be acquired, and completed, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_tasks_acquire_each_key_exactly_once() {
+    const KEYS: usize = 2_000;
+    const TASKS: usize = 8;
+    // Room for every key in every shard: nothing is evicted, so nothing may rerun.
+    let store = Arc::new(MemoryStore::builder().capacity(8 * KEYS).shards(8).build());
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let mut acquired = vec![0u32; KEYS];
+                for i in 0..KEYS {
+                    // Each task walks the keys from a different starting point.
+                    let n = (i + task * KEYS / TASKS) % KEYS;
+                    let key = format!("shopify:{n}");
+                    match store.claim(&key, fp(&key), LEASE).await.unwrap() {
+                        Claim::Acquired(token) => {
+                            acquired[n] += 1;
+                            tokio::task::yield_now().await;
+                            store.complete(&key, token, RETENTION).await.unwrap();
+                        }
+                        Claim::InFlight { .. } | Claim::Completed => {}
+                        other => panic!("{key}: {other:?}"),
+                    }
+                }
+                acquired
+            })
+        })
+        .collect();
+    let mut total = vec![0u32; KEYS];
+    for task in tasks {
+        for (n, count) in task.await.unwrap().into_iter().enumerate() {
+            total[n] += count;
+        }
+    }
+    let wrong: Vec<_> = total.iter().enumerate().filter(|(_, &c)| c != 1).collect();
+    assert!(
+        wrong.is_empty(),
+        "(key, acquisitions) not exactly once: {wrong:?}"
+    );
+    assert_eq!(store.len(), KEYS);
+    assert_eq!(store.evictions(), 0);
+}

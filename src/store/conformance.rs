@@ -88,7 +88,8 @@ pub enum Check {
     /// `purge_expired` removes completed keys past retention (or the store
     /// expires them on its own) and keeps live ones.
     PurgeExpired,
-    /// Of many concurrent claims of one key (new or released), exactly one acquires.
+    /// Of many concurrent claims of one key (new, released, or with an expired
+    /// lease), exactly one acquires.
     ClaimRace,
     /// Of `complete`, `complete` and `release` racing with one token, exactly one
     /// succeeds, and the key ends in the state of the winner.
@@ -211,10 +212,15 @@ pub enum Problem {
         latest: SystemTime,
     },
     /// Concurrent claims of one key did not give exactly one `Acquired`.
-    #[error("round {round}: {acquired} of {tasks} concurrent claims acquired the key (expected exactly 1)")]
+    #[error(
+        "round {round}, {kind}: {acquired} of {tasks} concurrent claims acquired the key \
+         (expected exactly 1)"
+    )]
     RaceWinners {
         /// The round of the race (0-based).
         round: usize,
+        /// What the key was before the race: new, released, or with an expired lease.
+        kind: &'static str,
         /// How many claims acquired the key.
         acquired: usize,
         /// How many claims raced.
@@ -497,17 +503,11 @@ where
         }
     }
 
-    /// Claims `key` with its usual fingerprint; the answer must be `expected`.
-    async fn expect(
-        &self,
-        step: &'static str,
-        key: &str,
-        expected: Claim,
-        name: &'static str,
-    ) -> Result<(), Problem> {
+    /// Claims `key` with its usual fingerprint; the answer must be `Completed`.
+    async fn expect_completed(&self, step: &'static str, key: &str) -> Result<(), Problem> {
         match self.claim(step, key, fingerprint(key, 0), LONG).await? {
-            got if got == expected => Ok(()),
-            got => Err(unexpected(step, name, got)),
+            Claim::Completed => Ok(()),
+            got => Err(unexpected(step, "Completed", got)),
         }
     }
 
@@ -589,8 +589,7 @@ where
         let token = self.acquire("claim", &key, LONG, None).await?;
         self.settle("complete", &key, token, Settle::Complete(LONG))
             .await?;
-        self.expect("claim after complete", &key, Claim::Completed, "Completed")
-            .await?;
+        self.expect_completed("claim after complete", &key).await?;
         self.expect_stale(
             "second complete with the same token",
             &key,
@@ -600,13 +599,8 @@ where
         .await?;
         self.expect_stale("release after complete", &key, token, Settle::Release)
             .await?;
-        self.expect(
-            "claim after the refused settle calls",
-            &key,
-            Claim::Completed,
-            "Completed",
-        )
-        .await
+        self.expect_completed("claim after the refused settle calls", &key)
+            .await
     }
 
     async fn release_then_reclaim(&self) -> Result<(), Problem> {
@@ -637,8 +631,7 @@ where
             Settle::Complete(LONG),
         )
         .await?;
-        self.expect("claim after complete", &key, Claim::Completed, "Completed")
-            .await
+        self.expect_completed("claim after complete", &key).await
     }
 
     async fn fingerprint_mismatch(&self) -> Result<(), Problem> {
@@ -661,13 +654,8 @@ where
             .await?;
         let step = "other body after complete";
         mismatch(step, self.claim(step, &key, other, LONG).await?)?;
-        self.expect(
-            "same body after complete",
-            &key,
-            Claim::Completed,
-            "Completed",
-        )
-        .await
+        self.expect_completed("same body after complete", &key)
+            .await
     }
 
     async fn expired_lease_reclaimable(&self) -> Result<(), Problem> {
@@ -722,8 +710,7 @@ where
             Settle::Complete(LONG),
         )
         .await?;
-        self.expect("claim after complete", &key, Claim::Completed, "Completed")
-            .await
+        self.expect_completed("claim after complete", &key).await
     }
 
     async fn retention(&self) -> Result<(), Problem> {
@@ -785,11 +772,9 @@ where
             Claim::Acquired(_) => {}
             got => return Err(unexpected(step, "Acquired", got)),
         }
-        self.expect(
+        self.expect_completed(
             "claim of a completed key within retention after purge",
             &retained,
-            Claim::Completed,
-            "Completed",
         )
         .await?;
         self.expect_in_flight("claim of an in-flight key after purge", &in_flight)
@@ -798,59 +783,93 @@ where
     }
 
     async fn claim_race(&self) -> Result<(), Problem> {
-        let tasks = self.suite.race_tasks;
-        for round in 0..self.suite.race_rounds {
+        // Rounds cycle through a new key, a released key and a key whose lease
+        // expired. The expired ones are claimed first so their short leases run
+        // out while the other rounds race.
+        let rounds = self.suite.race_rounds;
+        let lease = self.suite.short_lease;
+        let leased_at = Instant::now();
+        let mut earlier = vec![None; rounds];
+        for round in (0..rounds).filter(|round| round % 3 == 2) {
             let key = self.key(Check::ClaimRace, round);
-            // Odd rounds race for a released key, even rounds for a new one.
-            let earlier = if round % 2 == 1 {
-                let token = self
-                    .acquire("claim before release", &key, LONG, None)
-                    .await?;
-                self.settle("release", &key, token, Settle::Release).await?;
-                Some(token)
-            } else {
-                None
-            };
-            let step = "concurrent claims";
-            let answers = race(tasks, |_| {
-                let (store, key) = (self.store.clone(), key.clone());
-                async move {
-                    let answer = store.claim(&key, fingerprint(&key, 0), LONG).await;
-                    answer.map_err(|error| Problem::Store { step, error })
+            let step = "claim with a short lease";
+            earlier[round] = Some(self.acquire(step, &key, lease, None).await?);
+        }
+        for round in (0..rounds).filter(|round| round % 3 == 1) {
+            let key = self.key(Check::ClaimRace, round);
+            let token = self
+                .acquire("claim before release", &key, LONG, None)
+                .await?;
+            self.settle("release", &key, token, Settle::Release).await?;
+            earlier[round] = Some(token);
+        }
+        let order = (0..rounds)
+            .filter(|round| round % 3 != 2)
+            .chain((0..rounds).filter(|round| round % 3 == 2));
+        for round in order {
+            let kind = match round % 3 {
+                0 => "a new key",
+                1 => "a released key",
+                _ => {
+                    let expired = leased_at + lease + self.suite.margin;
+                    tokio::time::sleep_until(expired.into()).await;
+                    "a key whose lease expired"
                 }
-            })
-            .await?;
-            let mut winners = Vec::new();
-            for answer in answers {
-                match answer {
-                    Claim::Acquired(token) => winners.push(token),
-                    Claim::InFlight { .. } => {}
-                    got => return Err(unexpected(step, "Acquired or InFlight", got)),
-                }
-            }
-            let [token] = winners[..] else {
-                return Err(Problem::RaceWinners {
-                    round,
-                    acquired: winners.len(),
-                    tasks,
-                });
             };
-            if let Some(earlier) = earlier.filter(|earlier| token <= *earlier) {
-                return Err(Problem::TokenNotIncreasing {
-                    step,
-                    earlier,
-                    later: token,
-                });
-            }
-            self.settle(
-                "complete by the winner",
-                &key,
-                token,
-                Settle::Complete(LONG),
-            )
-            .await?;
+            self.claim_race_round(round, kind, earlier[round]).await?;
         }
         Ok(())
+    }
+
+    /// Races `race_tasks` claims of round `round`'s key: exactly one may acquire
+    /// it, with a token larger than `earlier`, the others see it in flight.
+    async fn claim_race_round(
+        &self,
+        round: usize,
+        kind: &'static str,
+        earlier: Option<FencingToken>,
+    ) -> Result<(), Problem> {
+        let tasks = self.suite.race_tasks;
+        let key = self.key(Check::ClaimRace, round);
+        let step = "concurrent claims";
+        let answers = race(tasks, |_| {
+            let (store, key) = (self.store.clone(), key.clone());
+            async move {
+                let answer = store.claim(&key, fingerprint(&key, 0), LONG).await;
+                answer.map_err(|error| Problem::Store { step, error })
+            }
+        })
+        .await?;
+        let mut winners = Vec::new();
+        for answer in answers {
+            match answer {
+                Claim::Acquired(token) => winners.push(token),
+                Claim::InFlight { .. } => {}
+                got => return Err(unexpected(step, "Acquired or InFlight", got)),
+            }
+        }
+        let [token] = winners[..] else {
+            return Err(Problem::RaceWinners {
+                round,
+                kind,
+                acquired: winners.len(),
+                tasks,
+            });
+        };
+        if let Some(earlier) = earlier.filter(|earlier| token <= *earlier) {
+            return Err(Problem::TokenNotIncreasing {
+                step,
+                earlier,
+                later: token,
+            });
+        }
+        self.settle(
+            "complete by the winner",
+            &key,
+            token,
+            Settle::Complete(LONG),
+        )
+        .await
     }
 
     async fn settle_race(&self) -> Result<(), Problem> {
@@ -877,13 +896,8 @@ where
             let winners: Vec<Settle> = answers.into_iter().flatten().collect();
             match winners[..] {
                 [Settle::Complete(_)] => {
-                    self.expect(
-                        "claim after complete won",
-                        &key,
-                        Claim::Completed,
-                        "Completed",
-                    )
-                    .await?
+                    self.expect_completed("claim after complete won", &key)
+                        .await?
                 }
                 [Settle::Release] => {
                     let token = self

@@ -81,10 +81,15 @@ pub enum MemoryStoreError {
 /// - **Time** comes from the injected [`Clock`] at millisecond precision; a key is
 ///   expired once the clock reaches its deadline.
 /// - **Memory**: keys are stored as a 96-bit xxh3 hash (seeded randomly per store),
-///   never as strings, so a retained key costs about 70 to 125 bytes whatever its
-///   length (see the README). Two distinct keys collide with probability about
-///   n² / 2⁹⁷ for n keys (below 10⁻¹⁷ for a million keys); colliding keys would
-///   share one entry, and the fingerprint check still tells different bodies apart.
+///   never as strings, so a key's length costs nothing. A retained key costs 80 to
+///   136 bytes of heap, depending on how `capacity / shards` falls against the hash
+///   table's power-of-two size; 115 at the defaults (see the README). Two distinct
+///   keys collide with probability about n² / 2⁹⁷ for n keys (below 10⁻¹⁷ for a
+///   million keys); colliding keys would share one entry.
+/// - A `complete` or `release` whose lease ran out still settles the key as long
+///   as no newer attempt claimed it: the token is still the key's current claim.
+/// - `purge_expired` visits every key, one shard lock at a time; call it every
+///   few minutes, not per delivery. Expired keys count as absent without it.
 /// - `release` does not keep its `reason`: log it where you release.
 ///
 /// ```
@@ -175,7 +180,7 @@ impl Default for MemoryStoreBuilder {
 }
 
 impl MemoryStore {
-    /// The number of keys [`MemoryStore::new`] holds at most: about 100 MB when full.
+    /// The number of keys [`MemoryStore::new`] holds at most: about 115 MB when full.
     pub const DEFAULT_CAPACITY: usize = 1_000_000;
 
     /// The number of shards [`MemoryStore::new`] splits its keys into.
@@ -248,10 +253,16 @@ impl MemoryStore {
     }
 
     fn now_ms(&self) -> u64 {
-        let nanos = self.clock.now().unix_timestamp_nanos().max(0) / 1_000_000;
-        u64::try_from(nanos)
-            .unwrap_or(u64::MAX)
-            .min(MAX_DEADLINE_MS)
+        let now = self.clock.now();
+        // Seconds and milliseconds separately: no 128-bit division on the hot path.
+        match u64::try_from(now.unix_timestamp()) {
+            Ok(seconds) => seconds
+                .saturating_mul(1000)
+                .saturating_add(u64::from(now.millisecond()))
+                .min(MAX_DEADLINE_MS),
+            // Before 1970: every deadline is in the future of the epoch.
+            Err(_) => 0,
+        }
     }
 }
 
@@ -550,7 +561,10 @@ impl Shard {
                 // Abandoned lease or released key: a new attempt.
                 State::InFlight | State::Released => {}
             },
-            None => self.make_room(now_ms, capacity)?,
+            None => {
+                self.make_room(now_ms, capacity)?;
+                self.reserve_slot(capacity);
+            }
         }
         let token = self.last_token + 1;
         if token > MAX_TOKEN {
@@ -620,6 +634,23 @@ impl Shard {
                 shard_capacity: capacity,
             })
         }
+    }
+
+    /// Keeps the table of a full shard at one size. Removals leave tombstones that
+    /// use up the table's spare room; once it is gone, the standard table would
+    /// double although the number of keys stays at the capacity. Instead, copy the
+    /// keys into a fresh table sized for the capacity plus 1/8 (so this happens at
+    /// most once per capacity/8 insertions: amortised O(1)).
+    fn reserve_slot(&mut self, capacity: usize) {
+        let full_table = capacity.saturating_add(capacity / 8);
+        let len = self.entries.len();
+        if len < self.entries.capacity() || len.saturating_mul(2) < full_table {
+            // Room left, or still growing towards the full size: the usual doubling.
+            return;
+        }
+        let mut fresh = EntryMap::with_capacity_and_hasher(full_table, Default::default());
+        fresh.extend(self.entries.drain());
+        self.entries = fresh;
     }
 
     /// Removes completed keys past retention; returns how many.

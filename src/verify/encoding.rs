@@ -22,19 +22,37 @@ pub(crate) fn decode_lower_hex(text: &[u8]) -> Option<[u8; TAG_LEN]> {
         return None;
     }
     let mut tag = [0u8; TAG_LEN];
+    // Branch-free over the digits: invalid ones set a high bit in `bad`.
+    let mut bad = 0u8;
     for (byte, pair) in tag.iter_mut().zip(text.chunks_exact(2)) {
-        *byte = (lower_hex_digit(pair[0])? << 4) | lower_hex_digit(pair[1])?;
+        let (high, low) = (
+            LOWER_HEX[usize::from(pair[0])],
+            LOWER_HEX[usize::from(pair[1])],
+        );
+        bad |= high | low;
+        *byte = (high << 4) | (low & 0x0f);
     }
-    Some(tag)
+    (bad & INVALID == 0).then_some(tag)
 }
 
-fn lower_hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+/// Marks a byte that is not a lowercase hex digit in [`LOWER_HEX`].
+const INVALID: u8 = 0x80;
+
+/// The value of each lowercase hex digit, [`INVALID`] for every other byte.
+const LOWER_HEX: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// Decodes the canonical padded standard-base64 form of a tag (44 characters).
 ///

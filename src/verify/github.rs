@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::encoding::decode_lower_hex;
 use super::envelope::{Envelope, Scalar};
-use super::{check_secrets, mismatch, optional_header, required_header, signature_header};
+use super::{check_secrets, optional_header, required_header, signature_header, verify_body_tag};
 use super::{ConfigError, IdentifyError, Identity, Verified, Verifier, VerifyError};
 use crate::headers::Headers;
 use crate::secret::{Secret, SecretSet};
@@ -58,48 +58,11 @@ pub struct GitHub {
     secrets: SecretSet,
 }
 
-/// Settings of a [`GitHub`] verifier.
-#[derive(Debug, Clone)]
-#[must_use = "call `.build()` to get the verifier"]
-pub struct GitHubBuilder {
-    secrets: SecretSet,
-}
+secrets_only_builder!(GitHub, GitHubBuilder, "the webhook's secret");
 
 impl GitHub {
     /// The header GitHub signs with (matched case-insensitively).
     pub const SIGNATURE_HEADER: &'static str = HEADER;
-
-    /// Starts a builder accepting the given secret (or set of secrets).
-    pub fn builder(secrets: impl Into<SecretSet>) -> GitHubBuilder {
-        GitHubBuilder {
-            secrets: secrets.into(),
-        }
-    }
-
-    /// The secrets this verifier accepts.
-    pub fn secrets(&self) -> &SecretSet {
-        &self.secrets
-    }
-}
-
-impl GitHubBuilder {
-    /// Also accepts this secret (keep the old one while you change the webhook's secret).
-    pub fn secret(mut self, secret: impl Into<Secret>) -> Self {
-        self.secrets.push(secret.into());
-        self
-    }
-
-    /// Builds the verifier.
-    ///
-    /// # Errors
-    /// [`ConfigError::EmptySecret`] when a secret of the set is empty (octokit
-    /// refuses an empty secret too).
-    pub fn build(self) -> Result<GitHub, ConfigError> {
-        check_secrets(&self.secrets)?;
-        Ok(GitHub {
-            secrets: self.secrets,
-        })
-    }
 }
 
 impl Verifier for GitHub {
@@ -146,11 +109,7 @@ impl Verifier for GitHub {
             header: HEADER,
             reason: "expected `sha256=` followed by exactly 64 lowercase hex digits",
         })?;
-        let index = self
-            .secrets
-            .matching(&[body], &[candidate])
-            .ok_or_else(|| mismatch(&self.secrets))?;
-        Ok(Verified::new(None, index))
+        verify_body_tag(&self.secrets, body, candidate)
     }
 
     fn identify(&self, body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError> {

@@ -15,6 +15,53 @@ use time::OffsetDateTime;
 use crate::headers::{as_text, HeaderError, Headers};
 use crate::secret::SecretSet;
 
+/// Defines the builder of a verifier whose only setting is its secret set, with
+/// `Verifier::builder`, `Verifier::secrets`, `Builder::secret` and `Builder::build`
+/// (which refuses empty secrets).
+macro_rules! secrets_only_builder {
+    ($verifier:ident, $builder:ident, $what:literal) => {
+        #[doc = concat!("Settings of a [`", stringify!($verifier), "`] verifier.")]
+        #[derive(Debug, Clone)]
+        #[must_use = "call `.build()` to get the verifier"]
+        pub struct $builder {
+            secrets: SecretSet,
+        }
+
+        impl $verifier {
+            #[doc = concat!("Starts a builder accepting the given secret (", $what, "), or set of secrets.")]
+            pub fn builder(secrets: impl Into<SecretSet>) -> $builder {
+                $builder {
+                    secrets: secrets.into(),
+                }
+            }
+
+            /// The secrets this verifier accepts.
+            pub fn secrets(&self) -> &SecretSet {
+                &self.secrets
+            }
+        }
+
+        impl $builder {
+            /// Also accepts this secret (keep the old one while you rotate secrets).
+            pub fn secret(mut self, secret: impl Into<Secret>) -> Self {
+                self.secrets.push(secret.into());
+                self
+            }
+
+            /// Builds the verifier.
+            ///
+            /// # Errors
+            /// [`ConfigError::EmptySecret`] when a secret of the set is empty.
+            pub fn build(self) -> Result<$verifier, ConfigError> {
+                check_secrets(&self.secrets)?;
+                Ok($verifier {
+                    secrets: self.secrets,
+                })
+            }
+        }
+    };
+}
+
 mod encoding;
 mod envelope;
 mod error;
@@ -234,6 +281,19 @@ pub(crate) fn signature_header<'h>(
     name: &'static str,
 ) -> Result<Option<&'h [u8]>, VerifyError> {
     Ok(headers.get_bytes(name)?)
+}
+
+/// Checks a body-only signature (GitHub, Shopify): which secret's MAC over `body`
+/// equals `candidate`, compared in constant time.
+pub(crate) fn verify_body_tag(
+    secrets: &SecretSet,
+    body: &[u8],
+    candidate: [u8; crate::secret::TAG_LEN],
+) -> Result<Verified, VerifyError> {
+    let index = secrets
+        .matching(&[body], &[candidate])
+        .ok_or_else(|| mismatch(secrets))?;
+    Ok(Verified::new(None, index))
 }
 
 /// The mismatch error, with the whitespace hint when a secret suggests it.

@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::encoding::decode_base64_tag;
-use super::{check_secrets, mismatch, optional_header, required_header, signature_header};
+use super::{check_secrets, optional_header, required_header, signature_header, verify_body_tag};
 use super::{ConfigError, IdentifyError, Identity, Verified, Verifier, VerifyError};
 use crate::headers::Headers;
 use crate::secret::{Secret, SecretSet};
@@ -92,48 +92,11 @@ pub struct Shopify {
     secrets: SecretSet,
 }
 
-/// Settings of a [`Shopify`] verifier.
-#[derive(Debug, Clone)]
-#[must_use = "call `.build()` to get the verifier"]
-pub struct ShopifyBuilder {
-    secrets: SecretSet,
-}
+secrets_only_builder!(Shopify, ShopifyBuilder, "the app's client secret");
 
 impl Shopify {
     /// The header Shopify signs classic webhooks with (matched case-insensitively).
     pub const SIGNATURE_HEADER: &'static str = WEBHOOKS.hmac;
-
-    /// Starts a builder accepting the given secret (the app's client secret), or set
-    /// of secrets.
-    pub fn builder(secrets: impl Into<SecretSet>) -> ShopifyBuilder {
-        ShopifyBuilder {
-            secrets: secrets.into(),
-        }
-    }
-
-    /// The secrets this verifier accepts.
-    pub fn secrets(&self) -> &SecretSet {
-        &self.secrets
-    }
-}
-
-impl ShopifyBuilder {
-    /// Also accepts this secret (keep the old one while you rotate the app's secret).
-    pub fn secret(mut self, secret: impl Into<Secret>) -> Self {
-        self.secrets.push(secret.into());
-        self
-    }
-
-    /// Builds the verifier.
-    ///
-    /// # Errors
-    /// [`ConfigError::EmptySecret`] when a secret of the set is empty.
-    pub fn build(self) -> Result<Shopify, ConfigError> {
-        check_secrets(&self.secrets)?;
-        Ok(Shopify {
-            secrets: self.secrets,
-        })
-    }
 }
 
 impl Verifier for Shopify {
@@ -162,11 +125,7 @@ impl Verifier for Shopify {
             header: names.hmac,
             reason: "expected the 44-character padded standard base64 of an HMAC-SHA256",
         })?;
-        let index = self
-            .secrets
-            .matching(&[body], &[candidate])
-            .ok_or_else(|| mismatch(&self.secrets))?;
-        Ok(Verified::new(None, index))
+        verify_body_tag(&self.secrets, body, candidate)
     }
 
     fn identify(&self, _body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError> {

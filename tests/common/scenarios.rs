@@ -10,18 +10,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hookgate::store::conformance;
 use hookgate::{
-    handler_fn, FencingToken, Fingerprint, GitHub, HandlerError, Headers, IdempotencyStore,
-    OutcomeKind, Pipeline, Registry, StoreError,
+    handler_fn, FencingToken, Fingerprint, HandlerError, Headers, IdempotencyStore, OutcomeKind,
+    Pipeline, Registry, StoreError,
 };
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
+use super::pipeline::{gh_delivery, github, issue_body, Rng};
 use super::proxy::Proxy;
 
 /// A store shared by the pipelines of a scenario.
 pub type Store = Arc<dyn IdempotencyStore>;
-
-const SECRET: &str = "github-stores-test-secret";
 
 /// A signed GitHub delivery: same `id` and `run`, same bytes.
 #[derive(Clone)]
@@ -34,12 +33,11 @@ pub struct Delivery {
 impl Delivery {
     pub fn new(run: &str, n: usize) -> Self {
         let id = format!("{run}-{n}");
-        let body = format!(r#"{{"action":"opened","number":{n},"run":"{run}"}}"#);
-        let headers = hookgate::testing::github_headers(SECRET, body.as_bytes(), "issues", &id);
+        let (body, headers) = gh_delivery(&id, &issue_body(n as u64));
         Delivery {
             id,
-            body: Bytes::from(body),
-            headers: Arc::new(Headers::from_pairs(headers)),
+            body,
+            headers: Arc::new(headers),
         }
     }
 
@@ -137,7 +135,7 @@ pub fn pipeline(
         }),
     );
     Pipeline::builder()
-        .verifier(GitHub::builder(SECRET).build().unwrap())
+        .verifier(github())
         .store(store)
         .registry(registry)
         .critical_deadline("github", limits.deadline)
@@ -147,12 +145,9 @@ pub fn pipeline(
         .unwrap()
 }
 
-/// SplitMix64: a fixed pseudo-random sequence, so runs are reproducible.
-pub fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE5_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// A pseudo-random number fixed by `seed`, so runs are reproducible.
+fn mix(seed: u64) -> u64 {
+    Rng::new(seed).next_u64()
 }
 
 /// What the exactly-once run saw.
@@ -284,7 +279,7 @@ pub async fn abandoned_attempt_is_reclaimed(first: Store, second: Store) {
             }),
         );
         Pipeline::builder()
-            .verifier(GitHub::builder(SECRET).build().unwrap())
+            .verifier(github())
             .store(Arc::clone(&first))
             .registry(registry)
             .critical_deadline("github", limits.deadline)

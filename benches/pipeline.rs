@@ -1,0 +1,200 @@
+//! The whole pipeline next to the bare HMAC-SHA256 of the same signed bytes.
+//!
+//! One group per provider; in each, at 1 KiB and 16 KiB:
+//! - `bare_hmac`: hmac + sha2 keyed once, the signed pieces streamed, the tag
+//!   compared with subtle — the floor any verifying receiver pays;
+//! - `handle`: `Pipeline::handle` for a delivery seen for the first time — size
+//!   check, detection, verification, identification, fingerprint, claim in a
+//!   `MemoryStore`, one no-op critical handler under the deadline, complete;
+//! - `handle_duplicate`: the same delivery again (verified, identified, answered
+//!   `Duplicate` by the store).
+//!
+//! Every first-time delivery needs a new id. GitHub and Shopify carry the id in an
+//! unsigned header, so each iteration gets the same body and signature with a
+//! fresh delivery-id header; Stripe signs the id inside the body, so each
+//! iteration gets a freshly signed body. Both are prepared outside the timed
+//! section (`iter_batched`, batches of 256). The store keeps every key, so the
+//! measurement includes its growth, as in a long-running service.
+//! The pipeline runs on a current-thread tokio runtime (`block_on` per call).
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+mod common;
+
+use common::{bare_hmac, keyed, tag, SECRET};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use hookgate::testing::{github_headers, shopify_headers, stripe_headers};
+use hookgate::{
+    handler_fn, GitHub, HandlerError, Headers, MemoryStore, OutcomeKind, Pipeline, Registry,
+    Shopify, Stripe,
+};
+use time::OffsetDateTime;
+use tokio::runtime::Runtime;
+
+const SIZES: [(usize, &str); 2] = [(1024, "1KiB"), (16 * 1024, "16KiB")];
+/// Width of the event counter written into Stripe ids, so bodies keep their size.
+const ID_DIGITS: usize = 12;
+
+/// A JSON body of exactly `len` bytes whose id is `evt_` + `ID_DIGITS` digits.
+fn body(len: usize, n: u64) -> Vec<u8> {
+    let mut body = format!(
+        r#"{{"id":"evt_{n:0width$}","object":"event","type":"invoice.paid","action":"opened","data":{{"pad":""#,
+        width = ID_DIGITS
+    )
+    .into_bytes();
+    body.resize(len - 3, b'x');
+    body.extend_from_slice(b"\"}}");
+    body
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+fn pipeline(verifier: impl hookgate::Verifier + 'static) -> Pipeline {
+    let mut registry = Registry::new();
+    registry.critical(
+        "*",
+        "*",
+        "noop",
+        handler_fn(|_| async { Ok::<(), HandlerError>(()) }),
+    );
+    Pipeline::builder()
+        .verifier(verifier)
+        .store(MemoryStore::new())
+        .registry(registry)
+        .build()
+        .unwrap()
+}
+
+/// Makes delivery number `n` (a new event id) from the body template.
+type Fresh = Box<dyn Fn(&Bytes, u64) -> (Bytes, Headers)>;
+
+/// How a provider's deliveries are made: `fresh(n)` returns delivery number `n`
+/// (a new event id), and `signed_prefix` is what the MAC covers before the body.
+struct Provider {
+    name: &'static str,
+    pipeline: Pipeline,
+    fresh: Fresh,
+    signed_prefix: fn(&Headers) -> Vec<u8>,
+}
+
+fn group(c: &mut Criterion, rt: &Runtime, provider: Provider) {
+    let keyed = keyed();
+    let counter = AtomicU64::new(1);
+    let mut group = c.benchmark_group(format!("pipeline_{}", provider.name));
+    for (len, label) in SIZES {
+        let template = Bytes::from(body(len, 0));
+        let (dup_body, dup_headers) =
+            (provider.fresh)(&template, counter.fetch_add(1, Ordering::Relaxed));
+        let prefix = (provider.signed_prefix)(&dup_headers);
+        let expected = tag(&[&prefix, &dup_body]);
+        assert!(bare_hmac(&keyed, &[&prefix, &dup_body], &expected));
+        let first = rt.block_on(provider.pipeline.handle(dup_body.clone(), &dup_headers));
+        assert!(
+            matches!(first.kind, OutcomeKind::Processed { .. }),
+            "{first:?}"
+        );
+
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_with_input(
+            BenchmarkId::new("bare_hmac", label),
+            &dup_body,
+            |b, body| {
+                b.iter(|| bare_hmac(&keyed, &[black_box(&prefix), black_box(body)], &expected))
+            },
+        );
+        group.bench_function(BenchmarkId::new("handle", label), |b| {
+            b.iter_batched(
+                || (provider.fresh)(&template, counter.fetch_add(1, Ordering::Relaxed)),
+                |(body, headers)| {
+                    let outcome = rt.block_on(provider.pipeline.handle(body, &headers));
+                    debug_assert!(matches!(outcome.kind, OutcomeKind::Processed { .. }));
+                    outcome.status
+                },
+                BatchSize::NumIterations(256),
+            )
+        });
+        group.bench_function(BenchmarkId::new("handle_duplicate", label), |b| {
+            b.iter(|| {
+                let outcome = rt.block_on(provider.pipeline.handle(dup_body.clone(), &dup_headers));
+                debug_assert!(matches!(outcome.kind, OutcomeKind::Duplicate));
+                outcome.status
+            })
+        });
+    }
+    group.finish();
+}
+
+fn pipelines(c: &mut Criterion) {
+    let rt = runtime();
+    let github_signature = |body: &Bytes| github_headers(SECRET, body, "issues", "x")[0].clone();
+    group(
+        c,
+        &rt,
+        Provider {
+            name: "github",
+            pipeline: pipeline(GitHub::builder(SECRET).build().unwrap()),
+            fresh: Box::new(move |body, n| {
+                // Same body, same signature, a new delivery id (GitHub does not sign it).
+                let signature = github_signature(body);
+                let headers = Headers::from_pairs([
+                    signature,
+                    ("X-GitHub-Event".to_owned(), "issues".to_owned()),
+                    ("X-GitHub-Delivery".to_owned(), format!("delivery-{n}")),
+                ]);
+                (body.clone(), headers)
+            }),
+            signed_prefix: |_| Vec::new(),
+        },
+    );
+    group(
+        c,
+        &rt,
+        Provider {
+            name: "shopify",
+            pipeline: pipeline(Shopify::builder(SECRET).build().unwrap()),
+            fresh: Box::new(|body, n| {
+                let headers = Headers::from_pairs(shopify_headers(
+                    SECRET,
+                    body,
+                    "orders/paid",
+                    &format!("webhook-{n}"),
+                ));
+                (body.clone(), headers)
+            }),
+            signed_prefix: |_| Vec::new(),
+        },
+    );
+    group(
+        c,
+        &rt,
+        Provider {
+            name: "stripe",
+            pipeline: pipeline(Stripe::builder(SECRET).build().unwrap()),
+            fresh: Box::new(|template, n| {
+                // Stripe signs the id inside the body: a new body, freshly signed.
+                let mut body = template.to_vec();
+                let digits = format!("{n:0width$}", width = ID_DIGITS);
+                let at = br#"{"id":"evt_"#.len();
+                body[at..at + ID_DIGITS].copy_from_slice(digits.as_bytes());
+                let headers =
+                    Headers::from_pairs(stripe_headers(SECRET, &body, OffsetDateTime::now_utc()));
+                (Bytes::from(body), headers)
+            }),
+            signed_prefix: |headers| {
+                let value = headers.get("stripe-signature").unwrap().unwrap();
+                let t = value.split(',').next().unwrap().trim_start_matches("t=");
+                format!("{t}.").into_bytes()
+            },
+        },
+    );
+}
+
+criterion_group!(benches, pipelines);
+criterion_main!(benches);

@@ -1,0 +1,100 @@
+//! Verification cost next to the bare HMAC-SHA256 of the same signed bytes.
+//!
+//! One group per provider; in each, `bare_hmac` (hmac + sha2 keyed once, the signed
+//! pieces streamed, the tag compared with subtle: nothing else) and `hookgate` (the
+//! verifier's full `verify`, header lookup and parsing included) share the body-size
+//! parameter, so `bench-ratios` prints hookgate's overhead as a ratio.
+
+use std::hint::black_box;
+
+mod common;
+
+use common::{bare_hmac, keyed, tag, SECRET};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hookgate::testing::{github_headers, shopify_headers, stripe_headers};
+use hookgate::{GitHub, Headers, Shopify, Stripe, Verifier};
+use time::OffsetDateTime;
+
+const SIZES: [(usize, &str); 3] = [(1024, "1KiB"), (16 * 1024, "16KiB"), (256 * 1024, "256KiB")];
+
+fn body(len: usize) -> Vec<u8> {
+    let mut body = br#"{"id":"evt_1NsfZlLkdIwHu7ixHnmc3TzS","object":"event","type":"invoice.paid","data":{"pad":""#.to_vec();
+    body.resize(len - 3, b'x');
+    body.extend_from_slice(b"\"}}");
+    body
+}
+
+/// The headers a real delivery carries besides the signature.
+fn with_common(mut pairs: Vec<(String, String)>) -> Headers {
+    for (name, value) in [
+        ("Host", "hooks.example.com"),
+        ("User-Agent", "provider-webhooks/1.0"),
+        ("Content-Type", "application/json; charset=utf-8"),
+        ("Accept", "*/*"),
+        ("Accept-Encoding", "gzip"),
+        ("X-Forwarded-For", "203.0.113.7"),
+    ] {
+        pairs.insert(0, (name.to_owned(), value.to_owned()));
+    }
+    Headers::from_pairs(pairs)
+}
+
+fn group(
+    c: &mut Criterion,
+    name: &str,
+    verifier: &dyn Verifier,
+    sign: impl Fn(&[u8]) -> Vec<(String, String)>,
+    prefix: &[u8],
+) {
+    let keyed = keyed();
+    let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    let mut group = c.benchmark_group(name);
+    for (len, label) in SIZES {
+        let body = body(len);
+        let headers = with_common(sign(&body));
+        let expected = tag(&[prefix, &body]);
+        assert!(verifier.verify(&body, &headers, now).is_ok());
+        assert!(bare_hmac(&keyed, &[prefix, &body], &expected));
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_with_input(BenchmarkId::new("bare_hmac", label), &body, |b, body| {
+            b.iter(|| bare_hmac(&keyed, &[black_box(prefix), black_box(body)], &expected))
+        });
+        group.bench_with_input(BenchmarkId::new("hookgate", label), &body, |b, body| {
+            b.iter(|| verifier.verify(black_box(body), black_box(&headers), now))
+        });
+    }
+    group.finish();
+}
+
+fn verify(c: &mut Criterion) {
+    let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    let stripe = Stripe::builder(SECRET).build().unwrap();
+    group(
+        c,
+        "verify_stripe",
+        &stripe,
+        |body| stripe_headers(SECRET, body, at),
+        b"1700000000.",
+    );
+    let github = GitHub::builder(SECRET).build().unwrap();
+    let delivery = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+    group(
+        c,
+        "verify_github",
+        &github,
+        |body| github_headers(SECRET, body, "push", delivery),
+        b"",
+    );
+    let shopify = Shopify::builder(SECRET).build().unwrap();
+    let webhook = "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043";
+    group(
+        c,
+        "verify_shopify",
+        &shopify,
+        |body| shopify_headers(SECRET, body, "orders/create", webhook),
+        b"",
+    );
+}
+
+criterion_group!(benches, verify);
+criterion_main!(benches);

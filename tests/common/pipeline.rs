@@ -1,0 +1,178 @@
+//! Helpers shared by the pipeline tests: signed deliveries, counting handlers,
+//! stores that fail, a small deterministic random source.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use hookgate::store::MemoryStore;
+use hookgate::{
+    handler_fn, testing, Claim, Event, FencingToken, Fingerprint, GitHub, Handler, HandlerError,
+    Headers, IdempotencyStore, Registry, StoreError,
+};
+
+pub const GH_SECRET: &str = "gh-test-secret";
+pub const STRIPE_SECRET: &str = "whsec_test_secret";
+
+pub fn github() -> GitHub {
+    GitHub::builder(GH_SECRET).build().expect("a valid secret")
+}
+
+/// A signed GitHub `issues` delivery with this delivery id and body.
+pub fn gh_delivery(delivery_id: &str, body: &str) -> (Bytes, Headers) {
+    let headers = Headers::from_pairs(testing::github_headers(
+        GH_SECRET,
+        body.as_bytes(),
+        "issues",
+        delivery_id,
+    ));
+    (Bytes::copy_from_slice(body.as_bytes()), headers)
+}
+
+/// The body of an `issues.opened` delivery numbered `n`.
+pub fn issue_body(n: u64) -> String {
+    format!(r#"{{"action":"opened","issue":{{"number":{n}}}}}"#)
+}
+
+/// Counts how often each event id was handled successfully.
+#[derive(Clone, Default)]
+pub struct Tally {
+    counts: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl Tally {
+    pub fn record(&self, event: &Event) {
+        *self
+            .counts
+            .lock()
+            .unwrap()
+            .entry(event.id().to_owned())
+            .or_default() += 1;
+    }
+
+    pub fn count(&self, id: &str) -> u64 {
+        self.counts.lock().unwrap().get(id).copied().unwrap_or(0)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.lock().unwrap().values().sum()
+    }
+
+    pub fn snapshot(&self) -> HashMap<String, u64> {
+        self.counts.lock().unwrap().clone()
+    }
+
+    /// A handler that records each event it sees and succeeds.
+    pub fn handler(&self) -> impl Handler + 'static {
+        let tally = self.clone();
+        handler_fn(move |event| {
+            let tally = tally.clone();
+            async move {
+                tally.record(&event);
+                Ok::<(), HandlerError>(())
+            }
+        })
+    }
+}
+
+/// A registry with one critical handler on every GitHub `issues` event.
+pub fn registry_with_critical(handler: impl Handler + 'static) -> Registry {
+    let mut registry = Registry::new();
+    registry.critical("github", "issues", "record", handler);
+    registry
+}
+
+/// A memory store sized for tests.
+pub fn store() -> MemoryStore {
+    MemoryStore::builder().capacity(100_000).build()
+}
+
+/// A store that cannot be reached.
+#[derive(Debug, Default)]
+pub struct DownStore {
+    pub calls: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("connection refused")]
+pub struct Refused;
+
+#[async_trait]
+impl IdempotencyStore for DownStore {
+    async fn claim(&self, _: &str, _: Fingerprint, _: Duration) -> Result<Claim, StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(StoreError::unavailable(Refused))
+    }
+    async fn complete(&self, _: &str, _: FencingToken, _: Duration) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(StoreError::unavailable(Refused))
+    }
+    async fn release(&self, _: &str, _: FencingToken, _: &str) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(StoreError::unavailable(Refused))
+    }
+}
+
+/// An error for injected failures.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Injected(pub &'static str);
+
+/// A small deterministic random source (splitmix64) so failures replay.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// `true` with probability `percent` / 100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
+
+    /// A number in `low..=high`.
+    pub fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next_u64() % (high - low + 1)
+    }
+}
+
+/// A memory store whose `complete` always fails as if the connection dropped.
+#[derive(Debug, Default)]
+pub struct CompleteFails {
+    inner: MemoryStore,
+}
+
+#[async_trait]
+impl IdempotencyStore for CompleteFails {
+    async fn claim(
+        &self,
+        key: &str,
+        fp: Fingerprint,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        self.inner.claim(key, fp, lease).await
+    }
+    async fn complete(&self, _: &str, _: FencingToken, _: Duration) -> Result<(), StoreError> {
+        Err(StoreError::unavailable(Refused))
+    }
+    async fn release(
+        &self,
+        key: &str,
+        token: FencingToken,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.release(key, token, reason).await
+    }
+}

@@ -1,0 +1,417 @@
+//! Best-effort work: retries with backoff, the dead letter, caught panics,
+//! bounded concurrency, deferred follow-ups and shutdown.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::pipeline::*;
+use hookgate::{
+    handler_fn, DeadLetterReason, Handler, HandlerError, MemoryDeadLetter, OutcomeKind, Pipeline,
+    Registry, RetryPolicy,
+};
+
+fn fast_policy() -> RetryPolicy {
+    RetryPolicy::default()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(40))
+        .with_jitter(0.25)
+        .with_attempt_timeout(Duration::from_secs(5))
+}
+
+fn pipeline_with(
+    registry: Registry,
+    policy: RetryPolicy,
+    dead_letter: &MemoryDeadLetter,
+) -> Pipeline {
+    Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(registry)
+        .retry_policy(policy)
+        .dead_letter(dead_letter.clone())
+        .build()
+        .unwrap()
+}
+
+/// A best-effort handler that fails its first `failures` calls (with a permanent
+/// error if `permanent`), recording when each call started.
+#[derive(Clone, Default)]
+struct Flaky {
+    calls: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl Flaky {
+    fn handler(&self, failures: usize, permanent: bool) -> impl Handler + 'static {
+        let calls = self.calls.clone();
+        handler_fn(move |_| {
+            let calls = calls.clone();
+            async move {
+                let n = {
+                    let mut calls = calls.lock().unwrap();
+                    calls.push(Instant::now());
+                    calls.len()
+                };
+                if n <= failures {
+                    let err = Injected("smtp unavailable");
+                    return Err(if permanent {
+                        HandlerError::permanent(err)
+                    } else {
+                        HandlerError::transient(err)
+                    });
+                }
+                Ok(())
+            }
+        })
+    }
+
+    fn starts(&self) -> Vec<Instant> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+fn best_effort(name: &str, handler: impl Handler + 'static) -> Registry {
+    let mut registry = Registry::new();
+    registry.best_effort("github", "issues", name, handler);
+    registry
+}
+
+#[tokio::test]
+async fn retries_are_counted_and_backoff_is_respected() {
+    let flaky = Flaky::default();
+    let dead_letter = MemoryDeadLetter::new();
+    let policy = fast_policy();
+    let pipeline = pipeline_with(
+        best_effort("email", flaky.handler(2, false)),
+        policy,
+        &dead_letter,
+    );
+    let (body, headers) = gh_delivery("d-retry", &issue_body(1));
+
+    let (outcome, follow_up) = pipeline.handle_deferred(body, &headers).await;
+    assert_eq!(
+        outcome.status, 200,
+        "best-effort failures never change the answer"
+    );
+    let report = follow_up.unwrap().await;
+    assert_eq!(report.succeeded, 1);
+
+    let starts = flaky.starts();
+    assert_eq!(starts.len(), 3);
+    for retry in 1..=2u32 {
+        let gap = starts[retry as usize] - starts[retry as usize - 1];
+        let (low, high) = policy.delay_bounds(retry);
+        assert!(
+            gap >= low,
+            "retry {retry} came after {gap:?}, before {low:?}"
+        );
+        assert!(
+            gap < high + Duration::from_millis(200),
+            "retry {retry} waited {gap:?}"
+        );
+    }
+    assert_eq!(
+        policy.delay_bounds(2).0,
+        Duration::from_millis(60),
+        "40 ms doubled, minus 25 %"
+    );
+    let stats = pipeline.stats();
+    assert_eq!(stats.best_effort_retries, 2);
+    assert_eq!(stats.best_effort_succeeded, 1);
+    assert_eq!(stats.best_effort_dead_lettered, 0);
+    assert!(dead_letter.is_empty());
+}
+
+#[test]
+fn default_policy_is_three_retries_at_two_four_eight_seconds() {
+    let policy = RetryPolicy::default();
+    assert_eq!(policy.max_attempts, 4);
+    let nominal: Vec<_> = (1..=3).map(|r| policy.nominal_delay(r)).collect();
+    assert_eq!(nominal, [2, 4, 8].map(Duration::from_secs));
+    let (low, high) = policy.delay_bounds(1);
+    assert!(
+        low < Duration::from_secs(2) && high > Duration::from_secs(2),
+        "jittered"
+    );
+    let capped = policy.with_max_backoff(Duration::from_secs(5));
+    assert_eq!(capped.nominal_delay(3), Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn exhausted_work_reaches_the_dead_letter_with_its_error() {
+    let flaky = Flaky::default();
+    let dead_letter = MemoryDeadLetter::new();
+    let pipeline = pipeline_with(
+        best_effort("sms", flaky.handler(usize::MAX, false)),
+        fast_policy(),
+        &dead_letter,
+    );
+    let (body, headers) = gh_delivery("d-exhausted", &issue_body(2));
+
+    let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
+    let report = follow_up.unwrap().await;
+    assert_eq!(report.dead_lettered, 1);
+
+    let entries = dead_letter.entries();
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0];
+    assert_eq!(entry.reason, DeadLetterReason::RetriesExhausted);
+    assert_eq!(entry.attempts, 3);
+    assert_eq!(entry.provider(), "github");
+    assert_eq!(entry.event_id(), "d-exhausted");
+    assert_eq!(&*entry.handler, "sms");
+    let error = entry.error.as_ref().expect("the last error");
+    assert!(error.is_transient());
+    assert!(error.to_string().contains("smtp unavailable"));
+    assert_eq!(flaky.starts().len(), 3);
+    let stats = pipeline.stats();
+    assert_eq!(
+        (stats.best_effort_retries, stats.best_effort_dead_lettered),
+        (2, 1)
+    );
+}
+
+#[tokio::test]
+async fn permanent_error_is_dead_lettered_without_retry() {
+    let flaky = Flaky::default();
+    let dead_letter = MemoryDeadLetter::new();
+    let pipeline = pipeline_with(
+        best_effort("crm", flaky.handler(1, true)),
+        fast_policy(),
+        &dead_letter,
+    );
+    let (body, headers) = gh_delivery("d-permanent", &issue_body(3));
+    let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
+    follow_up.unwrap().await;
+    assert_eq!(flaky.starts().len(), 1);
+    let entries = dead_letter.take();
+    assert_eq!(entries[0].reason, DeadLetterReason::Permanent);
+    assert_eq!(entries[0].attempts, 1);
+    assert_eq!(pipeline.stats().best_effort_retries, 0);
+}
+
+#[tokio::test]
+async fn panics_and_timeouts_are_caught_and_retried() {
+    let calls = Arc::new(AtomicU64::new(0));
+    let handler = {
+        let calls = calls.clone();
+        handler_fn(move |_| {
+            let calls = calls.clone();
+            async move {
+                match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 => panic!("webhook relay crashed"),
+                    1 => tokio::time::sleep(Duration::from_secs(60)).await,
+                    _ => {}
+                }
+                Ok::<(), HandlerError>(())
+            }
+        })
+    };
+    let dead_letter = MemoryDeadLetter::new();
+    let policy = fast_policy()
+        .with_initial_backoff(Duration::from_millis(5))
+        .with_attempt_timeout(Duration::from_millis(50));
+    let pipeline = pipeline_with(best_effort("relay", handler), policy, &dead_letter);
+    let (body, headers) = gh_delivery("d-panic", &issue_body(4));
+    let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
+    let report = follow_up.unwrap().await;
+    assert_eq!(report.succeeded, 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(pipeline.stats().best_effort_retries, 2);
+
+    // A handler that always panics ends in the dead letter with the panic message.
+    let always = handler_fn(|_| async { panic!("always broken") });
+    let pipeline = pipeline_with(best_effort("broken", always), policy, &dead_letter);
+    let (body, headers) = gh_delivery("d-broken", &issue_body(5));
+    let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
+    follow_up.unwrap().await;
+    let entries = dead_letter.take();
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0]
+        .error
+        .as_ref()
+        .unwrap()
+        .to_string()
+        .contains("always broken"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_run_independently_in_parallel_under_the_concurrency_bound() {
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let done = Tally::default();
+    let mut registry = Registry::new();
+    for name in ["a", "b", "c", "d", "e", "f"] {
+        let (running, peak, done) = (running.clone(), peak.clone(), done.clone());
+        registry.best_effort(
+            "github",
+            "*",
+            name,
+            handler_fn(move |event| {
+                let (running, peak, done) = (running.clone(), peak.clone(), done.clone());
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    done.record(&event);
+                    Ok::<(), HandlerError>(())
+                }
+            }),
+        );
+    }
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(registry)
+        .max_concurrent_best_effort(2)
+        .build()
+        .unwrap();
+    let (body, headers) = gh_delivery("d-parallel", &issue_body(6));
+    let started = Instant::now();
+    let outcome = pipeline.handle(body, &headers).await;
+    assert!(matches!(
+        outcome.kind,
+        OutcomeKind::Processed { best_effort: 6 }
+    ));
+    let report = pipeline.shutdown(Duration::from_secs(5)).await;
+    assert!(report.drained);
+    assert_eq!(done.count("d-parallel"), 6);
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        2,
+        "parallel, but never more than the bound"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "6 × 50 ms two at a time"
+    );
+}
+
+#[tokio::test]
+async fn one_failing_handler_does_not_hold_back_the_others() {
+    let ok = Tally::default();
+    let mut registry = Registry::new();
+    registry
+        .best_effort(
+            "github",
+            "*",
+            "failing",
+            Flaky::default().handler(usize::MAX, false),
+        )
+        .best_effort("github", "*", "ok", ok.handler());
+    let dead_letter = MemoryDeadLetter::new();
+    let policy = fast_policy().with_initial_backoff(Duration::from_secs(60));
+    let pipeline = pipeline_with(registry, policy, &dead_letter);
+    let (body, headers) = gh_delivery("d-independent", &issue_body(7));
+    pipeline.handle(body, &headers).await;
+    tokio::time::timeout(Duration::from_secs(2), async {
+        while ok.count("d-independent") == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the healthy handler finished while the other waits to retry");
+    let report = pipeline.shutdown(Duration::from_millis(10)).await;
+    assert_eq!(report.abandoned.len(), 1);
+}
+
+#[tokio::test]
+async fn shutdown_drains_pending_work() {
+    let done = Tally::default();
+    let slow = {
+        let done = done.clone();
+        handler_fn(move |event| {
+            let done = done.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                done.record(&event);
+                Ok::<(), HandlerError>(())
+            }
+        })
+    };
+    let dead_letter = MemoryDeadLetter::new();
+    let pipeline = pipeline_with(best_effort("slow", slow), fast_policy(), &dead_letter);
+    for n in 0..5 {
+        let (body, headers) = gh_delivery(&format!("d-drain-{n}"), &issue_body(n));
+        assert_eq!(pipeline.handle(body, &headers).await.status, 200);
+    }
+    assert_eq!(done.total(), 0, "best-effort work runs after the answer");
+
+    let report = pipeline.shutdown(Duration::from_secs(5)).await;
+    assert!(report.drained);
+    assert!(report.abandoned.is_empty());
+    assert_eq!(done.total(), 5);
+    assert!(dead_letter.is_empty());
+
+    let (body, headers) = gh_delivery("d-late", &issue_body(9));
+    let late = pipeline.handle(body, &headers).await;
+    assert_eq!(late.status, 503);
+    assert!(matches!(late.kind, OutcomeKind::ShuttingDown));
+}
+
+#[tokio::test]
+async fn shutdown_hands_back_and_dead_letters_what_it_cannot_finish() {
+    let flaky = Flaky::default();
+    let dead_letter = MemoryDeadLetter::new();
+    let policy = fast_policy().with_initial_backoff(Duration::from_secs(60));
+    let pipeline = pipeline_with(
+        best_effort("webhook", flaky.handler(usize::MAX, false)),
+        policy,
+        &dead_letter,
+    );
+    let (body, headers) = gh_delivery("d-pending", &issue_body(8));
+    pipeline.handle(body, &headers).await;
+    // Never-driven deferred work is pending too.
+    let (body, headers) = gh_delivery("d-dropped", &issue_body(9));
+    let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
+    drop(follow_up);
+    while flaky.starts().is_empty() {
+        tokio::task::yield_now().await;
+    }
+
+    let report = pipeline.shutdown(Duration::from_millis(50)).await;
+    assert!(!report.drained);
+    let mut handed_back: Vec<_> = report
+        .abandoned
+        .iter()
+        .map(|e| (e.event_id().to_owned(), e.attempts))
+        .collect();
+    handed_back.sort();
+    assert_eq!(
+        handed_back,
+        [("d-dropped".to_owned(), 0), ("d-pending".to_owned(), 1)]
+    );
+    let entries = dead_letter.entries();
+    assert_eq!(entries.len(), 2);
+    assert!(entries
+        .iter()
+        .all(|e| e.reason == DeadLetterReason::ShutDown));
+    assert!(
+        entries.iter().any(|e| e.error.is_some()),
+        "the last error travels with the work"
+    );
+    assert_eq!(report.dead_letter_failures, 0);
+    assert_eq!(pipeline.stats().best_effort_dead_lettered, 2);
+}
+
+#[test]
+fn extreme_policies_do_not_overflow() {
+    let policy = RetryPolicy::default()
+        .with_multiplier(1e300)
+        .with_max_backoff(Duration::MAX)
+        .with_jitter(5.0)
+        .with_max_attempts(0);
+    assert_eq!(policy.max_attempts, 1);
+    assert_eq!(policy.jitter, 1.0);
+    let (low, high) = policy.delay_bounds(100);
+    assert!(low <= high);
+    assert_eq!(
+        RetryPolicy::default()
+            .with_multiplier(f64::NAN)
+            .nominal_delay(3),
+        Duration::from_secs(2)
+    );
+}
