@@ -63,6 +63,18 @@ fn store_memory(c: &mut Criterion) {
         })
     });
 
+    // The same with a store small enough to stay in the CPU caches (10,000 keys):
+    // the difference to the above is memory latency, not work.
+    let small = MemoryStore::builder().capacity(10_000).build();
+    group.bench_function("claim_complete_cache_resident", |b| {
+        b.iter(|| {
+            n += 1;
+            key.clear();
+            let _ = write!(key, "stripe:evt_{n:024}");
+            claim_complete(&small, black_box(&key), fingerprint);
+        })
+    });
+
     // A duplicate delivery: its key is completed, the claim answers Completed.
     claim_complete_now(&store, "stripe:evt_duplicate", fingerprint);
     group.bench_function("claim_duplicate", |b| {

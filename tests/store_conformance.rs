@@ -18,6 +18,7 @@ enum Flaw {
     IgnoreFingerprint,
     AcceptAnyTokenInFlight,
     AcceptTokenAfterSettle,
+    AcceptReleasedToken,
     RestartTokensOnRelease,
     LeasesNeverExpire,
     KeepCompletedForever,
@@ -138,7 +139,9 @@ impl ToyStore {
         let in_flight = matches!(record.state, State::InFlight(_));
         let token_ok =
             record.token == token.0 || (self.flaw == Flaw::AcceptAnyTokenInFlight && in_flight);
-        let state_ok = in_flight || self.flaw == Flaw::AcceptTokenAfterSettle;
+        let state_ok = in_flight
+            || self.flaw == Flaw::AcceptTokenAfterSettle
+            || (self.flaw == Flaw::AcceptReleasedToken && matches!(record.state, State::Released));
         if !(token_ok && state_ok) {
             return Err(stale());
         }
@@ -265,6 +268,8 @@ broken_store_fails! {
         => Check::ReleaseThenReclaim, Problem::StaleTokenAccepted { .. },
     store_settling_twice_fails: Flaw::AcceptTokenAfterSettle
         => Check::CompleteThenClaim, Problem::StaleTokenAccepted { .. },
+    store_settling_a_released_key_fails: Flaw::AcceptReleasedToken
+        => Check::ReleaseThenReclaim, Problem::StaleTokenAccepted { .. },
     store_restarting_tokens_fails: Flaw::RestartTokensOnRelease
         => Check::ReleaseThenReclaim, Problem::TokenNotIncreasing { .. },
     store_with_endless_leases_fails: Flaw::LeasesNeverExpire

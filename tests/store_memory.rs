@@ -195,6 +195,27 @@ async fn full_store_evicts_the_oldest_settled_key_first() {
 }
 
 #[tokio::test]
+async fn a_key_settled_again_is_evicted_by_its_latest_settlement() {
+    let (store, _) = one_shard(2);
+    let first = acquire(&store, "a").await;
+    store.release("a", first, "transient").await.unwrap(); // a settled first...
+    complete(&store, "b", RETENTION).await; // ...then b...
+    let again = acquire(&store, "a").await;
+    store.complete("a", again, RETENTION).await.unwrap(); // ...then a again.
+
+    acquire(&store, "c").await;
+    assert_eq!(store.evictions(), 1);
+    assert_eq!(
+        claim(&store, "a").await,
+        Claim::Completed,
+        "a was settled last"
+    );
+    // b was forgotten: another body acquires it (a remembered b would mismatch).
+    let b = store.claim("b", Fingerprint(9), LEASE).await.unwrap();
+    assert!(matches!(b, Claim::Acquired(_)), "{b:?}");
+}
+
+#[tokio::test]
 async fn an_evicted_keys_old_token_cannot_settle_its_next_claim() {
     let (store, _) = one_shard(1);
     let old = acquire(&store, "k").await;
@@ -379,4 +400,218 @@ async fn racing_tasks_acquire_each_key_exactly_once() {
     );
     assert_eq!(store.len(), KEYS);
     assert_eq!(store.evictions(), 0);
+}
+
+/// The store against a plain model of the protocol, on random operation
+/// sequences with a test clock (capacity large enough that nothing is evicted).
+mod model {
+    use std::collections::HashMap;
+
+    use futures_util::FutureExt;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Claim {
+            key: u8,
+            body: u8,
+            lease_s: u64,
+        },
+        Complete {
+            key: u8,
+            older: bool,
+            retention_s: u64,
+        },
+        Release {
+            key: u8,
+            older: bool,
+        },
+        Advance {
+            seconds: u64,
+        },
+        Purge,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..5u8, 0..2u8, 1..40u64)
+                .prop_map(|(key, body, lease_s)| Op::Claim { key, body, lease_s }),
+            2 => (0..5u8, any::<bool>(), 1..60u64)
+                .prop_map(|(key, older, retention_s)| Op::Complete { key, older, retention_s }),
+            1 => (0..5u8, any::<bool>()).prop_map(|(key, older)| Op::Release { key, older }),
+            2 => (0..30u64).prop_map(|seconds| Op::Advance { seconds }),
+            1 => Just(Op::Purge),
+        ]
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum State {
+        InFlight,
+        Completed,
+        Released,
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    struct Entry {
+        body: u8,
+        token: FencingToken,
+        state: State,
+        deadline: u64,
+    }
+
+    #[derive(Default)]
+    struct Model {
+        now: u64,
+        entries: HashMap<u8, Entry>,
+        /// Every token the store gave per key, in order.
+        tokens: HashMap<u8, Vec<FencingToken>>,
+    }
+
+    impl Model {
+        /// The answer the protocol requires (the token of `Acquired` is the store's).
+        fn claim(&mut self, key: u8, body: u8, lease_s: u64, got: Claim) -> Result<(), String> {
+            let live = self
+                .entries
+                .get(&key)
+                .filter(|e| !(e.state == State::Completed && e.deadline <= self.now))
+                .copied();
+            let expected = match live {
+                Some(e) if e.body != body => Claim::FingerprintMismatch,
+                Some(e) if e.state == State::Completed => Claim::Completed,
+                Some(e) if e.state == State::InFlight && e.deadline > self.now => Claim::InFlight {
+                    until: UNIX_EPOCH + Duration::from_secs(e.deadline),
+                },
+                _ => {
+                    let Claim::Acquired(token) = got else {
+                        return Err(format!("expected Acquired, got {got:?}"));
+                    };
+                    let given = self.tokens.entry(key).or_default();
+                    if given.last().is_some_and(|last| *last >= token) {
+                        return Err(format!("token {token:?} after {given:?}"));
+                    }
+                    given.push(token);
+                    let deadline = self.now + lease_s;
+                    let state = State::InFlight;
+                    self.entries.insert(
+                        key,
+                        Entry {
+                            body,
+                            token,
+                            state,
+                            deadline,
+                        },
+                    );
+                    return Ok(());
+                }
+            };
+            if got == expected {
+                Ok(())
+            } else {
+                Err(format!("expected {expected:?}, got {got:?}"))
+            }
+        }
+
+        /// The token a settle call uses: the key's latest, or an older one.
+        fn token(&self, key: u8, older: bool) -> FencingToken {
+            let given = self.tokens.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            match (older, given) {
+                (false, [.., last]) => *last,
+                (true, [.., older, _]) => *older,
+                _ => FencingToken(0),
+            }
+        }
+
+        /// Settles `key` if `token` holds its in-flight claim; whether it did.
+        fn settle(&mut self, key: u8, token: FencingToken, state: State, deadline: u64) -> bool {
+            match self.entries.get_mut(&key) {
+                Some(e) if e.state == State::InFlight && e.token == token => {
+                    e.state = state;
+                    e.deadline = deadline;
+                    true
+                }
+                _ => false,
+            }
+        }
+
+        fn purge(&mut self) -> u64 {
+            let before = self.entries.len();
+            let now = self.now;
+            self.entries
+                .retain(|_, e| !(e.state == State::Completed && e.deadline <= now));
+            (before - self.entries.len()) as u64
+        }
+    }
+
+    /// Polls a MemoryStore call once: it answers at once.
+    fn now<T>(future: impl std::future::Future<Output = T>) -> T {
+        future.now_or_never().expect("MemoryStore answers at once")
+    }
+
+    fn check(ops: Vec<Op>) -> Result<(), TestCaseError> {
+        let clock = FixedClock::at_unix(START);
+        let store = MemoryStore::builder()
+            .capacity(64)
+            .shards(2)
+            .clock(clock.clone())
+            .build();
+        let mut model = Model {
+            now: START as u64,
+            ..Model::default()
+        };
+        for (i, op) in ops.iter().enumerate() {
+            let key_name = |key: u8| format!("stripe:evt_{key}");
+            match *op {
+                Op::Claim { key, body, lease_s } => {
+                    let got = now(store.claim(
+                        &key_name(key),
+                        Fingerprint(u128::from(body)),
+                        Duration::from_secs(lease_s),
+                    ))
+                    .unwrap();
+                    model
+                        .claim(key, body, lease_s, got)
+                        .map_err(|e| TestCaseError::fail(format!("op {i} {op:?}: {e}")))?;
+                }
+                Op::Complete {
+                    key,
+                    older,
+                    retention_s,
+                } => {
+                    let token = model.token(key, older);
+                    let retention = Duration::from_secs(retention_s);
+                    let got = now(store.complete(&key_name(key), token, retention));
+                    let deadline = model.now + retention_s;
+                    let expected = model.settle(key, token, State::Completed, deadline);
+                    prop_assert_eq!(got.is_ok(), expected, "op {} {:?}: {:?}", i, op, got);
+                }
+                Op::Release { key, older } => {
+                    let token = model.token(key, older);
+                    let got = now(store.release(&key_name(key), token, "model"));
+                    let expected = model.settle(key, token, State::Released, model.now);
+                    prop_assert_eq!(got.is_ok(), expected, "op {} {:?}: {:?}", i, op, got);
+                }
+                Op::Advance { seconds } => {
+                    clock.advance(Duration::from_secs(seconds));
+                    model.now += seconds;
+                }
+                Op::Purge => {
+                    let got = now(store.purge_expired()).unwrap();
+                    prop_assert_eq!(got, model.purge(), "op {} purge", i);
+                }
+            }
+            prop_assert_eq!(store.len(), model.entries.len(), "op {} {:?}", i, op);
+        }
+        prop_assert_eq!(store.evictions(), 0);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn memory_store_follows_the_protocol_model(ops in prop::collection::vec(op(), 1..80)) {
+            check(ops)?;
+        }
+    }
 }

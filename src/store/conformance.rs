@@ -72,8 +72,8 @@ pub enum Check {
     /// After `complete`, a claim answers `Completed`, and the token can settle
     /// nothing any more.
     CompleteThenClaim,
-    /// After `release`, a claim acquires the key again with a larger token, and
-    /// the released token can settle nothing any more.
+    /// After `release`, the released token can settle nothing any more, and a
+    /// claim acquires the key again with a larger token.
     ReleaseThenReclaim,
     /// A claim with another fingerprint answers `FingerprintMismatch` whether the
     /// key is in flight, released or completed.
@@ -607,6 +607,12 @@ where
         let key = self.key(Check::ReleaseThenReclaim, 0);
         let first = self.acquire("claim", &key, LONG, None).await?;
         self.settle("release", &key, first, Settle::Release).await?;
+        let step = "complete with the released token before any reclaim";
+        self.expect_stale(step, &key, first, Settle::Complete(LONG))
+            .await?;
+        let step = "release again with the released token before any reclaim";
+        self.expect_stale(step, &key, first, Settle::Release)
+            .await?;
         let second = self
             .acquire("claim after release", &key, LONG, Some(first))
             .await?;

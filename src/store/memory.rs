@@ -719,6 +719,50 @@ mod tests {
     }
 
     #[test]
+    fn queue_of_a_key_released_again_and_again_stays_bounded() {
+        let mut shard = Shard::default();
+        let id = KeyId { low: 7, high: 7 };
+        for _ in 0..10_000 {
+            let Ok(Claim::Acquired(token)) = shard.claim(id, Fingerprint(1), 0, 10, 4) else {
+                panic!("a released key is acquired again");
+            };
+            assert!(shard.settle(id, token, State::Released, 0));
+        }
+        assert_eq!(shard.entries.len(), 1);
+        assert!(
+            shard.settled.len() <= 2 + QUEUE_CHUNK,
+            "{}",
+            shard.settled.len()
+        );
+        assert!(shard.settled.chunks.len() <= 2);
+    }
+
+    #[test]
+    fn full_shard_table_keeps_its_size_under_churn() {
+        let mut shard = Shard::default();
+        // 76% of an 8,192-slot table: removals leave tombstones.
+        let capacity = 6_250;
+        for n in 0..3 * capacity as u64 {
+            let hash = xxhash_rust::xxh3::xxh3_128(&n.to_le_bytes());
+            let id = KeyId {
+                low: hash as u64,
+                high: (hash >> 64) as u32,
+            };
+            let Ok(Claim::Acquired(token)) = shard.claim(id, Fingerprint(1), 0, 10, capacity)
+            else {
+                panic!("a new key is acquired");
+            };
+            assert!(shard.settle(id, token, State::Completed, 100));
+        }
+        assert_eq!(shard.entries.len(), capacity);
+        assert_eq!(shard.evictions, 2 * capacity as u64);
+        // The table a full shard needs (capacity + 1/8), not a doubled one.
+        let sized = EntryMap::with_capacity_and_hasher(capacity + capacity / 8, Default::default());
+        let (held, needed) = (shard.entries.capacity(), sized.capacity());
+        assert!(held <= needed, "table for {held} keys, {needed} needed");
+    }
+
+    #[test]
     fn token_counter_refuses_to_wrap() {
         let mut shard = Shard {
             last_token: MAX_TOKEN,
