@@ -144,7 +144,8 @@ async fn keys_follow_the_documented_layout_and_ttls() {
     assert_eq!(state, "completed");
     let ttl: i64 = conn.pttl(&key).await.unwrap();
     assert!(ttl > 3_590_000 && ttl <= 3_600_000, "{ttl}");
-    // Completing with no retention forgets the key at once.
+    // Completed with no retention, a key is new again at once, but its token
+    // counter goes on so the finished attempt's token stays stale.
     let Claim::Acquired(token) = store.claim("github:d-2", fp, LEASE).await.unwrap() else {
         panic!("fresh key")
     };
@@ -152,8 +153,15 @@ async fn keys_follow_the_documented_layout_and_ttls() {
         .complete("github:d-2", token, Duration::ZERO)
         .await
         .unwrap();
-    let exists: bool = conn.exists(store.redis_key("github:d-2")).await.unwrap();
-    assert!(!exists);
+    let other = Fingerprint::of(b"other body");
+    assert_eq!(
+        store.claim("github:d-2", other, LEASE).await.unwrap(),
+        Claim::Acquired(FencingToken(2))
+    );
+    assert!(matches!(
+        store.complete("github:d-2", token, LEASE).await,
+        Err(StoreError::StaleToken { .. })
+    ));
     delete_keys(&prefix).await;
 }
 

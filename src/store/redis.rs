@@ -61,18 +61,19 @@ redis.call('PEXPIRE', KEYS[1], lease + tonumber(ARGV[3]))
 return {1, token}
 ";
 
-/// KEYS[1] key; ARGV[1] token, ARGV[2] retention ms. Returns 1 if settled.
+/// KEYS[1] key; ARGV[1] token, ARGV[2] retention ms, ARGV[3] unsettled
+/// retention ms. Returns 1 if settled. A key completed with no retention is
+/// already expired, but is kept for the unsettled retention so that its token
+/// counter goes on: an older attempt's token can never match a new claim's.
 const COMPLETE: &str = "
 local stored = redis.call('HMGET', KEYS[1], 'state', 'token')
 if stored[1] ~= 'leased' or stored[2] ~= ARGV[1] then return 0 end
 local retention = tonumber(ARGV[2])
-if retention <= 0 then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
+local keep = retention
+if keep <= 0 then keep = tonumber(ARGV[3]) end
 redis.call('HSET', KEYS[1], 'state', 'completed', 'exp', num(now + retention))
 redis.call('HDEL', KEYS[1], 'reason')
-redis.call('PEXPIRE', KEYS[1], retention)
+redis.call('PEXPIRE', KEYS[1], keep)
 return 1
 ";
 
@@ -372,7 +373,8 @@ impl IdempotencyStore for RedisStore {
         invocation
             .key(self.redis_key(key))
             .arg(token.0)
-            .arg(duration_ms(retention));
+            .arg(duration_ms(retention))
+            .arg(self.inner.unsettled_retention_ms);
         let changed: i64 = self.invoke("Redis complete", invocation).await?;
         settled(key, token, changed == 1)
     }
