@@ -28,7 +28,7 @@ const RETENTION: Duration = Duration::from_secs(72 * 3600);
 
 /// Claims and completes `key`. The memory store answers at once, so polling the
 /// future once (as a runtime would) is the whole cost.
-fn claim_complete_now(store: &MemoryStore, key: &str, fingerprint: Fingerprint) {
+fn claim_complete(store: &MemoryStore, key: &str, fingerprint: Fingerprint) {
     let claim = store.claim(key, fingerprint, LEASE).now_or_never();
     let Some(Ok(Claim::Acquired(token))) = claim else {
         panic!("a new key is acquired at once");
@@ -59,7 +59,7 @@ fn store_memory(c: &mut Criterion) {
             n += 1;
             key.clear();
             let _ = write!(key, "stripe:evt_{n:024}");
-            claim_complete_now(&store, black_box(&key), fingerprint);
+            claim_complete(&store, black_box(&key), fingerprint);
         })
     });
 
@@ -76,7 +76,7 @@ fn store_memory(c: &mut Criterion) {
     });
 
     // A duplicate delivery: its key is completed, the claim answers Completed.
-    claim_complete_now(&store, "stripe:evt_duplicate", fingerprint);
+    claim_complete(&store, "stripe:evt_duplicate", fingerprint);
     group.bench_function("claim_duplicate", |b| {
         b.iter(|| {
             let claim = store.claim(black_box("stripe:evt_duplicate"), fingerprint, LEASE);

@@ -222,20 +222,17 @@ fn unsafe_table_names_and_bad_urls_are_refused() {
             "{name}"
         );
     }
-    let bad = PostgresStore::connect("postgres://user:secret@host:notaport/db").build();
-    let Err(err @ StoreConfigError::InvalidUrl(_)) = bad else {
-        panic!("{bad:?}")
-    };
-    assert!(!err.to_string().contains("secret"), "{err}");
+    common::assert_url_refused_quietly(
+        PostgresStore::connect("postgres://user:secret@host:notaport/db").build(),
+        format!(
+            "{:?}",
+            PostgresStore::connect("postgres://user:secret@localhost/x")
+        ),
+    );
     assert!(matches!(
         PostgresStore::connect("postgres://localhost/x")
             .operation_timeout(Duration::ZERO)
             .build(),
         Err(StoreConfigError::ZeroTimeout("operation"))
     ));
-    let debug = format!(
-        "{:?}",
-        PostgresStore::connect("postgres://user:secret@localhost/x")
-    );
-    assert!(!debug.contains("secret"), "{debug}");
 }

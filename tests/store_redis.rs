@@ -221,17 +221,14 @@ async fn a_users_connection_manager_can_be_handed_over() {
 
 #[test]
 fn bad_urls_and_settings_are_refused() {
-    let bad = RedisStore::connect("http://user:secret@localhost/").build();
-    let Err(err @ StoreConfigError::InvalidUrl(_)) = bad else {
-        panic!("{bad:?}")
-    };
-    assert!(!err.to_string().contains("secret"), "{err}");
+    common::assert_url_refused_quietly(
+        RedisStore::connect("http://user:secret@localhost/").build(),
+        format!("{:?}", RedisStore::connect("redis://:secret@localhost/")),
+    );
     assert!(matches!(
         RedisStore::connect("redis://localhost/")
             .unsettled_retention(Duration::ZERO)
             .build(),
         Err(StoreConfigError::ZeroTimeout("unsettled retention"))
     ));
-    let debug = format!("{:?}", RedisStore::connect("redis://:secret@localhost/"));
-    assert!(!debug.contains("secret"), "{debug}");
 }

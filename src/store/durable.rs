@@ -55,6 +55,21 @@ pub(crate) fn validate_table_name(name: &str, allow_schema: bool) -> Result<(), 
     }
 }
 
+/// Refuses a pool of zero connections and any zero duration among `settings`
+/// (named for the error message).
+pub(crate) fn require_nonzero(
+    pool_size: usize,
+    settings: &[(&'static str, Duration)],
+) -> Result<(), StoreConfigError> {
+    if pool_size == 0 {
+        return Err(StoreConfigError::ZeroPoolSize);
+    }
+    match settings.iter().find(|(_, duration)| duration.is_zero()) {
+        Some((name, _)) => Err(StoreConfigError::ZeroTimeout(name)),
+        None => Ok(()),
+    }
+}
+
 /// The unqualified part of a table name (`schema.table` → `table`), for naming
 /// its index.
 pub(crate) fn unqualified(table: &str) -> &str {

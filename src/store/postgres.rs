@@ -18,9 +18,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::OnceCell;
 
 use super::durable::{
-    decide, duration_ms, fingerprint_from_slice, from_unix_ms, settled, stale, token_from_i64,
-    token_to_i64, unqualified, validate_table_name, with_timeout, Decision, Record, State,
-    StoreConfigError,
+    decide, duration_ms, fingerprint_from_slice, from_unix_ms, require_nonzero, settled, stale,
+    token_from_i64, token_to_i64, unqualified, validate_table_name, with_timeout, Decision, Record,
+    State, StoreConfigError,
 };
 use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
 
@@ -293,18 +293,14 @@ impl PostgresStoreBuilder {
     /// Checks the settings and returns the store; connects to nothing yet.
     pub fn build(self) -> Result<PostgresStore, StoreConfigError> {
         validate_table_name(&self.table, true)?;
-        for (name, timeout) in [
-            ("connect", self.connect_timeout),
-            ("statement", self.statement_timeout),
-            ("operation", self.operation_timeout),
-        ] {
-            if timeout.is_zero() {
-                return Err(StoreConfigError::ZeroTimeout(name));
-            }
-        }
-        if self.max_connections == 0 {
-            return Err(StoreConfigError::ZeroPoolSize);
-        }
+        require_nonzero(
+            self.max_connections,
+            &[
+                ("connect", self.connect_timeout),
+                ("statement", self.statement_timeout),
+                ("operation", self.operation_timeout),
+            ],
+        )?;
         let pool = match self.source {
             Source::Pool(pool) => pool,
             Source::Url(url) => {

@@ -16,7 +16,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use tokio::sync::OnceCell;
 
-use super::durable::{corrupt, duration_ms, from_unix_ms, settled, with_timeout, StoreConfigError};
+use super::durable::{
+    corrupt, duration_ms, from_unix_ms, require_nonzero, settled, with_timeout, StoreConfigError,
+};
 use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
 
 /// The default key prefix.
@@ -274,15 +276,15 @@ impl RedisStoreBuilder {
 
     /// Checks the settings and returns the store; connects to nothing yet.
     pub fn build(self) -> Result<RedisStore, StoreConfigError> {
-        for (name, timeout) in [
-            ("connect", self.connect_timeout),
-            ("operation", self.operation_timeout),
-            ("unsettled retention", self.unsettled_retention),
-        ] {
-            if timeout.is_zero() {
-                return Err(StoreConfigError::ZeroTimeout(name));
-            }
-        }
+        // One multiplexed connection: there is no pool to size.
+        require_nonzero(
+            1,
+            &[
+                ("connect", self.connect_timeout),
+                ("operation", self.operation_timeout),
+                ("unsettled retention", self.unsettled_retention),
+            ],
+        )?;
         let (client, manager) = match self.source {
             Source::Url(url) => {
                 let client = redis::Client::open(url.as_str())

@@ -13,13 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use super::durable::{
-    self, decide, duration_ms, fingerprint_from_slice, from_unix_ms, settled, stale,
-    token_from_i64, token_to_i64, validate_table_name, with_timeout, Decision, Record, State,
-    StoreConfigError,
+    self, decide, duration_ms, fingerprint_from_slice, from_unix_ms, require_nonzero, settled,
+    stale, token_from_i64, token_to_i64, validate_table_name, with_timeout, Decision, Record,
+    State, StoreConfigError,
 };
 use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
 use crate::clock::{Clock, SystemClock};
@@ -203,6 +204,39 @@ impl SqliteStore {
         .await
     }
 
+    /// Completes or releases `key` if `token` holds its lease.
+    async fn settle(
+        &self,
+        key: &str,
+        token: FencingToken,
+        settle: Settle,
+    ) -> Result<(), StoreError> {
+        self.migrated().await?;
+        let Some(stored_token) = token_to_i64(token) else {
+            return Err(stale(key, token));
+        };
+        let inner = Arc::clone(&self.inner);
+        let owned_key = key.to_owned();
+        let changed = self
+            .run(move |conn| {
+                let now = clock_ms(&*inner.clock);
+                let (sql, value) = match settle {
+                    Settle::Complete { retention_ms } => (
+                        &inner.sql.complete,
+                        Value::Integer(now.saturating_add(retention_ms)),
+                    ),
+                    Settle::Release { reason } => (&inner.sql.release, Value::Text(reason)),
+                };
+                conn.prepare_cached(sql)
+                    .and_then(|mut update| {
+                        update.execute(rusqlite::params![owned_key, stored_token, value, now])
+                    })
+                    .map_err(sql_error)
+            })
+            .await?;
+        settled(key, token, changed == 1)
+    }
+
     async fn migrated(&self) -> Result<(), StoreError> {
         if self.inner.migrated.initialized() {
             return Ok(());
@@ -264,6 +298,14 @@ impl Inner {
     }
 }
 
+/// What a settle writes besides the state: `?3` of its statement.
+enum Settle {
+    /// Retention from now, as the new `expires_at`.
+    Complete { retention_ms: i64 },
+    /// Why the attempt failed, as `reason`.
+    Release { reason: String },
+}
+
 /// A thread panicked while holding the connection list.
 #[derive(Debug, thiserror::Error)]
 #[error("the SQLite connection pool was poisoned by a panic")]
@@ -323,15 +365,13 @@ impl SqliteStoreBuilder {
     /// Checks the settings and returns the store; opens nothing yet.
     pub fn build(self) -> Result<SqliteStore, StoreConfigError> {
         validate_table_name(&self.table, false)?;
-        if self.max_connections == 0 {
-            return Err(StoreConfigError::ZeroPoolSize);
-        }
-        if self.busy_timeout.is_zero() {
-            return Err(StoreConfigError::ZeroTimeout("busy"));
-        }
-        if self.operation_timeout.is_zero() {
-            return Err(StoreConfigError::ZeroTimeout("operation"));
-        }
+        require_nonzero(
+            self.max_connections,
+            &[
+                ("busy", self.busy_timeout),
+                ("operation", self.operation_timeout),
+            ],
+        )?;
         let connections = match self.location {
             Location::File(_) => self.max_connections,
             Location::Memory => 1,
@@ -440,29 +480,9 @@ impl IdempotencyStore for SqliteStore {
         token: FencingToken,
         retention: Duration,
     ) -> Result<(), StoreError> {
-        self.migrated().await?;
-        let Some(stored_token) = token_to_i64(token) else {
-            return Err(stale(key, token));
-        };
-        let inner = Arc::clone(&self.inner);
-        let owned_key = key.to_owned();
-        let retention = duration_ms(retention);
-        let changed = self
-            .run(move |conn| {
-                let now = clock_ms(&*inner.clock);
-                conn.prepare_cached(&inner.sql.complete)
-                    .and_then(|mut update| {
-                        update.execute(rusqlite::params![
-                            owned_key,
-                            stored_token,
-                            now.saturating_add(retention),
-                            now
-                        ])
-                    })
-                    .map_err(sql_error)
-            })
-            .await?;
-        settled(key, token, changed == 1)
+        let retention_ms = duration_ms(retention);
+        self.settle(key, token, Settle::Complete { retention_ms })
+            .await
     }
 
     async fn release(
@@ -471,24 +491,8 @@ impl IdempotencyStore for SqliteStore {
         token: FencingToken,
         reason: &str,
     ) -> Result<(), StoreError> {
-        self.migrated().await?;
-        let Some(stored_token) = token_to_i64(token) else {
-            return Err(stale(key, token));
-        };
-        let inner = Arc::clone(&self.inner);
-        let owned_key = key.to_owned();
         let reason = reason.to_owned();
-        let changed = self
-            .run(move |conn| {
-                let now = clock_ms(&*inner.clock);
-                conn.prepare_cached(&inner.sql.release)
-                    .and_then(|mut update| {
-                        update.execute(rusqlite::params![owned_key, stored_token, reason, now])
-                    })
-                    .map_err(sql_error)
-            })
-            .await?;
-        settled(key, token, changed == 1)
+        self.settle(key, token, Settle::Release { reason }).await
     }
 
     /// Deletes completed keys whose retention has passed (uses the index on

@@ -155,3 +155,17 @@ pub async fn url_addr(url: &str) -> SocketAddr {
 pub fn url_with_addr(url: &str, addr: SocketAddr) -> String {
     url.replacen(url_authority(url), &addr.to_string(), 1)
 }
+
+/// A builder refused a URL holding the password `secret`: with `InvalidUrl`,
+/// and without repeating the password; `builder_debug` (another builder's
+/// `Debug` with such a URL) hides it too.
+pub fn assert_url_refused_quietly<T: std::fmt::Debug>(
+    built: Result<T, hookgate::store::StoreConfigError>,
+    builder_debug: String,
+) {
+    let Err(err @ hookgate::store::StoreConfigError::InvalidUrl(_)) = built else {
+        panic!("{built:?}")
+    };
+    assert!(!err.to_string().contains("secret"), "{err}");
+    assert!(!builder_debug.contains("secret"), "{builder_debug}");
+}

@@ -134,6 +134,11 @@ pub fn pipeline(
             }
         }),
     );
+    pipeline_with(store, limits, registry)
+}
+
+/// A GitHub pipeline on `store` with `registry` and `limits`.
+pub fn pipeline_with(store: Store, limits: Limits, registry: Registry) -> Pipeline {
     Pipeline::builder()
         .verifier(github())
         .store(store)
@@ -278,14 +283,7 @@ pub async fn abandoned_attempt_is_reclaimed(first: Store, second: Store) {
                 }
             }),
         );
-        Pipeline::builder()
-            .verifier(github())
-            .store(Arc::clone(&first))
-            .registry(registry)
-            .critical_deadline("github", limits.deadline)
-            .lease("github", limits.lease)
-            .build()
-            .unwrap()
+        pipeline_with(Arc::clone(&first), limits, registry)
     };
     let healthy = pipeline(Arc::clone(&second), Arc::clone(&ledger), limits, |_| false);
     let delivery = Delivery::new(&super::unique("crash"), 0);
