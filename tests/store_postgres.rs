@@ -98,12 +98,7 @@ async fn a_users_pool_can_be_handed_over() {
         .table(common::unique("pool"))
         .build()
         .unwrap();
-    let fp = Fingerprint::of(b"body");
-    let Claim::Acquired(token) = store.claim("k", fp, LEASE).await.unwrap() else {
-        panic!("fresh key")
-    };
-    store.complete("k", token, LEASE).await.unwrap();
-    assert_eq!(store.claim("k", fp, LEASE).await.unwrap(), Claim::Completed);
+    scenarios::complete_new_key(&store, "k").await;
     drop_table(&store).await;
 }
 

@@ -210,12 +210,7 @@ async fn a_users_connection_manager_can_be_handed_over() {
         .key_prefix(&prefix)
         .build()
         .unwrap();
-    let fp = Fingerprint::of(b"body");
-    let Claim::Acquired(token) = store.claim("k", fp, LEASE).await.unwrap() else {
-        panic!("fresh key")
-    };
-    store.complete("k", token, LEASE).await.unwrap();
-    assert_eq!(store.claim("k", fp, LEASE).await.unwrap(), Claim::Completed);
+    scenarios::complete_new_key(&store, "k").await;
     delete_keys(&prefix).await;
 }
 

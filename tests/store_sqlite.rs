@@ -97,10 +97,7 @@ async fn keys_survive_a_restart() {
     let fp = Fingerprint::of(b"body");
     {
         let store = db.store();
-        let Claim::Acquired(token) = store.claim("k:done", fp, LEASE).await.unwrap() else {
-            panic!("fresh key")
-        };
-        store.complete("k:done", token, DAY).await.unwrap();
+        scenarios::complete_new_key(&store, "k:done").await;
         assert!(matches!(
             store.claim("k:leased", fp, LEASE).await.unwrap(),
             Claim::Acquired(FencingToken(1))

@@ -506,3 +506,19 @@ pub async fn conformance_passes(store: Store) {
     assert!(report.multi_thread());
     assert_eq!(report.checks().len(), conformance::Check::ALL.len());
 }
+
+/// Claims the new `key`, completes it, and checks that it now answers `Completed`.
+pub async fn complete_new_key(store: &dyn IdempotencyStore, key: &str) {
+    let fp = Fingerprint::of(b"body");
+    let lease = Duration::from_secs(30);
+    let claim = store.claim(key, fp, lease).await.unwrap();
+    let hookgate::Claim::Acquired(token) = claim else {
+        panic!("a new key answered {claim:?}")
+    };
+    store
+        .complete(key, token, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let again = store.claim(key, fp, lease).await.unwrap();
+    assert_eq!(again, hookgate::Claim::Completed);
+}
