@@ -108,6 +108,7 @@ pub mod pipeline;
 /// A TCP proxy that can cut a store's connections.
 pub mod proxy;
 /// The scenarios every durable store must pass.
+#[cfg(feature = "tokio")]
 pub mod scenarios;
 
 /// The PostgreSQL server the tests use: `HOOKGATE_POSTGRES_URL`, or the local one.
@@ -156,6 +157,7 @@ pub fn url_with_addr(url: &str, addr: SocketAddr) -> String {
     url.replacen(url_authority(url), &addr.to_string(), 1)
 }
 
+#[cfg(any(feature = "postgres", feature = "redis"))]
 /// A builder refused a URL holding the password `secret`: with `InvalidUrl`,
 /// and without repeating the password; `builder_debug` (another builder's
 /// `Debug` with such a URL) hides it too.
