@@ -5,6 +5,11 @@
 //! success or `release` on failure, both with the fencing token the claim gave.
 //! An expired lease can be claimed again (crash recovery), and a token from an
 //! older attempt can no longer settle the key.
+//!
+//! Implementations: [`MemoryStore`] in the process; shared by every instance of
+//! a service and surviving restarts, behind opt-in features,
+//! `sqlite::SqliteStore` (`sqlite`), `postgres::PostgresStore` (`postgres`) and
+//! `redis::RedisStore` (`redis`). `conformance` checks any store, yours too.
 
 use std::fmt;
 use std::sync::Arc;
@@ -37,6 +42,10 @@ pub mod redis;
 pub mod sqlite;
 
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "redis")))
+)]
 pub use durable::StoreConfigError;
 
 /// A 128-bit fingerprint of a delivery's body (xxh3-128).
