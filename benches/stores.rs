@@ -19,7 +19,8 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use futures_util::FutureExt;
 use hookgate::store::{Claim, Fingerprint, IdempotencyStore, MemoryStore};
 
@@ -37,6 +38,25 @@ fn claim_complete(store: &MemoryStore, key: &str, fingerprint: Fingerprint) {
     assert!(matches!(done, Some(Ok(()))));
 }
 
+/// Benches claim + complete of a new key per iteration.
+fn new_keys(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    store: &MemoryStore,
+    fingerprint: Fingerprint,
+) {
+    let mut key = String::with_capacity(48);
+    let mut n = 0u64;
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            n += 1;
+            key.clear();
+            let _ = write!(key, "stripe:evt_{n:024}");
+            claim_complete(store, black_box(&key), fingerprint);
+        })
+    });
+}
+
 fn store_memory(c: &mut Criterion) {
     let body = vec![b'x'; 1024];
     let fingerprint = Fingerprint::of(&body);
@@ -52,28 +72,16 @@ fn store_memory(c: &mut Criterion) {
 
     // New keys forever: past 1,000,000 keys every claim also evicts the oldest.
     let store = MemoryStore::new();
-    let mut key = String::with_capacity(48);
-    let mut n = 0u64;
-    group.bench_function("claim_complete", |b| {
-        b.iter(|| {
-            n += 1;
-            key.clear();
-            let _ = write!(key, "stripe:evt_{n:024}");
-            claim_complete(&store, black_box(&key), fingerprint);
-        })
-    });
-
+    new_keys(&mut group, "claim_complete", &store, fingerprint);
     // The same with a store small enough to stay in the CPU caches (10,000 keys):
     // the difference to the above is memory latency, not work.
     let small = MemoryStore::builder().capacity(10_000).build();
-    group.bench_function("claim_complete_cache_resident", |b| {
-        b.iter(|| {
-            n += 1;
-            key.clear();
-            let _ = write!(key, "stripe:evt_{n:024}");
-            claim_complete(&small, black_box(&key), fingerprint);
-        })
-    });
+    new_keys(
+        &mut group,
+        "claim_complete_cache_resident",
+        &small,
+        fingerprint,
+    );
 
     // A duplicate delivery: its key is completed, the claim answers Completed.
     claim_complete(&store, "stripe:evt_duplicate", fingerprint);

@@ -4,15 +4,19 @@
 //! pieces streamed, the tag compared with subtle: nothing else) and `hookgate` (the
 //! verifier's full `verify`, header lookup and parsing included) share the body-size
 //! parameter, so `bench-ratios` prints hookgate's overhead as a ratio.
-
-use std::hint::black_box;
+//! `HOOKGATE_BENCH_CLOCK=cpu` measures thread CPU time instead of wall time (see
+//! `support`), for a machine shared with other busy processes.
 
 mod common;
+mod support;
+
+use std::hint::black_box;
 
 use common::{bare_hmac, keyed, tag, SECRET};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hookgate::testing::{github_headers, shopify_headers, stripe_headers};
 use hookgate::{GitHub, Headers, Shopify, Stripe, Verifier};
+use support::Clock;
 use time::OffsetDateTime;
 
 const SIZES: [(usize, &str); 3] = [(1024, "1KiB"), (16 * 1024, "16KiB"), (256 * 1024, "256KiB")];
@@ -40,7 +44,7 @@ fn with_common(mut pairs: Vec<(String, String)>) -> Headers {
 }
 
 fn group(
-    c: &mut Criterion,
+    c: &mut Criterion<Clock>,
     name: &str,
     verifier: &dyn Verifier,
     sign: impl Fn(&[u8]) -> Vec<(String, String)>,
@@ -66,7 +70,7 @@ fn group(
     group.finish();
 }
 
-fn verify(c: &mut Criterion) {
+fn verify(c: &mut Criterion<Clock>) {
     let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
     let stripe = Stripe::builder(SECRET).build().unwrap();
     group(
@@ -96,5 +100,9 @@ fn verify(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, verify);
+criterion_group! {
+    name = benches;
+    config = support::criterion();
+    targets = verify
+}
 criterion_main!(benches);

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hookgate::{
-    handler_fn, testing, Event, HandlerError, Headers, MemoryDeadLetter, MemoryStore, Pipeline,
-    Registry, RetryPolicy, Stripe,
+    handler_fn, testing, Event, Handler, HandlerError, Headers, MemoryDeadLetter, MemoryStore,
+    Pipeline, Registry, RetryPolicy, Stripe,
 };
 use time::OffsetDateTime;
 
@@ -65,75 +65,81 @@ fn session(event: &Event) -> Result<Session, HandlerError> {
 #[error("{0}")]
 struct Unavailable(&'static str);
 
+impl Shop {
+    fn mark_order_paid(&self, session: Session) -> Result<(), HandlerError> {
+        let order = session.client_reference_id;
+        println!("    [critical] order {order} marked paid");
+        self.paid_orders.lock().unwrap().insert(order);
+        Ok(())
+    }
+
+    fn grant_course_access(&self, session: Session) -> Result<(), HandlerError> {
+        let outage = self
+            .access_outages
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if outage {
+            println!("    [critical] course service timed out");
+            return Err(HandlerError::transient(Unavailable(
+                "course service timed out",
+            )));
+        }
+        println!(
+            "    [critical] {} can now watch {:?}",
+            session.customer_email, session.metadata.course
+        );
+        self.course_access
+            .lock()
+            .unwrap()
+            .entry(session.customer_email)
+            .or_default()
+            .push(session.metadata.course);
+        Ok(())
+    }
+
+    fn clear_cart(&self, session: Session) -> Result<(), HandlerError> {
+        let email = session.customer_email;
+        println!("    [critical] cart of {email} cleared");
+        self.carts.lock().unwrap().remove(&email);
+        Ok(())
+    }
+}
+
+/// A handler that runs one step of the shop on the event's checkout session.
+fn shop_step(
+    shop: &Arc<Shop>,
+    step: fn(&Shop, Session) -> Result<(), HandlerError>,
+) -> impl Handler + 'static {
+    let shop = shop.clone();
+    handler_fn(move |event| {
+        let shop = shop.clone();
+        async move { step(&shop, session(&event)?) }
+    })
+}
+
 fn registry(shop: &Arc<Shop>) -> Registry {
     let mut registry = Registry::new();
     let on = "checkout.session.completed";
 
-    let s = shop.clone();
-    registry.critical(
-        "stripe",
-        on,
-        "mark_order_paid",
-        handler_fn(move |event| {
-            let shop = s.clone();
-            async move {
-                let order = session(&event)?.client_reference_id;
-                println!("    [critical] order {order} marked paid");
-                shop.paid_orders.lock().unwrap().insert(order);
-                Ok(())
-            }
-        }),
-    );
-
-    let s = shop.clone();
-    registry.critical(
-        "stripe",
-        on,
-        "grant_course_access",
-        handler_fn(move |event| {
-            let shop = s.clone();
-            async move {
-                let session = session(&event)?;
-                let outage = shop
-                    .access_outages
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
-                if outage {
-                    println!("    [critical] course service timed out");
-                    return Err(HandlerError::transient(Unavailable(
-                        "course service timed out",
-                    )));
-                }
-                println!(
-                    "    [critical] {} can now watch {:?}",
-                    session.customer_email, session.metadata.course
-                );
-                shop.course_access
-                    .lock()
-                    .unwrap()
-                    .entry(session.customer_email)
-                    .or_default()
-                    .push(session.metadata.course);
-                Ok(())
-            }
-        }),
-    );
-
-    let s = shop.clone();
-    registry.critical(
-        "stripe",
-        on,
-        "clear_cart",
-        handler_fn(move |event| {
-            let shop = s.clone();
-            async move {
-                let email = session(&event)?.customer_email;
-                println!("    [critical] cart of {email} cleared");
-                shop.carts.lock().unwrap().remove(&email);
-                Ok(())
-            }
-        }),
-    );
+    registry
+        .critical(
+            "stripe",
+            on,
+            "mark_order_paid",
+            shop_step(shop, Shop::mark_order_paid),
+        )
+        .critical(
+            "stripe",
+            on,
+            "grant_course_access",
+            shop_step(shop, Shop::grant_course_access),
+        )
+        .critical(
+            "stripe",
+            on,
+            "clear_cart",
+            shop_step(shop, Shop::clear_cart),
+        );
 
     registry.best_effort(
         "stripe",

@@ -654,7 +654,9 @@ mod runner {
     /// retries. The work is registered with the pipeline as soon as the
     /// `FollowUp` exists: if it is dropped without being run, the work stays
     /// pending and [`Pipeline::shutdown`](crate::Pipeline::shutdown) hands it back
-    /// and dead-letters it.
+    /// and dead-letters it. A `FollowUp` created after shutdown gave up (its
+    /// delivery's critical work was still running then) runs nothing: driving it
+    /// sends its work to the dead letter.
     #[must_use = "best-effort work only runs when the FollowUp is awaited or spawned"]
     pub struct FollowUp {
         count: usize,

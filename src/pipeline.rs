@@ -1,4 +1,22 @@
 //! From a delivery's raw bytes to exactly-once critical work and an answer.
+//!
+//! [`Pipeline::handle`] takes each delivery through the same steps, and stops at
+//! the first that fails with the [`Outcome`] that says why:
+//!
+//! 1. **size**: a body over the provider's limit is refused before anything reads it;
+//! 2. **detect**: the first verifier whose signature header is present (or the one
+//!    named in [`Pipeline::handle_for`]);
+//! 3. **verify** the signature over the raw bytes, then **identify** the event;
+//! 4. **route**: no handler for the kind means `Ignored`, without touching the store;
+//! 5. **claim** `provider:event_id` with the body's [`Fingerprint`] and the
+//!    provider's lease;
+//! 6. run the **critical** handlers in order under the provider's deadline
+//!    (errors, timeouts and panics release the key);
+//! 7. **complete** the key (kept for the provider's retention) — only then is the
+//!    answer 2xx, and only then does best-effort work start.
+//!
+//! A fencing token ties steps 5–7 together, so an attempt whose lease expired
+//! can neither complete nor release a newer attempt's claim.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,7 +37,7 @@ use crate::followup::{
 use crate::handler::{HandlerError, HandlerPanicked};
 use crate::headers::Headers;
 use crate::outcome::{CriticalFailure, Outcome, OutcomeKind};
-use crate::registry::{NamedHandler, Registry, RouteError};
+use crate::registry::{NamedHandler, Registry, RouteError, Routes};
 use crate::stats::{Recorder, Stats};
 use crate::store::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
 use crate::verify::{Verifier, VerifyError};
@@ -437,6 +455,11 @@ impl Pipeline {
     /// Pass the body exactly as received (no re-encoding) and every header.
     /// Answer the returned [`Outcome::status`] with [`Outcome::body`].
     ///
+    /// If this future is dropped before it finishes (say, your HTTP server
+    /// cancels the request), the critical handlers stop where they were and the
+    /// claim is left to expire: the provider's retries get 409 until the lease
+    /// ends, then run the work again. Nothing is recorded as done.
+    ///
     /// # Panics
     /// Outside a tokio runtime (deadlines and best-effort tasks need one).
     pub async fn handle(&self, raw_body: impl Into<Bytes>, headers: &Headers) -> Outcome {
@@ -554,13 +577,15 @@ impl Pipeline {
         };
         outcome.event_id = Some(identity.id.clone());
         outcome.event_kind = Some(identity.kind.clone());
-        let event = Event::new(provider.name.clone(), identity, body);
-        let routes = inner.registry.route(event.provider(), event.kind());
-        if routes.is_empty() {
+        if inner
+            .registry
+            .route(&provider.name, &identity.kind)
+            .is_empty()
+        {
             return finish(outcome, OutcomeKind::Ignored);
         }
-        let fingerprint = Fingerprint::of(event.body());
-        let key = idempotency_key(event.provider(), event.id());
+        let fingerprint = Fingerprint::of(&body);
+        let key = idempotency_key(&provider.name, &identity.id);
         let token = match inner
             .store
             .claim(&key, fingerprint, provider.limits.lease)
@@ -582,9 +607,11 @@ impl Pipeline {
             token,
             limits: provider.limits,
         };
-        let critical: Vec<&NamedHandler> = routes.critical().collect();
-        let kind = match self.run_critical(&attempt, &event, &critical).await {
-            Ok(()) => match attempt.complete(last_handler(&critical)).await {
+        // Built only once the key is held: duplicates never pay for it.
+        let event = Event::new(provider.name.clone(), identity, body);
+        let routes = inner.registry.route(event.provider(), event.kind());
+        let kind = match self.run_critical(&attempt, &event, routes).await {
+            Ok(last) => match attempt.complete(handler_name(last)).await {
                 Ok(()) => {
                     let best_effort: Vec<NamedHandler> = routes.best_effort().cloned().collect();
                     let count = best_effort.len();
@@ -601,36 +628,36 @@ impl Pipeline {
     }
 
     /// Runs the critical handlers in order under the deadline and settles the
-    /// failures; `Ok` means every handler succeeded and the key is still held.
-    async fn run_critical(
+    /// failures; `Ok` (with the last handler run) means every handler succeeded
+    /// and the key is still held.
+    async fn run_critical<'r>(
         &self,
         attempt: &Attempt<'_>,
         event: &Event,
-        critical: &[&NamedHandler],
-    ) -> Result<(), OutcomeKind> {
+        routes: Routes<'r>,
+    ) -> Result<Option<&'r NamedHandler>, OutcomeKind> {
         let deadline = attempt.limits.critical_deadline;
-        let mut current = 0usize;
+        let mut current = None;
         let chain = async {
-            for (i, handler) in critical.iter().enumerate() {
-                current = i;
+            for handler in routes.critical() {
+                current = Some(handler);
                 let run = AssertUnwindSafe(async { handler.handler().handle(event).await });
                 match run.catch_unwind().await {
                     Ok(Ok(())) => {}
-                    Ok(Err(err)) => return Err((i, Failure::Error(err))),
+                    Ok(Err(err)) => return Err(Failure::Error(err)),
                     Err(panic) => {
-                        return Err((i, Failure::Panic(HandlerPanicked::from_payload(&*panic))))
+                        return Err(Failure::Panic(HandlerPanicked::from_payload(&*panic)))
                     }
                 }
             }
             Ok(())
         };
-        let result = tokio::time::timeout(deadline, chain).await;
-        let (index, failure) = match result {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(failed)) => failed,
-            Err(_) => (current, Failure::Timeout),
+        let failure = match tokio::time::timeout(deadline, chain).await {
+            Ok(Ok(())) => return Ok(current),
+            Ok(Err(failure)) => failure,
+            Err(_) => Failure::Timeout,
         };
-        let handler = critical[index].shared_name();
+        let handler = handler_name(current);
         let kind = match failure {
             Failure::Error(err) if !err.is_transient() => {
                 return Err(self.settle_permanent(attempt, event, handler, err).await)
@@ -720,11 +747,9 @@ impl Pipeline {
     }
 }
 
-/// The handler named when a successful attempt cannot be settled.
-fn last_handler(critical: &[&NamedHandler]) -> Arc<str> {
-    critical
-        .last()
-        .map_or_else(|| "(no critical handler)".into(), |h| h.shared_name())
+/// The name an outcome gives for `handler` (the failing or last critical one).
+fn handler_name(handler: Option<&NamedHandler>) -> Arc<str> {
+    handler.map_or_else(|| "(no critical handler)".into(), NamedHandler::shared_name)
 }
 
 enum Failure {

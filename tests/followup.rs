@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -108,7 +108,7 @@ async fn retries_are_counted_and_backoff_is_respected() {
             "retry {retry} came after {gap:?}, before {low:?}"
         );
         assert!(
-            gap < high + Duration::from_millis(200),
+            gap < high + Duration::from_millis(500),
             "retry {retry} waited {gap:?}"
         );
     }
@@ -194,21 +194,14 @@ async fn permanent_error_is_dead_lettered_without_retry() {
 
 #[tokio::test]
 async fn panics_and_timeouts_are_caught_and_retried() {
-    let calls = Arc::new(AtomicU64::new(0));
-    let handler = {
-        let calls = calls.clone();
-        handler_fn(move |_| {
-            let calls = calls.clone();
-            async move {
-                match calls.fetch_add(1, Ordering::SeqCst) {
-                    0 => panic!("webhook relay crashed"),
-                    1 => tokio::time::sleep(Duration::from_secs(60)).await,
-                    _ => {}
-                }
-                Ok::<(), HandlerError>(())
-            }
-        })
-    };
+    let (calls, handler) = numbered(|call, _| async move {
+        match call {
+            0 => panic!("webhook relay crashed"),
+            1 => tokio::time::sleep(Duration::from_secs(60)).await,
+            _ => {}
+        }
+        Ok(())
+    });
     let dead_letter = MemoryDeadLetter::new();
     let policy = fast_policy()
         .with_initial_backoff(Duration::from_millis(5))

@@ -13,9 +13,11 @@ use bytes::Bytes;
 use common::pipeline::*;
 use hookgate::store::MemoryStore;
 use hookgate::{
-    handler_fn, CriticalFailure, Event, FixedClock, HandlerError, Headers, OutcomeKind, Pipeline,
+    handler_fn, CriticalFailure, Event, FixedClock, HandlerError, Headers, Outcome, OutcomeKind,
+    Pipeline,
 };
 use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
 
 const EVENTS: u64 = 10_000;
 const CONCURRENCY: usize = 64;
@@ -164,19 +166,12 @@ async fn every_event_succeeds_exactly_once_under_repeats_races_and_failures() {
 
 #[tokio::test]
 async fn panicking_critical_handler_gets_500_and_its_key_released() {
-    let calls = Arc::new(AtomicU64::new(0));
-    let handler = {
-        let calls = calls.clone();
-        handler_fn(move |_| {
-            let calls = calls.clone();
-            async move {
-                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                    panic!("index out of bounds");
-                }
-                Ok::<(), HandlerError>(())
-            }
-        })
-    };
+    let (calls, handler) = numbered(|call, _| async move {
+        if call == 0 {
+            panic!("index out of bounds");
+        }
+        Ok(())
+    });
     let pipeline = Pipeline::builder()
         .verifier(github())
         .store(store())
@@ -202,21 +197,18 @@ async fn panicking_critical_handler_gets_500_and_its_key_released() {
 
 #[tokio::test]
 async fn critical_handler_past_the_deadline_gets_500_and_its_key_released() {
-    let calls = Arc::new(AtomicU64::new(0));
     let finished = Tally::default();
-    let handler = {
-        let (calls, finished) = (calls.clone(), finished.clone());
-        handler_fn(move |event| {
-            let (calls, finished) = (calls.clone(), finished.clone());
-            async move {
-                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                    tokio::time::sleep(Duration::from_secs(60)).await;
-                }
-                finished.record(&event);
-                Ok::<(), HandlerError>(())
+    let recorder = finished.clone();
+    let (_, handler) = numbered(move |call, event| {
+        let finished = recorder.clone();
+        async move {
+            if call == 0 {
+                tokio::time::sleep(Duration::from_secs(60)).await;
             }
-        })
-    };
+            finished.record(&event);
+            Ok(())
+        }
+    });
     let pipeline = Pipeline::builder()
         .verifier(github())
         .store(store())
@@ -241,64 +233,90 @@ async fn critical_handler_past_the_deadline_gets_500_and_its_key_released() {
     );
 }
 
-/// A pipeline whose store runs on a clock the test moves, so a lease can expire
-/// while an attempt is still running.
-fn pipeline_on_clock(
-    clock: &FixedClock,
-    handler: impl hookgate::Handler + 'static,
-    deadline: Duration,
-) -> Pipeline {
-    Pipeline::builder()
-        .verifier(github())
-        .store(MemoryStore::builder().clock(clock.clone()).build())
-        .registry(registry_with_critical(handler))
-        .critical_deadline("github", deadline)
-        .lease("github", Duration::from_secs(30))
-        .build()
-        .unwrap()
+/// One delivery to a pipeline whose store runs on a clock the test moves, so a
+/// lease can expire while an attempt is still running. The critical handler's
+/// n-th call (from 0) waits for `gates[n]`, then records success; later calls run
+/// straight through.
+struct LeaseScene {
+    clock: FixedClock,
+    entered: Arc<Notify>,
+    tally: Tally,
+    pipeline: Pipeline,
+    body: Bytes,
+    headers: Headers,
 }
 
-/// A handler whose n-th call (from 0) waits for `gates[n]`, then records success.
-fn gated(gates: Vec<Arc<Notify>>, entered: Arc<Notify>, tally: Tally) -> impl hookgate::Handler {
-    let calls = Arc::new(AtomicU64::new(0));
-    handler_fn(move |event| {
-        let (gates, entered, tally, calls) =
-            (gates.clone(), entered.clone(), tally.clone(), calls.clone());
-        async move {
-            let call = calls.fetch_add(1, Ordering::SeqCst) as usize;
-            entered.notify_one();
-            if let Some(gate) = gates.get(call) {
-                gate.notified().await;
+impl LeaseScene {
+    fn new(id: &str, gates: Vec<Arc<Notify>>, deadline: Duration) -> Self {
+        let clock = FixedClock::at_unix(1_700_000_000);
+        let entered = Arc::new(Notify::new());
+        let tally = Tally::default();
+        let (signal, record) = (entered.clone(), tally.clone());
+        let (_, handler) = numbered(move |call, event| {
+            let (gates, entered, tally) = (gates.clone(), signal.clone(), record.clone());
+            async move {
+                entered.notify_one();
+                if let Some(gate) = usize::try_from(call).ok().and_then(|c| gates.get(c)) {
+                    gate.notified().await;
+                }
+                tally.record(&event);
+                Ok(())
             }
-            tally.record(&event);
-            Ok::<(), HandlerError>(())
+        });
+        let pipeline = Pipeline::builder()
+            .verifier(github())
+            .store(MemoryStore::builder().clock(clock.clone()).build())
+            .registry(registry_with_critical(handler))
+            .critical_deadline("github", deadline)
+            .lease("github", Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let (body, headers) = gh_delivery(id, &issue_body(3));
+        Self {
+            clock,
+            entered,
+            tally,
+            pipeline,
+            body,
+            headers,
         }
-    })
+    }
+
+    /// Starts an attempt in its own task and waits until its handler runs.
+    async fn start_attempt(&self) -> JoinHandle<Outcome> {
+        let (pipeline, body, headers) = (
+            self.pipeline.clone(),
+            self.body.clone(),
+            self.headers.clone(),
+        );
+        let attempt = tokio::spawn(async move { pipeline.handle(body, &headers).await });
+        self.entered.notified().await;
+        attempt
+    }
+
+    async fn deliver(&self) -> Outcome {
+        self.pipeline.handle(self.body.clone(), &self.headers).await
+    }
+
+    /// Moves the store's clock past the lease.
+    fn expire_lease(&self) {
+        self.clock.advance(Duration::from_secs(31));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timed_out_attempt_cannot_release_a_newer_attempts_key() {
-    let clock = FixedClock::at_unix(1_700_000_000);
-    let entered = Arc::new(Notify::new());
-    let tally = Tally::default();
-    // Call 0 (attempt A) waits forever; later calls run straight through.
-    let handler = gated(
+    // Attempt A waits forever; A's deadline leaves B ample time to claim and
+    // complete first, even under load.
+    let scene = LeaseScene::new(
+        "d-stale",
         vec![Arc::new(Notify::new())],
-        entered.clone(),
-        tally.clone(),
+        Duration::from_secs(1),
     );
-    let pipeline = pipeline_on_clock(&clock, handler, Duration::from_millis(300));
-    let (body, headers) = gh_delivery("d-stale", &issue_body(3));
-
-    let a = {
-        let (pipeline, body, headers) = (pipeline.clone(), body.clone(), headers.clone());
-        tokio::spawn(async move { pipeline.handle(body, &headers).await })
-    };
-    entered.notified().await;
+    let a = scene.start_attempt().await;
     // A's lease expires (say, its instance froze); attempt B takes the key and completes.
-    clock.advance(Duration::from_secs(31));
-    let b = pipeline.handle(body.clone(), &headers).await;
-    assert_eq!(b.status, 200);
+    scene.expire_lease();
+    assert_eq!(scene.deliver().await.status, 200);
 
     // A passes its deadline and releases with its old token: refused by the store.
     let a = a.await.unwrap();
@@ -309,37 +327,25 @@ async fn timed_out_attempt_cannot_release_a_newer_attempts_key() {
             ..
         }
     ));
-    let c = pipeline.handle(body, &headers).await;
+    let c = scene.deliver().await;
     assert!(
         matches!(c.kind, OutcomeKind::Duplicate),
         "B's completion stands: {c:?}"
     );
-    assert_eq!(tally.count("d-stale"), 1);
+    assert_eq!(scene.tally.count("d-stale"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempt_that_lost_its_lease_gets_500_and_cannot_complete_the_newer_claim() {
-    let clock = FixedClock::at_unix(1_700_000_000);
-    let entered = Arc::new(Notify::new());
     let (gate_a, gate_b) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let tally = Tally::default();
-    let handler = gated(
+    let scene = LeaseScene::new(
+        "d-lease",
         vec![gate_a.clone(), gate_b.clone()],
-        entered.clone(),
-        tally.clone(),
+        Duration::from_secs(10),
     );
-    let pipeline = pipeline_on_clock(&clock, handler, Duration::from_secs(10));
-    let (body, headers) = gh_delivery("d-lease", &issue_body(4));
-    let spawn = || {
-        let (pipeline, body, headers) = (pipeline.clone(), body.clone(), headers.clone());
-        tokio::spawn(async move { pipeline.handle(body, &headers).await })
-    };
-
-    let a = spawn();
-    entered.notified().await;
-    clock.advance(Duration::from_secs(31));
-    let b = spawn();
-    entered.notified().await;
+    let a = scene.start_attempt().await;
+    scene.expire_lease();
+    let b = scene.start_attempt().await;
 
     // A finishes its work late: its completion is refused, so it must not answer 2xx.
     gate_a.notify_one();
@@ -353,11 +359,30 @@ async fn attempt_that_lost_its_lease_gets_500_and_cannot_complete_the_newer_clai
         }
     ));
     // ... and B still holds the key.
-    let c = pipeline.handle(body.clone(), &headers).await;
+    let c = scene.deliver().await;
     assert!(matches!(c.kind, OutcomeKind::InFlight { .. }), "{c:?}");
 
     gate_b.notify_one();
     assert_eq!(b.await.unwrap().status, 200);
-    let d = pipeline.handle(body, &headers).await;
-    assert!(matches!(d.kind, OutcomeKind::Duplicate));
+    assert!(matches!(scene.deliver().await.kind, OutcomeKind::Duplicate));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_attempt_holds_the_key_until_its_lease_ends() {
+    // The first attempt waits forever: its request is cancelled mid-way.
+    let scene = LeaseScene::new(
+        "d-cancelled",
+        vec![Arc::new(Notify::new())],
+        Duration::from_secs(10),
+    );
+    let cancelled = scene.start_attempt().await;
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+
+    let early = scene.deliver().await;
+    assert_eq!(early.status, 409, "nothing was recorded as done");
+    scene.expire_lease();
+    let after_lease = scene.deliver().await;
+    assert_eq!(after_lease.status, 200);
+    assert_eq!(scene.tally.count("d-cancelled"), 1);
 }

@@ -10,7 +10,7 @@ use common::pipeline::*;
 use hookgate::{
     handler_fn, testing, Clock, CriticalFailure, DeadLetterReason, FixedClock, HandlerError,
     Headers, MemoryDeadLetter, OutcomeKind, PermanentFailurePolicy, Pipeline, Registry, Stripe,
-    VerifyError,
+    SystemClock, VerifyError,
 };
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -22,6 +22,19 @@ fn pipeline(registry: Registry) -> Pipeline {
         .registry(registry)
         .build()
         .expect("valid settings")
+}
+
+/// A Stripe pipeline whose only critical handler records into `tally`.
+fn stripe_pipeline(tally: &Tally, clock: impl Clock + 'static) -> Pipeline {
+    let mut registry = Registry::new();
+    registry.critical("stripe", "*", "record", tally.handler());
+    Pipeline::builder()
+        .verifier(Stripe::builder(STRIPE_SECRET).build().unwrap())
+        .store(store())
+        .registry(registry)
+        .clock(clock)
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -89,15 +102,7 @@ async fn missing_unknown_or_malformed_signature_gets_400() {
 async fn bad_signature_or_stale_timestamp_gets_401_without_leaking_the_reason() {
     let clock = FixedClock::at_unix(1_700_000_000);
     let tally = Tally::default();
-    let mut registry = Registry::new();
-    registry.critical("stripe", "*", "record", tally.handler());
-    let pipeline = Pipeline::builder()
-        .verifier(Stripe::builder(STRIPE_SECRET).build().unwrap())
-        .store(store())
-        .registry(registry)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let pipeline = stripe_pipeline(&tally, clock.clone());
     let body = br#"{"id":"evt_1","type":"invoice.paid","created":1700000000}"#;
     let now = clock.now();
 
@@ -130,14 +135,7 @@ async fn bad_signature_or_stale_timestamp_gets_401_without_leaking_the_reason() 
 #[tokio::test]
 async fn verified_but_unusable_payload_gets_400_and_is_recorded() {
     let tally = Tally::default();
-    let mut registry = Registry::new();
-    registry.critical("stripe", "*", "record", tally.handler());
-    let pipeline = Pipeline::builder()
-        .verifier(Stripe::builder(STRIPE_SECRET).build().unwrap())
-        .store(store())
-        .registry(registry)
-        .build()
-        .unwrap();
+    let pipeline = stripe_pipeline(&tally, SystemClock);
     let now = OffsetDateTime::now_utc();
     for body in [&b"not json"[..], br#"{"type":"invoice.paid"}"#] {
         let headers = Headers::from_pairs(testing::stripe_headers(STRIPE_SECRET, body, now));
@@ -290,24 +288,18 @@ async fn critical_success_gets_200_then_best_effort_starts() {
 
 #[tokio::test]
 async fn critical_transient_failure_gets_500_and_the_retry_runs_again() {
-    let failures_left = Arc::new(AtomicU64::new(1));
     let tally = Tally::default();
-    let handler = {
-        let (failures_left, tally) = (failures_left.clone(), tally.clone());
-        handler_fn(move |event| {
-            let (failures_left, tally) = (failures_left.clone(), tally.clone());
-            async move {
-                if failures_left
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok()
-                {
-                    return Err(HandlerError::transient(Injected("database timeout")));
-                }
-                tally.record(&event);
-                Ok(())
+    let recorder = tally.clone();
+    let (_, handler) = numbered(move |call, event| {
+        let tally = recorder.clone();
+        async move {
+            if call == 0 {
+                return Err(HandlerError::transient(Injected("database timeout")));
             }
-        })
-    };
+            tally.record(&event);
+            Ok(())
+        }
+    });
     let pipeline = pipeline(registry_with_critical(handler));
     let (body, headers) = gh_delivery("d-flaky", &issue_body(6));
 

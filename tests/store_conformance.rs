@@ -1,5 +1,6 @@
 //! The conformance suite itself: a simple correct store passes it, and every
 //! deliberately broken store fails it at the check that names its flaw.
+#![cfg(feature = "tokio")]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

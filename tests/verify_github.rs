@@ -271,3 +271,10 @@ fn empty_secrets_are_refused_at_build_time() {
         ConfigError::EmptySecret { index: 0 }
     );
 }
+
+#[test]
+fn debug_output_never_shows_the_secret() {
+    let shown = format!("{:?}", github());
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(shown.contains("secrets: 1"), "{shown}");
+}

@@ -94,6 +94,7 @@ proptest! {
         let stripe = Stripe::builder(SECRET).build().unwrap();
         let strict = Stripe::builder(SECRET)
             .max_future_skew(std::time::Duration::from_secs(1))
+            .require_plain_timestamp()
             .build()
             .unwrap();
         let h = headers([("Stripe-Signature", value.as_str())]);

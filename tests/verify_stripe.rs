@@ -142,12 +142,18 @@ fn entries_may_come_in_any_order_and_unknown_schemes_are_ignored() {
 fn tolerance_boundary_is_inclusive_and_default_300_seconds() {
     let value = stripe_signature(SECRET, BODY, at(NOW));
     assert!(verify_value(&stripe(), &value, BODY, NOW + 300).is_ok());
+    let late = err(&stripe(), &value, BODY, NOW + 301);
     assert_eq!(
-        err(&stripe(), &value, BODY, NOW + 301),
+        late,
         VerifyError::TimestampOutsideTolerance {
             skew_seconds: 301,
             tolerance_seconds: 300
         }
+    );
+    assert!(
+        late.to_string()
+            .contains("signed 301 s before now (tolerance 300 s)"),
+        "{late}"
     );
 
     let ten = Stripe::builder(SECRET)
@@ -202,7 +208,7 @@ fn future_timestamps_pass_by_default_and_fail_with_max_future_skew() {
             tolerance_seconds: 60
         }
     );
-    assert!(e.to_string().contains("61 s after now"), "{e}");
+    assert!(e.to_string().contains("signed 61 s after now"), "{e}");
     // The past side still uses the tolerance.
     assert!(verify_value(&strict, &value, BODY, NOW + 3600 + 300).is_ok());
     assert!(verify_value(&strict, &value, BODY, NOW + 3600 + 301).is_err());
@@ -446,4 +452,65 @@ fn empty_secrets_are_refused_at_build_time() {
     let e = Stripe::builder("whsec_ok").secret("").build().unwrap_err();
     assert_eq!(e, ConfigError::EmptySecret { index: 1 });
     assert!(e.to_string().contains("#1"));
+}
+
+#[test]
+fn every_v1_value_is_considered_however_many_there_are() {
+    let t = NOW.to_string();
+    let both = Stripe::builder("whsec_new")
+        .secret("whsec_old")
+        .build()
+        .unwrap();
+    let wrong: Vec<String> = (0..6)
+        .map(|i| format!("v1={}", format!("{i:x}").repeat(64)))
+        .collect();
+    for position in [0, 3, 6] {
+        let mut entries = wrong.clone();
+        entries.insert(position, format!("v1={}", v1("whsec_old", &t, BODY)));
+        let value = format!("t={t},{}", entries.join(","));
+        let verified =
+            verify_value(&both, &value, BODY, NOW).unwrap_or_else(|e| panic!("{position}: {e}"));
+        assert_eq!(verified.secret_index, 1);
+    }
+    let value = format!("t={t},{}", wrong.join(","));
+    assert!(matches!(
+        err(&both, &value, BODY, NOW),
+        VerifyError::SignatureMismatch { .. }
+    ));
+}
+
+#[test]
+fn require_plain_timestamp_refuses_what_parse_int_tolerates() {
+    let strict = Stripe::builder(SECRET)
+        .require_plain_timestamp()
+        .build()
+        .unwrap();
+    let signed = v1(SECRET, &NOW.to_string(), BODY);
+    assert!(verify_value(&strict, &format!("t={NOW},v1={signed}"), BODY, NOW).is_ok());
+    // The last `t` decides, as for the default reading.
+    assert!(verify_value(&strict, &format!("t=x,t={NOW},v1={signed}"), BODY, NOW).is_ok());
+    let nan = v1(SECRET, "NaN", BODY);
+    for value in [
+        format!("t= {NOW},v1={signed}"),
+        format!("t={NOW}abc,v1={signed}"),
+        format!("t=+{NOW},v1={signed}"),
+        format!("t=abc,v1={nan}"),
+        format!("t=,v1={nan}"),
+        format!("t,v1={nan}"),
+        format!("t={NOW},v1={signed},t={NOW}.0"),
+    ] {
+        assert_eq!(
+            err(&strict, &value, BODY, NOW),
+            VerifyError::MalformedHeader {
+                header: "Stripe-Signature",
+                reason: "the `t=` timestamp is not plain decimal digits"
+            },
+            "{value}"
+        );
+        // The default (stripe-node's reading) accepts every one of them.
+        assert!(
+            verify_value(&stripe(), &value, BODY, NOW).is_ok(),
+            "{value}"
+        );
+    }
 }

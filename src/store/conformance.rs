@@ -10,7 +10,7 @@
 //! The suite is safe to run again and again against a shared, real server: every
 //! run uses fresh keys (prefixed with the time in nanoseconds and a counter) and
 //! real, short durations (leases and retention of a few hundred milliseconds,
-//! since a database keeps its own time). A run takes about two seconds.
+//! since a database keeps its own time). A run takes about 2.5 seconds.
 //!
 //! Call it from a test on tokio's multi-thread runtime (the races need threads):
 //!
@@ -132,7 +132,7 @@ impl Check {
 
 impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -383,7 +383,9 @@ impl Suite {
         self
     }
 
-    /// How many keys each race runs on (default 8, at least 1).
+    /// How many keys each race runs on (default 8, at least 1). The rounds of
+    /// [`Check::ClaimRace`] cycle through a new key, a released key and a key
+    /// whose lease expired.
     pub fn race_rounds(mut self, rounds: usize) -> Self {
         self.race_rounds = rounds.max(1);
         self

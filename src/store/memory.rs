@@ -125,6 +125,7 @@ pub struct MemoryStore {
 
 /// Settings for a [`MemoryStore`]; start from [`MemoryStore::builder`].
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `.build()`"]
 pub struct MemoryStoreBuilder {
     capacity: usize,
     shards: usize,

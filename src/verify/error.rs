@@ -44,7 +44,7 @@ pub enum VerifyError {
     #[error("the request body is empty: the provider never sends an empty delivery; is your HTTP layer consuming the body before hookgate sees it?")]
     EmptyBody,
     /// The signed timestamp is too far from the clock.
-    #[error("timestamp outside the tolerance window: signed {skew_seconds} s {} now (tolerance {tolerance_seconds} s); check the server clock or whether this is a replay", if *.skew_seconds >= 0 { "before" } else { "after" })]
+    #[error("timestamp outside the tolerance window: signed {} s {} now (tolerance {tolerance_seconds} s); check the server clock or whether this is a replay", .skew_seconds.unsigned_abs(), if *.skew_seconds >= 0 { "before" } else { "after" })]
     TimestampOutsideTolerance {
         /// `now - signed timestamp` in seconds: positive when the signature is old,
         /// negative when it claims to come from the future.

@@ -10,6 +10,7 @@
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
+use memchr::memchr;
 use subtle::{Choice, ConstantTimeEq};
 use time::OffsetDateTime;
 
@@ -18,7 +19,7 @@ use super::envelope::{Envelope, Scalar};
 use super::{check_secrets, mismatch, signature_header};
 use super::{ConfigError, IdentifyError, Identity, Verified, Verifier, VerifyError};
 use crate::headers::Headers;
-use crate::secret::{Secret, SecretSet};
+use crate::secret::{Secret, SecretSet, TAG_LEN};
 
 /// The header Stripe signs deliveries with.
 const HEADER: &str = "Stripe-Signature";
@@ -49,6 +50,7 @@ pub struct Stripe {
     secrets: SecretSet,
     tolerance: Option<Duration>,
     max_future_skew: Option<Duration>,
+    plain_timestamp: bool,
 }
 
 /// Settings of a [`Stripe`] verifier.
@@ -58,6 +60,7 @@ pub struct StripeBuilder {
     secrets: SecretSet,
     tolerance: Option<Duration>,
     max_future_skew: Option<Duration>,
+    plain_timestamp: bool,
 }
 
 impl Stripe {
@@ -75,6 +78,7 @@ impl Stripe {
             secrets: secrets.into(),
             tolerance: Some(Self::DEFAULT_TOLERANCE),
             max_future_skew: None,
+            plain_timestamp: false,
         }
     }
 
@@ -96,7 +100,8 @@ impl StripeBuilder {
     /// `age > tolerance`). Sub-second parts are ignored, since timestamps are whole
     /// seconds. `Duration::ZERO` accepts only timestamps that are not in the past
     /// (use [`insecure_skip_timestamp_check`](Self::insecure_skip_timestamp_check) to
-    /// disable the check, which stripe-node does with a tolerance of `0`).
+    /// disable the check, which stripe-node's `signature.verifyHeader` does with a
+    /// tolerance of `0`).
     pub fn tolerance(mut self, tolerance: Duration) -> Self {
         self.tolerance = Some(tolerance);
         self
@@ -117,6 +122,15 @@ impl StripeBuilder {
         self
     }
 
+    /// Stricter than Stripe's SDK: refuses a `t=` value that is not plain decimal
+    /// digits, as Stripe always sends. stripe-node reads it with `parseInt`, so
+    /// `t= 17abc` counts as 17 and `t=abc` as NaN, a timestamp that never ages out
+    /// of the tolerance window. Default: off (the SDK's reading).
+    pub fn require_plain_timestamp(mut self) -> Self {
+        self.plain_timestamp = true;
+        self
+    }
+
     /// Builds the verifier.
     ///
     /// # Errors
@@ -127,6 +141,7 @@ impl StripeBuilder {
             secrets: self.secrets,
             tolerance: self.tolerance,
             max_future_skew: self.max_future_skew,
+            plain_timestamp: self.plain_timestamp,
         })
     }
 }
@@ -148,7 +163,7 @@ impl Verifier for Stripe {
     ) -> Result<Verified, VerifyError> {
         let header =
             signature_header(headers, HEADER)?.ok_or(VerifyError::MissingHeader(HEADER))?;
-        let parsed = ParsedHeader::parse(header)?;
+        let parsed = ParsedHeader::parse(header, self.plain_timestamp)?;
         let secret_index = self
             .matching_secret(&parsed, header, body)
             .ok_or_else(|| mismatch(&self.secrets))?;
@@ -189,6 +204,13 @@ impl Stripe {
         body: &[u8],
     ) -> Option<usize> {
         let parts: [&[u8]; 3] = [parsed.timestamp.text(), b".", body];
+        if !parsed.overflow {
+            return self
+                .secrets
+                .matching(&parts, &parsed.candidates[..parsed.decoded]);
+        }
+        // More well-formed `v1` values than the inline array holds (Stripe sends at
+        // most two): compare each secret's tag with every value of the header.
         (0..self.secrets.len()).find(|&index| {
             let Some(tag) = self.secrets.tag(index, &parts) else {
                 return false;
@@ -233,22 +255,59 @@ impl Stripe {
 /// `(key, value)` of each `,`-separated entry, split at the first `=` with the value
 /// ending at the next `=` (JavaScript's `item.split('=')` keeps `kv[0]` and `kv[1]`);
 /// `None` when the entry has no `=`.
-fn entries(header: &[u8]) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
-    header.split(|&b| b == b',').map(|item| {
-        let mut kv = item.split(|&b| b == b'=');
-        // `split` always yields at least one piece.
-        let key = kv.next().unwrap_or_default();
-        (key, kv.next())
-    })
+fn entries(header: &[u8]) -> Entries<'_> {
+    Entries { rest: Some(header) }
 }
 
-/// What the first pass over the header found.
+/// Iterator of [`entries`], searching separators with `memchr` (vectorised).
+struct Entries<'h> {
+    /// What follows the last separator; `None` once the last entry was returned.
+    rest: Option<&'h [u8]>,
+}
+
+impl<'h> Iterator for Entries<'h> {
+    type Item = (&'h [u8], Option<&'h [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.rest?;
+        let item = match memchr(b',', rest) {
+            Some(comma) => {
+                self.rest = Some(&rest[comma + 1..]);
+                &rest[..comma]
+            }
+            None => {
+                self.rest = None;
+                rest
+            }
+        };
+        Some(match memchr(b'=', item) {
+            Some(eq) => {
+                let value = &item[eq + 1..];
+                let end = memchr(b'=', value).unwrap_or(value.len());
+                (&item[..eq], Some(&value[..end]))
+            }
+            None => (item, None),
+        })
+    }
+}
+
+/// Well-formed `v1` values kept inline while parsing (Stripe sends one, or two
+/// while a secret rolls).
+const INLINE_CANDIDATES: usize = 4;
+
+/// What the pass over the header found.
 struct ParsedHeader<'h> {
     timestamp: Timestamp<'h>,
+    /// The first well-formed `v1` values, decoded.
+    candidates: [[u8; TAG_LEN]; INLINE_CANDIDATES],
+    /// How many of `candidates` are filled.
+    decoded: usize,
+    /// Whether more well-formed `v1` values follow than `candidates` holds.
+    overflow: bool,
 }
 
 impl<'h> ParsedHeader<'h> {
-    fn parse(header: &'h [u8]) -> Result<Self, VerifyError> {
+    fn parse(header: &'h [u8], plain_timestamp: bool) -> Result<Self, VerifyError> {
         if header.is_empty() {
             return Err(VerifyError::MalformedHeader {
                 header: HEADER,
@@ -256,14 +315,29 @@ impl<'h> ParsedHeader<'h> {
             });
         }
         let mut timestamp = None;
+        let mut timestamp_is_plain = false;
         let mut signatures = 0usize;
         let mut signature_without_value = false;
+        let mut candidates = [[0u8; TAG_LEN]; INLINE_CANDIDATES];
+        let mut decoded = 0;
+        let mut overflow = false;
         for (key, value) in entries(header) {
             if key == b"t" {
                 timestamp = Some(Timestamp::parse_int(value));
+                timestamp_is_plain =
+                    value.is_some_and(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit));
             } else if key == b"v1" {
                 signatures += 1;
                 signature_without_value |= value.is_none();
+                if let Some(candidate) = value.and_then(decode_lower_hex) {
+                    match candidates.get_mut(decoded) {
+                        Some(slot) => {
+                            *slot = candidate;
+                            decoded += 1;
+                        }
+                        None => overflow = true,
+                    }
+                }
             }
         }
         // stripe-node's "no timestamp" marker is -1, so an explicit `t=-1` is refused too.
@@ -274,6 +348,12 @@ impl<'h> ParsedHeader<'h> {
                     header: HEADER,
                     reason: "no `t=` timestamp",
                 })?;
+        if plain_timestamp && !timestamp_is_plain {
+            return Err(VerifyError::MalformedHeader {
+                header: HEADER,
+                reason: "the `t=` timestamp is not plain decimal digits",
+            });
+        }
         if signatures == 0 {
             return Err(VerifyError::NoSupportedSignature {
                 header: HEADER,
@@ -287,7 +367,12 @@ impl<'h> ParsedHeader<'h> {
                 reason: "a `v1` entry has no `=` and no value",
             });
         }
-        Ok(Self { timestamp })
+        Ok(Self {
+            timestamp,
+            candidates,
+            decoded,
+            overflow,
+        })
     }
 }
 

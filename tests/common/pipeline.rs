@@ -2,6 +2,7 @@
 //! stores that fail, a small deterministic random source.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -76,6 +77,19 @@ impl Tally {
             }
         })
     }
+}
+
+/// A handler that passes `f` its call number (0 for the first call) and the
+/// event; the returned counter tells how many calls were made.
+pub fn numbered<F, Fut>(f: F) -> (Arc<AtomicU64>, impl Handler + 'static)
+where
+    F: Fn(u64, Event) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    let calls = Arc::new(AtomicU64::new(0));
+    let counter = calls.clone();
+    let handler = handler_fn(move |event| f(counter.fetch_add(1, Ordering::SeqCst), event));
+    (calls, handler)
 }
 
 /// A registry with one critical handler on every GitHub `issues` event.

@@ -1,0 +1,69 @@
+//! The ways into a pipeline: detection, an explicit provider, the body-size hint,
+//! and the counters every delivery feeds.
+
+mod common;
+
+use common::pipeline::*;
+use hookgate::{Headers, OutcomeKind, Pipeline, Registry, Stripe, VerifyError};
+
+fn two_providers(tally: &Tally) -> Pipeline {
+    let mut registry = Registry::new();
+    registry.critical("*", "*", "record", tally.handler());
+    Pipeline::builder()
+        .verifier(Stripe::builder(STRIPE_SECRET).build().unwrap())
+        .verifier(github())
+        .store(store())
+        .registry(registry)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn explicit_provider_skips_detection_and_still_verifies() {
+    let tally = Tally::default();
+    let pipeline = two_providers(&tally);
+    let (body, headers) = gh_delivery("d-explicit", &issue_body(1));
+
+    let outcome = pipeline.handle_for("github", body.clone(), &headers).await;
+    assert_eq!(outcome.status, 200);
+    assert_eq!(outcome.provider.as_deref(), Some("github"));
+    assert_eq!(tally.count("d-explicit"), 1);
+
+    // Named as Stripe, the GitHub delivery lacks Stripe's signature header.
+    let wrong = pipeline.handle_for("stripe", body, &headers).await;
+    assert_eq!(wrong.status, 400);
+    assert!(matches!(
+        wrong.kind,
+        OutcomeKind::Rejected(VerifyError::MissingHeader(_))
+    ));
+    assert_eq!(tally.count("d-explicit"), 1);
+}
+
+#[tokio::test]
+async fn body_size_hint_follows_the_detected_provider() {
+    let pipeline = two_providers(&Tally::default());
+    let (_, github_headers) = gh_delivery("d-size", &issue_body(2));
+    assert_eq!(pipeline.max_body_size(&github_headers), 25 * 1024 * 1024);
+    let stripe_headers = Headers::from_pairs([("Stripe-Signature", "t=1,v1=00")]);
+    assert_eq!(pipeline.max_body_size(&stripe_headers), 1024 * 1024);
+    assert_eq!(
+        pipeline.max_body_size(&Headers::new()),
+        25 * 1024 * 1024,
+        "undetected: the largest limit"
+    );
+}
+
+#[tokio::test]
+async fn every_delivery_is_counted_once() {
+    let pipeline = two_providers(&Tally::default());
+    let (body, headers) = gh_delivery("d-count", &issue_body(3));
+    pipeline.handle(body.clone(), &headers).await;
+    pipeline.handle(body.clone(), &headers).await;
+    pipeline.handle(body, &Headers::new()).await;
+    let stats = pipeline.stats();
+    assert_eq!(
+        (stats.processed, stats.duplicate, stats.bad_request),
+        (1, 1, 1)
+    );
+    assert_eq!(stats.deliveries(), 3);
+}
