@@ -147,23 +147,15 @@ async fn concurrent_migrations_and_a_restart_keep_the_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_use_the_servers_clock() {
     let store = store_on(&common::postgres_url(), &common::unique("clock"));
-    let fp = Fingerprint::of(b"body");
-    store.claim("k", fp, LEASE).await.unwrap();
-    let Claim::InFlight { until } = store.claim("k", fp, LEASE).await.unwrap() else {
-        panic!("the key is leased")
+    let server_now = async {
+        let client = store.pool().get().await.unwrap();
+        let row = client
+            .query_one("SELECT (extract(epoch FROM now()) * 1000)::bigint", &[])
+            .await
+            .unwrap();
+        std::time::UNIX_EPOCH + Duration::from_millis(row.get::<_, i64>(0) as u64)
     };
-    let client = store.pool().get().await.unwrap();
-    let row = client
-        .query_one("SELECT (extract(epoch FROM now()) * 1000)::bigint", &[])
-        .await
-        .unwrap();
-    let server_now = std::time::UNIX_EPOCH + Duration::from_millis(row.get::<_, i64>(0) as u64);
-    let remaining = until.duration_since(server_now).unwrap();
-    assert!(
-        remaining <= LEASE && remaining > LEASE - Duration::from_secs(5),
-        "{remaining:?}"
-    );
-    drop(client);
+    scenarios::lease_ends_by_server_clock(&store, "k", LEASE, server_now).await;
     drop_table(&store).await;
 }
 

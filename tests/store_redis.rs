@@ -166,6 +166,21 @@ async fn keys_follow_the_documented_layout_and_ttls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_use_the_servers_clock() {
+    let prefix = prefix();
+    let store = store_on(&common::redis_url(), &prefix);
+    let server_now = async {
+        let (seconds, micros): (u64, u64) = redis::cmd("TIME")
+            .query_async(&mut connection().await)
+            .await
+            .unwrap();
+        std::time::UNIX_EPOCH + Duration::from_micros(seconds * 1_000_000 + micros)
+    };
+    scenarios::lease_ends_by_server_clock(&store, "k", LEASE, server_now).await;
+    delete_keys(&prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_or_damaged_keys_are_reported_as_corrupt() {
     let prefix = prefix();
     let store = store_on(&common::redis_url(), &prefix);

@@ -522,3 +522,28 @@ pub async fn complete_new_key(store: &dyn IdempotencyStore, key: &str) {
     let again = store.claim(key, fp, lease).await.unwrap();
     assert_eq!(again, hookgate::Claim::Completed);
 }
+
+/// Leases the new `key` for `lease` and checks that the `until` a second claim
+/// reports is one lease after the time `server_now` reads right after.
+pub async fn lease_ends_by_server_clock<F>(
+    store: &dyn IdempotencyStore,
+    key: &str,
+    lease: Duration,
+    server_now: F,
+) where
+    F: std::future::Future<Output = std::time::SystemTime>,
+{
+    let fp = Fingerprint::of(b"body");
+    store.claim(key, fp, lease).await.unwrap();
+    let claim = store.claim(key, fp, lease).await.unwrap();
+    let hookgate::Claim::InFlight { until } = claim else {
+        panic!("a leased key answered {claim:?}")
+    };
+    let now = server_now.await;
+    let remaining = until.duration_since(now).unwrap();
+    // The lease was measured from the server's clock a moment earlier.
+    assert!(
+        remaining <= lease && remaining > lease - Duration::from_secs(5),
+        "lease ends {remaining:?} after the server's now"
+    );
+}
