@@ -261,7 +261,7 @@ pub async fn exactly_once_across_instances(
 pub async fn abandoned_attempt_is_reclaimed(first: Store, second: Store) {
     let limits = Limits {
         deadline: Duration::from_millis(300),
-        lease: Duration::from_millis(800),
+        lease: Duration::from_millis(1_500),
     };
     let ledger = Arc::new(Ledger::default());
     let started = Arc::new(Notify::new());
