@@ -215,13 +215,6 @@ impl PostgresStore {
         &self.pool
     }
 
-    async fn migrated(&self) -> Result<(), StoreError> {
-        if self.migrated.initialized() {
-            return Ok(());
-        }
-        self.migrate().await
-    }
-
     /// Runs one settle statement; tells whether it changed the key's row.
     async fn settle(
         &self,
@@ -229,7 +222,7 @@ impl PostgresStore {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<bool, StoreError> {
-        self.migrated().await?;
+        self.migrate().await?;
         with_timeout(self.operation_timeout, what, async {
             let client = self.pool.get().await.map_err(StoreError::unavailable)?;
             let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
@@ -383,7 +376,7 @@ impl IdempotencyStore for PostgresStore {
         fingerprint: Fingerprint,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        self.migrated().await?;
+        self.migrate().await?;
         let lease = duration_ms(lease);
         let fp = fingerprint.to_bytes();
         with_timeout(self.operation_timeout, "PostgreSQL claim", async {
@@ -466,7 +459,7 @@ impl IdempotencyStore for PostgresStore {
     /// Deletes completed keys whose retention has passed by the server's clock
     /// (uses the partial index on `expires_at`). Released keys and leases are kept.
     async fn purge_expired(&self) -> Result<u64, StoreError> {
-        self.migrated().await?;
+        self.migrate().await?;
         with_timeout(self.operation_timeout, "PostgreSQL purge", async {
             let client = self.pool.get().await.map_err(StoreError::unavailable)?;
             client

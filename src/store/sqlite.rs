@@ -211,7 +211,7 @@ impl SqliteStore {
         token: FencingToken,
         settle: Settle,
     ) -> Result<(), StoreError> {
-        self.migrated().await?;
+        self.migrate().await?;
         let Some(stored_token) = token_to_i64(token) else {
             return Err(stale(key, token));
         };
@@ -237,21 +237,14 @@ impl SqliteStore {
         settled(key, token, changed == 1)
     }
 
-    async fn migrated(&self) -> Result<(), StoreError> {
-        if self.inner.migrated.initialized() {
-            return Ok(());
-        }
-        self.migrate().await
-    }
-
     fn now_ms(&self) -> i64 {
         clock_ms(&*self.inner.clock)
     }
 }
 
 fn clock_ms(clock: &dyn Clock) -> i64 {
-    let nanos = clock.now().unix_timestamp_nanos() / 1_000_000;
-    i64::try_from(nanos).unwrap_or(i64::MAX)
+    let millis = clock.now().unix_timestamp_nanos() / 1_000_000;
+    i64::try_from(millis).unwrap_or(i64::MAX)
 }
 
 impl Inner {
@@ -415,7 +408,7 @@ impl IdempotencyStore for SqliteStore {
         fingerprint: Fingerprint,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        self.migrated().await?;
+        self.migrate().await?;
         let inner = Arc::clone(&self.inner);
         let key = key.to_owned();
         let lease = duration_ms(lease);
@@ -498,7 +491,7 @@ impl IdempotencyStore for SqliteStore {
     /// Deletes completed keys whose retention has passed (uses the index on
     /// `expires_at`). Released keys and leases are kept.
     async fn purge_expired(&self) -> Result<u64, StoreError> {
-        self.migrated().await?;
+        self.migrate().await?;
         let inner = Arc::clone(&self.inner);
         let now = self.now_ms();
         let deleted = self
