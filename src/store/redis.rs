@@ -35,8 +35,10 @@ local function num(x) return string.format('%.0f', x) end
 
 /// KEYS[1] key; ARGV[1] fingerprint (16 bytes), ARGV[2] lease ms, ARGV[3]
 /// unsettled retention ms. Returns {1, token} acquired, {2, until ms} in flight,
-/// {3} completed, {4} fingerprint mismatch, {5} unreadable hash.
+/// {3} completed, {4} fingerprint mismatch, {5} not a hash or unreadable.
 const CLAIM: &str = "
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'hash' and kind ~= 'none' then return {5} end
 local stored = redis.call('HMGET', KEYS[1], 'state', 'fp', 'token', 'exp')
 local state, fp, token, exp = stored[1], stored[2], tonumber(stored[3]), tonumber(stored[4])
 if state then
@@ -50,7 +52,7 @@ if state then
     if state == 'completed' then return {3} end
     if state == 'leased' and not expired then return {2, exp} end
   end
-elseif redis.call('EXISTS', KEYS[1]) == 1 then
+elseif kind == 'hash' then
   return {5}
 else
   token = 0
@@ -359,7 +361,7 @@ impl IdempotencyStore for RedisStore {
             [4] => Ok(Claim::FingerprintMismatch),
             [5] => Err(corrupt(
                 key,
-                "the hash lacks a field or has an unknown state",
+                "not a hash, or a hash that lacks a field or has an unknown state",
             )),
             other => Err(corrupt(key, format!("unexpected claim reply {other:?}"))),
         }
