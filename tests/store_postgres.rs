@@ -160,6 +160,41 @@ async fn leases_use_the_servers_clock() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_deletes_expired_completed_keys_in_batches() {
+    let store = PostgresStore::connect(common::postgres_url())
+        .table(common::unique("purge"))
+        .purge_batch_size(2)
+        .build()
+        .unwrap();
+    let fp = Fingerprint::of(b"body");
+    for (n, retention) in [1, 1, 1, 1, 1, 3_600_000].into_iter().enumerate() {
+        let key = format!("k{n}");
+        let Claim::Acquired(token) = store.claim(&key, fp, LEASE).await.unwrap() else {
+            panic!("fresh key")
+        };
+        let retention = Duration::from_millis(retention);
+        store.complete(&key, token, retention).await.unwrap();
+    }
+    store
+        .claim("leased", fp, Duration::from_millis(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Five expired keys in batches of two: 2 + 2 + 1; the lease is not purged.
+    assert_eq!(store.purge_expired().await.unwrap(), 5);
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
+    assert_eq!(
+        store.claim("k5", fp, LEASE).await.unwrap(),
+        Claim::Completed
+    );
+    assert_eq!(
+        store.claim("leased", fp, LEASE).await.unwrap(),
+        Claim::Acquired(FencingToken(2))
+    );
+    drop_table(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_rows_are_reported_as_corrupt() {
     let store = store_on(&common::postgres_url(), &common::unique("corrupt"));
     store.migrate().await.unwrap();

@@ -150,11 +150,23 @@ async fn leases_and_retention_follow_the_injected_clock() {
 }
 
 #[tokio::test]
-async fn purge_deletes_only_completed_keys_past_retention() {
+async fn purge_deletes_only_completed_keys_past_retention_in_batches() {
     let clock = FixedClock::at_unix(1_700_000_000);
-    let store = SqliteStore::memory().clock(clock.clone()).build().unwrap();
+    let store = SqliteStore::memory()
+        .clock(clock.clone())
+        .purge_batch_size(2)
+        .build()
+        .unwrap();
     let fp = Fingerprint::of(b"body");
-    for (key, retention) in [("short", Duration::from_secs(60)), ("long", DAY)] {
+    let minute = Duration::from_secs(60);
+    let keys = [
+        ("a", minute),
+        ("b", minute),
+        ("c", minute),
+        ("d", minute),
+        ("e", minute),
+    ];
+    for (key, retention) in keys.into_iter().chain([("long", DAY)]) {
         let Claim::Acquired(token) = store.claim(key, fp, LEASE).await.unwrap() else {
             panic!("fresh key")
         };
@@ -165,7 +177,8 @@ async fn purge_deletes_only_completed_keys_past_retention() {
     };
     store.release("released", token, "boom").await.unwrap();
     clock.advance(Duration::from_secs(120));
-    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    // Five expired keys in batches of two: 2 + 2 + 1.
+    assert_eq!(store.purge_expired().await.unwrap(), 5);
     assert_eq!(store.purge_expired().await.unwrap(), 0);
     assert_eq!(
         store.claim("long", fp, LEASE).await.unwrap(),
@@ -240,6 +253,10 @@ fn unsafe_table_names_and_settings_are_refused() {
     assert!(matches!(
         SqliteStore::memory().busy_timeout(Duration::ZERO).build(),
         Err(StoreConfigError::ZeroTimeout("busy"))
+    ));
+    assert!(matches!(
+        SqliteStore::memory().purge_batch_size(0).build(),
+        Err(StoreConfigError::ZeroPurgeBatch)
     ));
 }
 

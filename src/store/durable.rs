@@ -25,6 +25,9 @@ pub enum StoreConfigError {
     /// A pool of zero connections cannot serve anything.
     #[error("the connection pool size must be at least 1")]
     ZeroPoolSize,
+    /// A purge that deletes zero keys per batch would never finish.
+    #[error("the purge batch size must be at least 1")]
+    ZeroPurgeBatch,
     /// A timeout of zero would fail every operation.
     #[error("the {0} timeout must be longer than zero")]
     ZeroTimeout(&'static str),
@@ -67,6 +70,18 @@ pub(crate) fn require_nonzero(
     match settings.iter().find(|(_, duration)| duration.is_zero()) {
         Some((name, _)) => Err(StoreConfigError::ZeroTimeout(name)),
         None => Ok(()),
+    }
+}
+
+/// How many keys one purge statement deletes by default: each batch is its own
+/// short transaction, so claims are never held up behind a long purge.
+pub(crate) const DEFAULT_PURGE_BATCH: usize = 10_000;
+
+/// A purge batch size as a statement parameter (at least 1).
+pub(crate) fn purge_batch(size: usize) -> Result<i64, StoreConfigError> {
+    match size {
+        0 => Err(StoreConfigError::ZeroPurgeBatch),
+        n => Ok(i64::try_from(n).unwrap_or(i64::MAX)),
     }
 }
 

@@ -18,9 +18,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::OnceCell;
 
 use super::durable::{
-    decide, duration_ms, fingerprint_from_slice, from_unix_ms, require_nonzero, settled, stale,
-    token_from_i64, token_to_i64, unqualified, validate_table_name, with_timeout, Decision, Record,
-    State, StoreConfigError,
+    decide, duration_ms, fingerprint_from_slice, from_unix_ms, purge_batch, require_nonzero,
+    settled, stale, token_from_i64, token_to_i64, unqualified, validate_table_name, with_timeout,
+    Decision, Record, State, StoreConfigError, DEFAULT_PURGE_BATCH,
 };
 use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
 
@@ -61,6 +61,7 @@ pub struct PostgresStore {
     table: String,
     sql: std::sync::Arc<Statements>,
     operation_timeout: Duration,
+    purge_batch: i64,
     migrated: std::sync::Arc<OnceCell<()>>,
 }
 
@@ -131,7 +132,14 @@ impl Statements {
                 "UPDATE {table} SET state = 'released', reason = $3, updated_at = now()
                   WHERE event_key = $1 AND token = $2 AND state = 'leased'"
             ),
-            purge: format!("DELETE FROM {table} WHERE state = 'completed' AND expires_at <= now()"),
+            // SKIP LOCKED: a key being claimed right now is left for the next purge.
+            purge: format!(
+                "DELETE FROM {table} WHERE event_key IN (
+                    SELECT event_key FROM {table}
+                     WHERE state = 'completed' AND expires_at <= now()
+                     LIMIT $1 FOR UPDATE SKIP LOCKED
+                 )"
+            ),
         }
     }
 }
@@ -162,6 +170,7 @@ pub struct PostgresStoreBuilder {
     connect_timeout: Duration,
     statement_timeout: Duration,
     operation_timeout: Duration,
+    purge_batch_size: usize,
 }
 
 impl PostgresStore {
@@ -246,6 +255,7 @@ impl PostgresStoreBuilder {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(10),
+            purge_batch_size: DEFAULT_PURGE_BATCH,
         }
     }
 
@@ -283,6 +293,13 @@ impl PostgresStoreBuilder {
         self
     }
 
+    /// How many keys one purge statement deletes (default 10,000);
+    /// [`IdempotencyStore::purge_expired`] runs batches until none is left.
+    pub fn purge_batch_size(mut self, size: usize) -> Self {
+        self.purge_batch_size = size;
+        self
+    }
+
     /// Checks the settings and returns the store; connects to nothing yet.
     pub fn build(self) -> Result<PostgresStore, StoreConfigError> {
         validate_table_name(&self.table, true)?;
@@ -294,6 +311,7 @@ impl PostgresStoreBuilder {
                 ("operation", self.operation_timeout),
             ],
         )?;
+        let purge_batch = purge_batch(self.purge_batch_size)?;
         let pool = match self.source {
             Source::Pool(pool) => pool,
             Source::Url(url) => {
@@ -335,6 +353,7 @@ impl PostgresStoreBuilder {
             sql: std::sync::Arc::new(Statements::new(&self.table)),
             table: self.table,
             operation_timeout: self.operation_timeout,
+            purge_batch,
             migrated: std::sync::Arc::new(OnceCell::new()),
         })
     }
@@ -457,17 +476,30 @@ impl IdempotencyStore for PostgresStore {
     }
 
     /// Deletes completed keys whose retention has passed by the server's clock
-    /// (uses the partial index on `expires_at`). Released keys and leases are kept.
+    /// (uses the partial index on `expires_at`), in batches of
+    /// [`PostgresStoreBuilder::purge_batch_size`], each its own short
+    /// transaction. Released keys and leases are kept.
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.migrate().await?;
-        with_timeout(self.operation_timeout, "PostgreSQL purge", async {
-            let client = self.pool.get().await.map_err(StoreError::unavailable)?;
-            client
-                .execute(self.sql.purge.as_str(), &[])
-                .await
-                .map_err(pg_error)
-        })
-        .await
+        let mut deleted = 0u64;
+        loop {
+            let removed = with_timeout(self.operation_timeout, "PostgreSQL purge", async {
+                let client = self.pool.get().await.map_err(StoreError::unavailable)?;
+                let statement = client
+                    .prepare_cached(&self.sql.purge)
+                    .await
+                    .map_err(pg_error)?;
+                client
+                    .execute(&statement, &[&self.purge_batch])
+                    .await
+                    .map_err(pg_error)
+            })
+            .await?;
+            deleted = deleted.saturating_add(removed);
+            if removed < self.purge_batch.unsigned_abs() {
+                return Ok(deleted);
+            }
+        }
     }
 }
 

@@ -18,9 +18,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use super::durable::{
-    self, decide, duration_ms, fingerprint_from_slice, from_unix_ms, require_nonzero, settled,
-    stale, token_from_i64, token_to_i64, validate_table_name, with_timeout, Decision, Record,
-    State, StoreConfigError,
+    self, decide, duration_ms, fingerprint_from_slice, from_unix_ms, purge_batch, require_nonzero,
+    settled, stale, token_from_i64, token_to_i64, validate_table_name, with_timeout, Decision,
+    Record, State, StoreConfigError, DEFAULT_PURGE_BATCH,
 };
 use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
 use crate::clock::{Clock, SystemClock};
@@ -66,6 +66,7 @@ struct Inner {
     sql: Statements,
     busy_timeout: Duration,
     operation_timeout: Duration,
+    purge_batch: i64,
     clock: Arc<dyn Clock>,
     /// Open connections not in use.
     idle: Mutex<Vec<Connection>>,
@@ -127,7 +128,10 @@ impl Statements {
                  WHERE event_key = ?1 AND token = ?2 AND state = 'leased'"
             ),
             purge: format!(
-                "DELETE FROM {table} WHERE state = 'completed' AND expires_at <= ?1"
+                "DELETE FROM {table} WHERE event_key IN (
+                    SELECT event_key FROM {table}
+                     WHERE state = 'completed' AND expires_at <= ?1 LIMIT ?2
+                 )"
             ),
         }
     }
@@ -142,6 +146,7 @@ pub struct SqliteStoreBuilder {
     max_connections: usize,
     busy_timeout: Duration,
     operation_timeout: Duration,
+    purge_batch_size: usize,
     clock: Arc<dyn Clock>,
 }
 
@@ -312,6 +317,7 @@ impl SqliteStoreBuilder {
             max_connections: 1,
             busy_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(10),
+            purge_batch_size: DEFAULT_PURGE_BATCH,
             clock: Arc::new(SystemClock),
         }
     }
@@ -348,6 +354,13 @@ impl SqliteStoreBuilder {
         self
     }
 
+    /// How many keys one purge transaction deletes (default 10,000);
+    /// [`IdempotencyStore::purge_expired`] runs batches until none is left.
+    pub fn purge_batch_size(mut self, size: usize) -> Self {
+        self.purge_batch_size = size;
+        self
+    }
+
     /// The clock leases and retention are measured with (default
     /// [`SystemClock`]). Instances sharing a file must read the same time.
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
@@ -365,6 +378,7 @@ impl SqliteStoreBuilder {
                 ("operation", self.operation_timeout),
             ],
         )?;
+        let purge_batch = purge_batch(self.purge_batch_size)?;
         let connections = match self.location {
             Location::File(_) => self.max_connections,
             Location::Memory => 1,
@@ -376,6 +390,7 @@ impl SqliteStoreBuilder {
                 table: self.table,
                 busy_timeout: self.busy_timeout,
                 operation_timeout: self.operation_timeout,
+                purge_batch,
                 clock: self.clock,
                 idle: Mutex::new(Vec::with_capacity(connections)),
                 permits: Arc::new(Semaphore::new(connections)),
@@ -489,18 +504,28 @@ impl IdempotencyStore for SqliteStore {
     }
 
     /// Deletes completed keys whose retention has passed (uses the index on
-    /// `expires_at`). Released keys and leases are kept.
+    /// `expires_at`), in batches of [`SqliteStoreBuilder::purge_batch_size`],
+    /// each its own transaction, so claims run between batches. Released keys
+    /// and leases are kept.
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.migrate().await?;
-        let inner = Arc::clone(&self.inner);
         let now = self.now_ms();
-        let deleted = self
-            .run(move |conn| {
-                conn.prepare_cached(&inner.sql.purge)
-                    .and_then(|mut delete| delete.execute([now]))
-                    .map_err(sql_error)
-            })
-            .await?;
-        Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+        let batch = self.inner.purge_batch;
+        let mut deleted = 0u64;
+        loop {
+            let inner = Arc::clone(&self.inner);
+            let removed = self
+                .run(move |conn| {
+                    conn.prepare_cached(&inner.sql.purge)
+                        .and_then(|mut delete| delete.execute([now, batch]))
+                        .map_err(sql_error)
+                })
+                .await?;
+            let removed = u64::try_from(removed).unwrap_or(u64::MAX);
+            deleted = deleted.saturating_add(removed);
+            if removed < batch.unsigned_abs() {
+                return Ok(deleted);
+            }
+        }
     }
 }
