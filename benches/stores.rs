@@ -1,8 +1,19 @@
-//! Idempotency stores: the cost of one claim + complete (the work every new
-//! delivery adds to the pipeline) and of a duplicate's claim, next to the bare
-//! HMAC-SHA256 of a 1 KiB body (the work verification cannot avoid).
+//! Idempotency stores: what one delivery's bookkeeping costs on each store,
+//! next to the bare HMAC-SHA256 of a 1 KiB body (the work verification cannot
+//! avoid), so `bench-ratios` reads it as a multiple of the verification.
 //!
-//! `cargo bench --bench stores -- --warm-up-time 1 --measurement-time 3`
+//! Every group has `claim_complete` (claim of a new key + its `complete`: the
+//! path of every first delivery) and `claim_duplicate` (claim of a completed
+//! key: the path of every duplicate). The durable stores add
+//! `claim_complete_x16`, 16 first deliveries in flight at once. Criterion
+//! reports the latency per iteration and, where a throughput is set, operations
+//! (deliveries) per second.
+//!
+//! The durable stores are benched only with their feature on; the server stores
+//! read `HOOKGATE_POSTGRES_URL` / `HOOKGATE_REDIS_URL` (local defaults):
+//! `cargo bench --bench stores --all-features -- --warm-up-time 1 --measurement-time 3`
+
+mod common;
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -11,19 +22,10 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use futures_util::FutureExt;
-use hmac::{Hmac, Mac};
 use hookgate::store::{Claim, Fingerprint, IdempotencyStore, MemoryStore};
-use sha2::Sha256;
 
 const LEASE: Duration = Duration::from_secs(30);
 const RETENTION: Duration = Duration::from_secs(72 * 3600);
-
-fn bare_hmac(body: &[u8]) -> [u8; 32] {
-    // A 32-byte key is always valid for HMAC.
-    let mut mac = Hmac::<Sha256>::new_from_slice(b"whsec_bench_secret_0123456789abc").unwrap();
-    mac.update(body);
-    mac.finalize().into_bytes().into()
-}
 
 /// Claims and completes `key`. The memory store answers at once, so polling the
 /// future once (as a runtime would) is the whole cost.
@@ -59,8 +61,14 @@ fn store_memory(c: &mut Criterion) {
     let body = vec![b'x'; 1024];
     let fingerprint = Fingerprint::of(&body);
     let mut group = c.benchmark_group("store_memory");
+    // One element is one delivery: criterion prints deliveries per second.
+    group.throughput(criterion::Throughput::Elements(1));
 
-    group.bench_function("bare_hmac", |b| b.iter(|| bare_hmac(black_box(&body))));
+    let keyed = common::keyed();
+    let expected = common::tag(&[&body]);
+    group.bench_function("bare_hmac", |b| {
+        b.iter(|| common::bare_hmac(&keyed, &[black_box(&body)], &expected))
+    });
 
     // New keys forever: past 1,000,000 keys every claim also evicts the oldest.
     let store = MemoryStore::new();
@@ -87,5 +95,184 @@ fn store_memory(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, store_memory);
+/// The durable stores' benches, built only with one of their features.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+mod durable {
+    use std::hint::black_box;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use criterion::{Criterion, Throughput};
+    use hookgate::store::{Claim, Fingerprint, IdempotencyStore};
+
+    use super::common;
+
+    const LEASE: Duration = Duration::from_secs(30);
+    const RETENTION: Duration = Duration::from_secs(600);
+    const CONCURRENCY: u64 = 16;
+
+    pub(crate) fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    }
+
+    /// A prefix that no earlier run used, so every claim is of a new key.
+    pub(crate) fn run_id() -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("bench_{}_{nanos}", std::process::id())
+    }
+
+    /// Claims a new key and completes it; panics unless the claim acquires.
+    pub(crate) async fn claim_complete(store: &dyn IdempotencyStore, key: &str, fp: Fingerprint) {
+        match store.claim(key, fp, LEASE).await {
+            Ok(Claim::Acquired(token)) => store
+                .complete(key, token, RETENTION)
+                .await
+                .expect("complete"),
+            other => panic!("claim of a new key answered {other:?}"),
+        }
+    }
+
+    /// The three store members of a group, on `store`.
+    pub(crate) fn bench_store(
+        c: &mut Criterion,
+        name: &str,
+        rt: &tokio::runtime::Runtime,
+        store: Arc<dyn IdempotencyStore>,
+    ) {
+        let mut group = c.benchmark_group(name);
+        group.sample_size(20);
+        let body = vec![b'x'; 1024];
+        let keyed = common::keyed();
+        let expected = common::tag(&[&body]);
+        group.bench_function("bare_hmac", |b| {
+            b.iter(|| common::bare_hmac(&keyed, &[black_box(&body)], &expected))
+        });
+        let fp = Fingerprint::of(&body);
+        let prefix = run_id();
+        let counter = Arc::new(AtomicU64::new(0));
+
+        group.throughput(Throughput::Elements(1));
+        group.bench_function("claim_complete", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        let n = counter.fetch_add(1, Ordering::Relaxed);
+                        claim_complete(&*store, &format!("{prefix}:{n}"), fp).await;
+                    }
+                    started.elapsed()
+                })
+            })
+        });
+
+        let duplicate = format!("{prefix}:duplicate");
+        rt.block_on(claim_complete(&*store, &duplicate, fp));
+        group.bench_function("claim_duplicate", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        let answer = store.claim(&duplicate, fp, LEASE).await;
+                        assert!(matches!(answer, Ok(Claim::Completed)), "{answer:?}");
+                    }
+                    started.elapsed()
+                })
+            })
+        });
+
+        group.throughput(Throughput::Elements(CONCURRENCY));
+        group.bench_function("claim_complete_x16", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        let mut batch = tokio::task::JoinSet::new();
+                        for _ in 0..CONCURRENCY {
+                            let store = Arc::clone(&store);
+                            let key =
+                                format!("{prefix}:{}", counter.fetch_add(1, Ordering::Relaxed));
+                            batch.spawn(async move { claim_complete(&*store, &key, fp).await });
+                        }
+                        while let Some(done) = batch.join_next().await {
+                            done.expect("claim task");
+                        }
+                    }
+                    started.elapsed()
+                })
+            })
+        });
+        group.finish();
+    }
+
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn sqlite(c: &mut Criterion) {
+        use hookgate::store::sqlite::SqliteStore;
+        let rt = runtime();
+        let path = std::env::temp_dir().join(format!("{}.sqlite3", run_id()));
+        let store = SqliteStore::file(&path).build().expect("sqlite store");
+        bench_store(c, "store_sqlite", &rt, Arc::new(store));
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres(c: &mut Criterion) {
+        use hookgate::store::postgres::PostgresStore;
+        let rt = runtime();
+        let url = std::env::var("HOOKGATE_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let store = PostgresStore::connect(url)
+            .table(run_id())
+            .build()
+            .expect("postgres store");
+        bench_store(c, "store_postgres", &rt, Arc::new(store.clone()));
+        rt.block_on(async {
+            let client = store.pool().get().await.expect("connection");
+            client
+                .batch_execute(&format!("DROP TABLE IF EXISTS {}", store.table()))
+                .await
+                .expect("drop the bench table");
+        });
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn redis(c: &mut Criterion) {
+        use hookgate::store::redis::RedisStore;
+        let rt = runtime();
+        let url = std::env::var("HOOKGATE_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned());
+        // Keys expire with their retention (10 minutes).
+        let store = RedisStore::connect(url)
+            .key_prefix(format!("hookgate:{}:", run_id()))
+            .build()
+            .expect("redis store");
+        bench_store(c, "store_redis", &rt, Arc::new(store));
+    }
+}
+
+#[cfg(feature = "postgres")]
+use durable::postgres;
+#[cfg(feature = "redis")]
+use durable::redis;
+#[cfg(feature = "sqlite")]
+use durable::sqlite;
+
+#[cfg(not(feature = "sqlite"))]
+fn sqlite(_: &mut Criterion) {}
+#[cfg(not(feature = "postgres"))]
+fn postgres(_: &mut Criterion) {}
+#[cfg(not(feature = "redis"))]
+fn redis(_: &mut Criterion) {}
+
+criterion_group!(benches, store_memory, sqlite, postgres, redis);
 criterion_main!(benches);

@@ -113,6 +113,9 @@
 //! |---|---|---|
 //! | `tokio` | yes | [`Pipeline`] and [`FollowUp`]: the tokio runtime for deadlines, retry sleeps and best-effort tasks |
 //! | `http` | no | `From<&http::HeaderMap>` for [`Headers`] |
+//! | `sqlite` | no | `store::sqlite::SqliteStore`: an idempotency store in an SQLite file (bundled SQLite, via rusqlite) |
+//! | `postgres` | no | `store::postgres::PostgresStore`: an idempotency store in PostgreSQL shared by every instance (tokio-postgres + deadpool-postgres) |
+//! | `redis` | no | `store::redis::RedisStore`: an idempotency store in Redis shared by every instance (redis-rs connection manager, Lua scripts) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

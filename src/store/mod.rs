@@ -5,6 +5,11 @@
 //! success or `release` on failure, both with the fencing token the claim gave.
 //! An expired lease can be claimed again (crash recovery), and a token from an
 //! older attempt can no longer settle the key.
+//!
+//! Implementations: [`MemoryStore`] in the process; shared by every instance of
+//! a service and surviving restarts, behind opt-in features,
+//! `sqlite::SqliteStore` (`sqlite`), `postgres::PostgresStore` (`postgres`) and
+//! `redis::RedisStore` (`redis`). `conformance` checks any store, yours too.
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,6 +23,30 @@ pub mod conformance;
 mod memory;
 
 pub use memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreError};
+
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+// Each store uses part of the shared helpers; all of them are used with every store on.
+#[cfg_attr(
+    not(all(feature = "sqlite", feature = "postgres", feature = "redis")),
+    allow(dead_code)
+)]
+mod durable;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;
+
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "sqlite", feature = "postgres", feature = "redis")))
+)]
+pub use durable::StoreConfigError;
 
 /// A 128-bit fingerprint of a delivery's body (xxh3-128).
 ///

@@ -1,5 +1,12 @@
-//! Helpers shared by the verifier test suites.
+//! Helpers shared by the test suites: verifier helpers here; signed deliveries
+//! and handlers in `pipeline`; for the store tests, where the real servers are,
+//! unique names so runs never collide (below), a cuttable TCP proxy (`proxy`)
+//! and the scenarios every durable store must pass (`scenarios`).
 #![allow(dead_code)] // each test binary uses a different subset
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use hookgate::{Headers, Verifier, VerifyError};
 use time::OffsetDateTime;
@@ -98,3 +105,69 @@ pub fn assert_raw_bytes_verify(
 
 /// Helpers of the pipeline tests.
 pub mod pipeline;
+/// A TCP proxy that can cut a store's connections.
+pub mod proxy;
+/// The scenarios every durable store must pass.
+#[cfg(feature = "tokio")]
+pub mod scenarios;
+
+/// The PostgreSQL server the tests use: `HOOKGATE_POSTGRES_URL`, or the local one.
+pub fn postgres_url() -> String {
+    std::env::var("HOOKGATE_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// The Redis server the tests use: `HOOKGATE_REDIS_URL`, or the local one.
+pub fn redis_url() -> String {
+    std::env::var("HOOKGATE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
+}
+
+/// A name no other test or run uses: `hg_<tag>_<pid>_<micros>_<n>` (a valid
+/// SQL identifier, under 48 characters for short tags).
+pub fn unique(tag: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() % 1_000_000_000_000);
+    format!(
+        "hg_{tag}_{}_{micros}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The `host:port` of a `scheme://[user[:password]@]host:port/…` URL.
+pub fn url_authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+    rest.split(['/', '?']).next().unwrap_or(rest)
+}
+
+/// The server address of a URL, resolved.
+pub async fn url_addr(url: &str) -> SocketAddr {
+    tokio::net::lookup_host(url_authority(url))
+        .await
+        .expect("resolve the server")
+        .next()
+        .expect("the server has an address")
+}
+
+/// `url` pointing at `addr` instead of its own host and port.
+pub fn url_with_addr(url: &str, addr: SocketAddr) -> String {
+    url.replacen(url_authority(url), &addr.to_string(), 1)
+}
+
+#[cfg(any(feature = "postgres", feature = "redis"))]
+/// A builder refused a URL holding the password `secret`: with `InvalidUrl`,
+/// and without repeating the password; `builder_debug` (another builder's
+/// `Debug` with such a URL) hides it too.
+pub fn assert_url_refused_quietly<T: std::fmt::Debug>(
+    built: Result<T, hookgate::store::StoreConfigError>,
+    builder_debug: String,
+) {
+    let Err(err @ hookgate::store::StoreConfigError::InvalidUrl(_)) = built else {
+        panic!("{built:?}")
+    };
+    assert!(!err.to_string().contains("secret"), "{err}");
+    assert!(!builder_debug.contains("secret"), "{builder_debug}");
+}

@@ -1,0 +1,358 @@
+//! What the durable stores (SQLite, PostgreSQL, Redis) share: the configuration
+//! error, table-name validation, the stored record's states, the claim decision,
+//! and the conversions between Rust durations and stored milliseconds.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{Claim, FencingToken, Fingerprint, StoreError};
+
+/// Why a durable store's builder refused its settings. Nothing is connected or
+/// opened while building, so these are all mistakes in the configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreConfigError {
+    /// The table name is not a plain SQL identifier.
+    #[error("invalid table name `{0}`: use 1 to {MAX_TABLE_NAME} ASCII letters, digits or underscores, not starting with a digit (PostgreSQL also accepts one `schema.` qualifier)")]
+    InvalidTableName(String),
+    /// The connection URL cannot be parsed. The URL itself is not repeated, as it
+    /// may hold a password.
+    #[error("invalid connection URL: {0}")]
+    InvalidUrl(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The connection pool or client could not be set up from the settings.
+    #[error("cannot set up the store's connections: {0}")]
+    Pool(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A pool of zero connections cannot serve anything.
+    #[error("the connection pool size must be at least 1")]
+    ZeroPoolSize,
+    /// A purge that deletes zero keys per batch would never finish.
+    #[error("the purge batch size must be at least 1")]
+    ZeroPurgeBatch,
+    /// A timeout of zero would fail every operation.
+    #[error("the {0} timeout must be longer than zero")]
+    ZeroTimeout(&'static str),
+}
+
+/// Longest table name accepted: leaves room for the `_expires_at` index suffix
+/// within PostgreSQL's 63-byte identifier limit.
+pub(crate) const MAX_TABLE_NAME: usize = 48;
+
+/// Checks that `name` is a plain identifier (letters, digits, `_`, not starting
+/// with a digit), or with `allow_schema` two of them joined by one dot. Table
+/// names are spliced into SQL text, so nothing else is allowed.
+pub(crate) fn validate_table_name(name: &str, allow_schema: bool) -> Result<(), StoreConfigError> {
+    let is_identifier = |part: &str| {
+        !part.is_empty()
+            && part.len() <= MAX_TABLE_NAME
+            && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !part.as_bytes()[0].is_ascii_digit()
+    };
+    let valid = match name.split_once('.') {
+        Some((schema, table)) => allow_schema && is_identifier(schema) && is_identifier(table),
+        None => is_identifier(name),
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreConfigError::InvalidTableName(name.to_owned()))
+    }
+}
+
+/// Refuses a pool of zero connections and any zero duration among `settings`
+/// (named for the error message).
+pub(crate) fn require_nonzero(
+    pool_size: usize,
+    settings: &[(&'static str, Duration)],
+) -> Result<(), StoreConfigError> {
+    if pool_size == 0 {
+        return Err(StoreConfigError::ZeroPoolSize);
+    }
+    match settings.iter().find(|(_, duration)| duration.is_zero()) {
+        Some((name, _)) => Err(StoreConfigError::ZeroTimeout(name)),
+        None => Ok(()),
+    }
+}
+
+/// How many keys one purge statement deletes by default: each batch is its own
+/// short transaction, so claims are never held up behind a long purge.
+pub(crate) const DEFAULT_PURGE_BATCH: usize = 10_000;
+
+/// A purge batch size as a statement parameter (at least 1).
+pub(crate) fn purge_batch(size: usize) -> Result<i64, StoreConfigError> {
+    match size {
+        0 => Err(StoreConfigError::ZeroPurgeBatch),
+        n => Ok(i64::try_from(n).unwrap_or(i64::MAX)),
+    }
+}
+
+/// The unqualified part of a table name (`schema.table` → `table`), for naming
+/// its index.
+pub(crate) fn unqualified(table: &str) -> &str {
+    table.rsplit('.').next().unwrap_or(table)
+}
+
+/// Leases and retentions are stored in milliseconds and capped at 100 years so
+/// that `now + duration` cannot overflow any backend's time type.
+pub(crate) const MAX_DURATION_MS: i64 = 100 * 366 * 24 * 60 * 60 * 1000;
+
+/// `duration` in whole milliseconds, capped at [`MAX_DURATION_MS`].
+pub(crate) fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).map_or(MAX_DURATION_MS, |ms| ms.min(MAX_DURATION_MS))
+}
+
+/// The instant `ms` Unix milliseconds (negative values clamp to the epoch).
+pub(crate) fn from_unix_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Runs `op`, turning an overrun of `limit` into [`StoreError::Unavailable`], so
+/// that a store that stops answering fails the delivery with 503 instead of
+/// hanging it.
+pub(crate) async fn with_timeout<T>(
+    limit: Duration,
+    what: &'static str,
+    op: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, op).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::unavailable(Timeout { what, limit })),
+    }
+}
+
+/// An operation of a durable store took longer than its configured timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} did not finish within {limit:?}")]
+pub(crate) struct Timeout {
+    what: &'static str,
+    limit: Duration,
+}
+
+/// The state column of a stored key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// An attempt holds the key until `expires_at`.
+    Leased,
+    /// The last attempt failed; the next claim acquires the key.
+    Released,
+    /// The critical work succeeded; the key is kept until `expires_at`.
+    Completed,
+}
+
+impl State {
+    pub(crate) fn parse(key: &str, text: &str) -> Result<Self, StoreError> {
+        match text {
+            "leased" => Ok(State::Leased),
+            "released" => Ok(State::Released),
+            "completed" => Ok(State::Completed),
+            other => Err(corrupt(key, format!("unknown state `{other}`"))),
+        }
+    }
+}
+
+/// A stored key as read back, with `expired` decided by whichever clock the
+/// store trusts (the server's, where there is one).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Record {
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) state: State,
+    pub(crate) token: u64,
+    pub(crate) expires_at: SystemTime,
+    pub(crate) expired: bool,
+}
+
+/// What a claim of an existing record comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// The caller may take the key, with the next token.
+    Take {
+        /// The token the new attempt gets.
+        token: FencingToken,
+    },
+    /// The answer without taking the key.
+    Answer(Claim),
+}
+
+/// The idempotency protocol's claim rule, shared by every durable store.
+///
+/// A completed key whose retention ended counts as absent (whatever its
+/// fingerprint); otherwise a different fingerprint is reported first, then a
+/// completed key, then an unexpired lease; a released key or an expired lease is
+/// taken with the next token.
+pub(crate) fn decide(record: &Record, fingerprint: Fingerprint) -> Decision {
+    let take = Decision::Take {
+        token: FencingToken(record.token.saturating_add(1)),
+    };
+    if record.state == State::Completed && record.expired {
+        return take;
+    }
+    if record.fingerprint != fingerprint {
+        return Decision::Answer(Claim::FingerprintMismatch);
+    }
+    match record.state {
+        State::Completed => Decision::Answer(Claim::Completed),
+        State::Leased if !record.expired => Decision::Answer(Claim::InFlight {
+            until: record.expires_at,
+        }),
+        State::Leased | State::Released => take,
+    }
+}
+
+/// A [`StoreError::Corrupt`] for `key`.
+pub(crate) fn corrupt(key: &str, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// A [`StoreError::StaleToken`] for `key`.
+pub(crate) fn stale(key: &str, token: FencingToken) -> StoreError {
+    StoreError::StaleToken {
+        key: key.to_owned(),
+        token,
+    }
+}
+
+/// The result of a settle (complete or release): `changed` tells whether the
+/// token still held the key's current claim.
+pub(crate) fn settled(key: &str, token: FencingToken, changed: bool) -> Result<(), StoreError> {
+    if changed {
+        Ok(())
+    } else {
+        Err(stale(key, token))
+    }
+}
+
+/// A stored fingerprint from its 16 bytes.
+pub(crate) fn fingerprint_from_slice(key: &str, bytes: &[u8]) -> Result<Fingerprint, StoreError> {
+    let bytes: [u8; 16] = bytes.try_into().map_err(|_| {
+        corrupt(
+            key,
+            format!("fingerprint has {} bytes, expected 16", bytes.len()),
+        )
+    })?;
+    Ok(Fingerprint::from_bytes(bytes))
+}
+
+/// A stored token (a signed 64-bit column) as a fencing token.
+pub(crate) fn token_from_i64(key: &str, token: i64) -> Result<u64, StoreError> {
+    u64::try_from(token).map_err(|_| corrupt(key, format!("negative token {token}")))
+}
+
+/// A fencing token as a signed 64-bit column value. Tokens come from the store
+/// itself, so one beyond `i64::MAX` cannot hold any key: it maps to `None`.
+pub(crate) fn token_to_i64(token: FencingToken) -> Option<i64> {
+    i64::try_from(token.0).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(state: State, expired: bool) -> Record {
+        Record {
+            fingerprint: Fingerprint(7),
+            state,
+            token: 3,
+            expires_at: from_unix_ms(1_000),
+            expired,
+        }
+    }
+
+    #[test]
+    fn table_names_are_plain_identifiers() {
+        for ok in ["hookgate_keys", "_t", "T1", "a".repeat(48).as_str()] {
+            assert!(validate_table_name(ok, false).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "keys; drop table x",
+            "a-b",
+            "\"quoted\"",
+            "a.b",
+            "sch.",
+            &"a".repeat(49),
+        ] {
+            assert!(
+                matches!(
+                    validate_table_name(bad, false),
+                    Err(StoreConfigError::InvalidTableName(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(validate_table_name("app.hookgate_keys", true).is_ok());
+        assert!(validate_table_name("a.b.c", true).is_err());
+        assert!(validate_table_name(".b", true).is_err());
+        assert_eq!(unqualified("app.keys"), "keys");
+        assert_eq!(unqualified("keys"), "keys");
+    }
+
+    #[test]
+    fn durations_are_capped_milliseconds() {
+        assert_eq!(duration_ms(Duration::from_micros(2_500)), 2);
+        assert_eq!(duration_ms(Duration::MAX), MAX_DURATION_MS);
+        assert_eq!(
+            from_unix_ms(1_234).duration_since(UNIX_EPOCH).ok(),
+            Some(Duration::from_millis(1_234))
+        );
+        assert_eq!(from_unix_ms(-5), UNIX_EPOCH);
+    }
+
+    #[test]
+    fn claim_rule_follows_the_protocol() {
+        let same = Fingerprint(7);
+        let other = Fingerprint(8);
+        let next = Decision::Take {
+            token: FencingToken(4),
+        };
+        assert_eq!(decide(&record(State::Released, false), same), next);
+        assert_eq!(decide(&record(State::Leased, true), same), next);
+        assert_eq!(
+            decide(&record(State::Leased, false), same),
+            Decision::Answer(Claim::InFlight {
+                until: from_unix_ms(1_000)
+            })
+        );
+        assert_eq!(
+            decide(&record(State::Completed, false), same),
+            Decision::Answer(Claim::Completed)
+        );
+        // A retained completed key reports a different body before anything else.
+        for state in [State::Leased, State::Released, State::Completed] {
+            assert_eq!(
+                decide(&record(state, false), other),
+                Decision::Answer(Claim::FingerprintMismatch)
+            );
+        }
+        assert_eq!(
+            decide(&record(State::Leased, true), other),
+            Decision::Answer(Claim::FingerprintMismatch)
+        );
+        // Past retention the key is gone: any body claims it as new.
+        assert_eq!(decide(&record(State::Completed, true), other), next);
+        assert_eq!(decide(&record(State::Completed, true), same), next);
+    }
+
+    #[test]
+    fn stored_values_are_checked() {
+        assert!(matches!(
+            fingerprint_from_slice("k", &[0; 15]),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(
+            fingerprint_from_slice("k", &Fingerprint(9).to_bytes()).ok(),
+            Some(Fingerprint(9))
+        );
+        assert!(matches!(
+            token_from_i64("k", -1),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(token_to_i64(FencingToken(u64::MAX)), None);
+        assert!(matches!(
+            State::parse("k", "done"),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,284 @@
+//! `SqliteStore` on real database files: the conformance suite, exactly-once
+//! across four instances sharing one file, crash recovery, restarts, schema.
+#![cfg(feature = "sqlite")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::scenarios::{self, Store};
+use hookgate::store::sqlite::SqliteStore;
+use hookgate::store::StoreConfigError;
+use hookgate::{Claim, FencingToken, Fingerprint, FixedClock, IdempotencyStore, StoreError};
+
+/// A database file in the temp directory, removed (with its WAL files) on drop.
+struct TempDb(PathBuf);
+
+impl TempDb {
+    fn new() -> Self {
+        TempDb(std::env::temp_dir().join(format!("{}.sqlite3", common::unique("db"))))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn store(&self) -> SqliteStore {
+        SqliteStore::file(self.path()).build().unwrap()
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.0.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+const DAY: Duration = Duration::from_secs(86_400);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_suite_passes_on_a_file() {
+    let db = TempDb::new();
+    scenarios::conformance_passes(Arc::new(db.store())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_suite_passes_in_memory() {
+    let store = SqliteStore::memory().build().unwrap();
+    scenarios::conformance_passes(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_instances_on_one_file_process_every_event_exactly_once() {
+    let db = TempDb::new();
+    let stores: Vec<Store> = (0..4).map(|_| Arc::new(db.store()) as Store).collect();
+    let report = scenarios::exactly_once_across_instances(stores, 10_000).await;
+    println!("sqlite: {report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_abandoned_attempt_is_reclaimed_after_its_lease() {
+    let db = TempDb::new();
+    scenarios::abandoned_attempt_is_reclaimed(Arc::new(db.store()), Arc::new(db.store())).await;
+}
+
+#[tokio::test]
+async fn an_unopenable_file_is_unavailable() {
+    let dir = TempDb::new();
+    // A path below a file cannot be opened as a database.
+    std::fs::write(dir.path(), b"not a directory").unwrap();
+    let store = SqliteStore::file(dir.path().join("keys.sqlite3"))
+        .build()
+        .unwrap();
+    scenarios::unreachable_store_is_unavailable(Arc::new(store), true).await;
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_unavailable() {
+    let db = TempDb::new();
+    std::fs::write(db.path(), vec![b'x'; 4096]).unwrap();
+    let result = db.store().migrate().await;
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn keys_survive_a_restart() {
+    let db = TempDb::new();
+    let fp = Fingerprint::of(b"body");
+    {
+        let store = db.store();
+        scenarios::complete_new_key(&store, "k:done").await;
+        assert!(matches!(
+            store.claim("k:leased", fp, LEASE).await.unwrap(),
+            Claim::Acquired(FencingToken(1))
+        ));
+    }
+    let restarted = db.store();
+    assert_eq!(
+        restarted.claim("k:done", fp, LEASE).await.unwrap(),
+        Claim::Completed
+    );
+    assert!(matches!(
+        restarted.claim("k:leased", fp, LEASE).await.unwrap(),
+        Claim::InFlight { .. }
+    ));
+}
+
+#[tokio::test]
+async fn leases_and_retention_follow_the_injected_clock() {
+    let clock = FixedClock::at_unix(1_700_000_000);
+    let store = SqliteStore::memory().clock(clock.clone()).build().unwrap();
+    let fp = Fingerprint::of(b"body");
+    let Claim::Acquired(first) = store.claim("k", fp, LEASE).await.unwrap() else {
+        panic!("fresh key")
+    };
+    let in_flight = store.claim("k", fp, LEASE).await.unwrap();
+    assert_eq!(
+        in_flight,
+        Claim::InFlight {
+            until: std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_030)
+        }
+    );
+    clock.advance(LEASE);
+    let Claim::Acquired(second) = store.claim("k", fp, LEASE).await.unwrap() else {
+        panic!("an expired lease is claimable")
+    };
+    assert_eq!(second, FencingToken(first.0 + 1));
+    assert!(matches!(
+        store.complete("k", first, DAY).await,
+        Err(StoreError::StaleToken { .. })
+    ));
+    store.complete("k", second, DAY).await.unwrap();
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
+    clock.advance(DAY);
+    // Past retention the key is new again, even with another body.
+    let other = Fingerprint::of(b"other body");
+    assert!(matches!(
+        store.claim("k", other, LEASE).await.unwrap(),
+        Claim::Acquired(_)
+    ));
+}
+
+#[tokio::test]
+async fn purge_deletes_only_completed_keys_past_retention_in_batches() {
+    let clock = FixedClock::at_unix(1_700_000_000);
+    let store = SqliteStore::memory()
+        .clock(clock.clone())
+        .purge_batch_size(2)
+        .build()
+        .unwrap();
+    let fp = Fingerprint::of(b"body");
+    let minute = Duration::from_secs(60);
+    let keys = [
+        ("a", minute),
+        ("b", minute),
+        ("c", minute),
+        ("d", minute),
+        ("e", minute),
+    ];
+    for (key, retention) in keys.into_iter().chain([("long", DAY)]) {
+        let Claim::Acquired(token) = store.claim(key, fp, LEASE).await.unwrap() else {
+            panic!("fresh key")
+        };
+        store.complete(key, token, retention).await.unwrap();
+    }
+    let Claim::Acquired(token) = store.claim("released", fp, LEASE).await.unwrap() else {
+        panic!("fresh key")
+    };
+    store.release("released", token, "boom").await.unwrap();
+    clock.advance(Duration::from_secs(120));
+    // Five expired keys in batches of two: 2 + 2 + 1.
+    assert_eq!(store.purge_expired().await.unwrap(), 5);
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
+    assert_eq!(
+        store.claim("long", fp, LEASE).await.unwrap(),
+        Claim::Completed
+    );
+    // The released key kept its token counter and fingerprint.
+    assert_eq!(
+        store
+            .claim("released", Fingerprint::of(b"x"), LEASE)
+            .await
+            .unwrap(),
+        Claim::FingerprintMismatch
+    );
+    assert_eq!(
+        store.claim("released", fp, LEASE).await.unwrap(),
+        Claim::Acquired(FencingToken(2))
+    );
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_and_tables_are_separate() {
+    let db = TempDb::new();
+    let a = SqliteStore::file(db.path())
+        .table("keys_a")
+        .build()
+        .unwrap();
+    let b = SqliteStore::file(db.path())
+        .table("keys_b")
+        .build()
+        .unwrap();
+    a.migrate().await.unwrap();
+    a.migrate().await.unwrap();
+    SqliteStore::file(db.path())
+        .table("keys_a")
+        .build()
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let fp = Fingerprint::of(b"body");
+    assert!(matches!(
+        a.claim("k", fp, LEASE).await.unwrap(),
+        Claim::Acquired(_)
+    ));
+    assert!(matches!(
+        b.claim("k", fp, LEASE).await.unwrap(),
+        Claim::Acquired(_)
+    ));
+    assert_eq!(a.table(), "keys_a");
+}
+
+#[test]
+fn unsafe_table_names_and_settings_are_refused() {
+    for name in [
+        "keys; DROP TABLE x",
+        "main.keys",
+        "",
+        "1keys",
+        "keys\"",
+        "k-v",
+    ] {
+        let result = SqliteStore::memory().table(name).build();
+        assert!(
+            matches!(result, Err(StoreConfigError::InvalidTableName(ref n)) if n == name),
+            "{name}"
+        );
+    }
+    assert!(matches!(
+        SqliteStore::file("x.db").max_connections(0).build(),
+        Err(StoreConfigError::ZeroPoolSize)
+    ));
+    assert!(matches!(
+        SqliteStore::memory().busy_timeout(Duration::ZERO).build(),
+        Err(StoreConfigError::ZeroTimeout("busy"))
+    ));
+    assert!(matches!(
+        SqliteStore::memory().purge_batch_size(0).build(),
+        Err(StoreConfigError::ZeroPurgeBatch)
+    ));
+}
+
+#[tokio::test]
+async fn unreadable_rows_are_reported_as_corrupt() {
+    let db = TempDb::new();
+    let store = db.store();
+    store.migrate().await.unwrap();
+    {
+        let conn = rusqlite::Connection::open(db.path()).unwrap();
+        conn.execute(
+            &format!(
+                "INSERT INTO {} VALUES ('short-fp', x'00', 'leased', 1, 0, NULL, 0)",
+                store.table()
+            ),
+            [],
+        )
+        .unwrap();
+    }
+    let claim = store.claim("short-fp", Fingerprint::of(b""), LEASE).await;
+    assert!(
+        matches!(claim, Err(StoreError::Corrupt { ref key, .. }) if key == "short-fp"),
+        "{claim:?}"
+    );
+}
