@@ -1,5 +1,6 @@
 //! Best-effort work: retries with backoff, the dead letter, caught panics,
 //! bounded concurrency, deferred follow-ups and shutdown.
+#![cfg(feature = "tokio")]
 
 mod common;
 

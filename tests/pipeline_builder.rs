@@ -1,4 +1,5 @@
 //! Misconfigurations the builder refuses, and the per-provider defaults it applies.
+#![cfg(feature = "tokio")]
 
 mod common;
 

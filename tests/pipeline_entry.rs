@@ -1,5 +1,6 @@
 //! The ways into a pipeline: detection, an explicit provider, the body-size hint,
 //! and the counters every delivery feeds.
+#![cfg(feature = "tokio")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Exactly-once critical work under concurrent, repeated and failing deliveries,
 //! and what happens to a key when a critical attempt panics, times out or loses
 //! its lease.
+#![cfg(feature = "tokio")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! One test per row of DESIGN.md's status table: the status a delivery gets and
 //! the outcome variant that says why.
+#![cfg(feature = "tokio")]
 
 mod common;
 
