@@ -109,6 +109,12 @@ struct KeyedSecret {
 /// Keep the old and the new secret in the set while a provider rolls a secret,
 /// then drop the old one. The set is never empty.
 ///
+/// Each secret is keyed into an HMAC state once, when it is added. The secret's
+/// own bytes are zeroized on drop; the keyed HMAC state (the hashed inner and
+/// outer key blocks, from which tags can be computed) is not, because the `hmac`
+/// crate offers no way to wipe it without `unsafe`. Treat a process memory dump
+/// as exposing the secret.
+///
 /// ```
 /// use hookgate::SecretSet;
 /// let set = SecretSet::new("new-secret").with("old-secret");
