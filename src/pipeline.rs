@@ -18,6 +18,7 @@
 //! A fencing token ties steps 5–7 together, so an attempt whose lease expired
 //! can neither complete nor release a newer attempt's claim.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
@@ -89,8 +90,13 @@ impl ProviderLimits {
 #[non_exhaustive]
 pub enum PermanentFailurePolicy {
     /// Send the event to the dead letter, record it as done and answer 200, so
-    /// the provider stops retrying something that cannot succeed. If the dead
-    /// letter refuses it, the key is released and the answer is 500 instead.
+    /// the provider stops retrying something that cannot succeed. The event is
+    /// then only as safe as the dead letter: set a durable one with
+    /// [`PipelineBuilder::dead_letter`] in production (the default
+    /// [`MemoryDeadLetter`] lives in the process; read it with
+    /// [`Pipeline::memory_dead_letter`]). If the dead letter refuses the entry,
+    /// the key is released and the answer is 500 instead, so the provider keeps
+    /// the event.
     #[default]
     DeadLetter,
     /// Release the key and answer 500, so the provider keeps retrying (useful when
@@ -146,6 +152,13 @@ struct LimitOverrides {
 }
 
 /// Builds a [`Pipeline`]; start with [`Pipeline::builder`].
+///
+/// **Set a durable dead letter in production** ([`PipelineBuilder::dead_letter`]):
+/// events whose critical handler fails permanently are answered 200 once they
+/// are in the dead letter, and best-effort work that cannot be done ends there.
+/// The default is an in-process [`MemoryDeadLetter`] (10,000 entries), readable
+/// and drainable through [`Pipeline::memory_dead_letter`], but gone when the
+/// process ends.
 pub struct PipelineBuilder {
     verifiers: Vec<Box<dyn Verifier>>,
     store: Option<Arc<dyn IdempotencyStore>>,
@@ -155,7 +168,9 @@ pub struct PipelineBuilder {
     permanent_failure_policy: PermanentFailurePolicy,
     retry_policy: RetryPolicy,
     dead_letter: Arc<dyn DeadLetter>,
+    memory_dead_letter: Option<MemoryDeadLetter>,
     max_concurrent_best_effort: usize,
+    max_pending_best_effort: usize,
 }
 
 impl PipelineBuilder {
@@ -238,10 +253,21 @@ impl PipelineBuilder {
         self
     }
 
-    /// Sets where work that cannot be done goes. Default: a
-    /// [`MemoryDeadLetter`] that only the pipeline sees — set your own to read it.
+    /// Sets where work that cannot be done goes: critical events that failed
+    /// permanently (with [`PermanentFailurePolicy::DeadLetter`]) and best-effort
+    /// work that failed, overflowed or was abandoned. See [`DeadLetter`] for what
+    /// happens when it refuses an entry.
+    ///
+    /// Default: an in-process [`MemoryDeadLetter`] holding 10,000 entries, read
+    /// and drained through [`Pipeline::memory_dead_letter`]. It does not survive
+    /// a restart: production services should set a durable sink (a table, a
+    /// queue). A [`MemoryDeadLetter`] set here is also returned by
+    /// [`Pipeline::memory_dead_letter`].
     #[must_use]
     pub fn dead_letter(mut self, dead_letter: impl DeadLetter + 'static) -> Self {
+        self.memory_dead_letter = (&dead_letter as &dyn Any)
+            .downcast_ref::<MemoryDeadLetter>()
+            .cloned();
         self.dead_letter = Arc::new(dead_letter);
         self
     }
@@ -254,6 +280,19 @@ impl PipelineBuilder {
         self
     }
 
+    /// Sets how many best-effort jobs (one per handler and delivery) the
+    /// pipeline holds at once: running, waiting for a permit, sleeping before a
+    /// retry, or handed out in a [`FollowUp`] not yet run. Each holds its event,
+    /// body included, so this bounds memory: at most `max` bodies (fewer when
+    /// several handlers share one). Work beyond it is never started: it goes to
+    /// the dead letter at once with [`DeadLetterReason::Overflow`] and is counted
+    /// in [`Stats::best_effort_overflow`]. Default: 1,024.
+    #[must_use]
+    pub fn max_pending_best_effort(mut self, max: usize) -> Self {
+        self.max_pending_best_effort = max;
+        self
+    }
+
     /// Checks the settings and builds the pipeline.
     pub fn build(self) -> Result<Pipeline, BuildError> {
         if self.verifiers.is_empty() {
@@ -262,6 +301,9 @@ impl PipelineBuilder {
         let store = self.store.ok_or(BuildError::NoStore)?;
         if self.max_concurrent_best_effort == 0 {
             return Err(BuildError::Zero("max_concurrent_best_effort"));
+        }
+        if self.max_pending_best_effort == 0 {
+            return Err(BuildError::Zero("max_pending_best_effort"));
         }
         self.registry.validate()?;
         let known = |name: &str| self.verifiers.iter().any(|v| v.provider() == name);
@@ -305,6 +347,7 @@ impl PipelineBuilder {
             self.retry_policy,
             self.dead_letter.clone(),
             self.max_concurrent_best_effort,
+            self.max_pending_best_effort,
             stats.clone(),
         ));
         Ok(Pipeline {
@@ -316,6 +359,7 @@ impl PipelineBuilder {
                 clock: self.clock,
                 permanent_failure_policy: self.permanent_failure_policy,
                 dead_letter: self.dead_letter,
+                memory_dead_letter: self.memory_dead_letter,
                 follow_ups,
                 stats,
                 closing: AtomicBool::new(false),
@@ -379,6 +423,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     permanent_failure_policy: PermanentFailurePolicy,
     dead_letter: Arc<dyn DeadLetter>,
+    memory_dead_letter: Option<MemoryDeadLetter>,
     follow_ups: Arc<FollowUpShared>,
     stats: Arc<Recorder>,
     closing: AtomicBool,
@@ -436,6 +481,7 @@ impl Attempt<'_> {
 impl Pipeline {
     /// A builder with safe defaults; add at least one verifier and a store.
     pub fn builder() -> PipelineBuilder {
+        let memory_dead_letter = MemoryDeadLetter::new();
         PipelineBuilder {
             verifiers: Vec::new(),
             store: None,
@@ -444,8 +490,10 @@ impl Pipeline {
             overrides: HashMap::new(),
             permanent_failure_policy: PermanentFailurePolicy::default(),
             retry_policy: RetryPolicy::default(),
-            dead_letter: Arc::new(MemoryDeadLetter::new()),
+            dead_letter: Arc::new(memory_dead_letter.clone()),
+            memory_dead_letter: Some(memory_dead_letter),
             max_concurrent_best_effort: 64,
+            max_pending_best_effort: 1024,
         }
     }
 
@@ -714,7 +762,37 @@ impl Pipeline {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.inner.stats.snapshot()
+        let mut stats = self.inner.stats.snapshot();
+        stats.best_effort_pending = self.inner.follow_ups.held() as u64;
+        stats
+    }
+
+    /// The dead letter every entry goes to: the one set with
+    /// [`PipelineBuilder::dead_letter`], or the default [`MemoryDeadLetter`].
+    pub fn dead_letter(&self) -> Arc<dyn DeadLetter> {
+        Arc::clone(&self.inner.dead_letter)
+    }
+
+    /// The in-memory dead letter, when the pipeline uses one — the default, or
+    /// a [`MemoryDeadLetter`] you set: read it with
+    /// [`MemoryDeadLetter::entries`], empty it with [`MemoryDeadLetter::drain`]
+    /// (e.g. to replay or store the entries elsewhere). `None` when you set
+    /// another kind of dead letter.
+    ///
+    /// ```
+    /// # use hookgate::{GitHub, MemoryStore, Pipeline};
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(GitHub::builder("secret").build()?)
+    ///     .store(MemoryStore::new())
+    ///     .build()?;
+    /// let dead_letter = pipeline.memory_dead_letter().expect("the default dead letter");
+    /// for entry in dead_letter.drain() {
+    ///     println!("{} {} failed in {}: {:?}", entry.provider(), entry.event_id(), entry.handler, entry.reason);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn memory_dead_letter(&self) -> Option<&MemoryDeadLetter> {
+        self.inner.memory_dead_letter.as_ref()
     }
 
     /// The limits in force for `provider`, if a verifier has that name.
@@ -789,6 +867,7 @@ impl fmt::Debug for Pipeline {
                 "permanent_failure_policy",
                 &self.inner.permanent_failure_policy,
             )
+            .field("dead_letter", &self.inner.dead_letter)
             .field("follow_ups", &self.inner.follow_ups)
             .finish()
     }
