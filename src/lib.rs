@@ -141,6 +141,7 @@ pub mod outcome;
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod pipeline;
 pub mod registry;
+pub mod rejected;
 pub mod secret;
 pub mod stats;
 pub mod store;
@@ -160,6 +161,7 @@ pub use outcome::{CriticalFailure, Outcome, OutcomeKind};
 #[cfg(feature = "tokio")]
 pub use pipeline::{BuildError, PermanentFailurePolicy, Pipeline, PipelineBuilder, ProviderLimits};
 pub use registry::Registry;
+pub use rejected::{RejectedDelivery, RejectionReason};
 pub use secret::{Secret, SecretSet};
 pub use stats::Stats;
 pub use store::{Claim, FencingToken, Fingerprint, IdempotencyStore, MemoryStore, StoreError};

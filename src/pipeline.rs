@@ -39,6 +39,7 @@ use crate::handler::{HandlerError, HandlerPanicked};
 use crate::headers::Headers;
 use crate::outcome::{CriticalFailure, Outcome, OutcomeKind};
 use crate::registry::{NamedHandler, Registry, RouteError, Routes};
+use crate::rejected::{RejectedDelivery, RejectedHook, RejectionReason};
 use crate::stats::{Recorder, Stats};
 use crate::store::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
 use crate::verify::{Verifier, VerifyError};
@@ -171,6 +172,7 @@ pub struct PipelineBuilder {
     memory_dead_letter: Option<MemoryDeadLetter>,
     max_concurrent_best_effort: usize,
     max_pending_best_effort: usize,
+    on_rejected: Option<RejectedHook>,
 }
 
 impl PipelineBuilder {
@@ -293,6 +295,35 @@ impl PipelineBuilder {
         self
     }
 
+    /// Sets a hook that receives every delivery whose signature verified but
+    /// that the pipeline refused — an unusable payload (400) or an event id
+    /// already used with a different body (422) — with its raw body and headers,
+    /// so you can keep it for inspection or replay (see [`crate::rejected`]).
+    /// Deliveries that fail verification never reach it.
+    ///
+    /// It is called inline, before `handle` returns: keep it quick (push into a
+    /// channel, spawn a task). A panic in it is caught and does not change the
+    /// answer. Default: none (such deliveries are only counted in [`Stats`]).
+    ///
+    /// ```
+    /// # use hookgate::{GitHub, MemoryStore, Pipeline, RejectedDelivery};
+    /// let (tx, rx) = std::sync::mpsc::channel::<RejectedDelivery>();
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(GitHub::builder("secret").build()?)
+    ///     .store(MemoryStore::new())
+    ///     .on_rejected(move |rejected| {
+    ///         let _ = tx.send(rejected); // a task stores them durably
+    ///     })
+    ///     .build()?;
+    /// # drop(rx);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn on_rejected(mut self, hook: impl Fn(RejectedDelivery) + Send + Sync + 'static) -> Self {
+        self.on_rejected = Some(RejectedHook::new(hook));
+        self
+    }
+
     /// Checks the settings and builds the pipeline.
     pub fn build(self) -> Result<Pipeline, BuildError> {
         if self.verifiers.is_empty() {
@@ -360,6 +391,7 @@ impl PipelineBuilder {
                 permanent_failure_policy: self.permanent_failure_policy,
                 dead_letter: self.dead_letter,
                 memory_dead_letter: self.memory_dead_letter,
+                on_rejected: self.on_rejected,
                 follow_ups,
                 stats,
                 closing: AtomicBool::new(false),
@@ -424,6 +456,7 @@ struct Inner {
     permanent_failure_policy: PermanentFailurePolicy,
     dead_letter: Arc<dyn DeadLetter>,
     memory_dead_letter: Option<MemoryDeadLetter>,
+    on_rejected: Option<RejectedHook>,
     follow_ups: Arc<FollowUpShared>,
     stats: Arc<Recorder>,
     closing: AtomicBool,
@@ -494,6 +527,7 @@ impl Pipeline {
             memory_dead_letter: Some(memory_dead_letter),
             max_concurrent_best_effort: 64,
             max_pending_best_effort: 1024,
+            on_rejected: None,
         }
     }
 
@@ -621,7 +655,15 @@ impl Pipeline {
         }
         let identity = match provider.verifier.identify(&body, headers) {
             Ok(identity) => identity,
-            Err(err) => return finish(outcome, OutcomeKind::Unusable(err)),
+            Err(err) => {
+                self.reject(
+                    &outcome,
+                    RejectionReason::Unusable(err.clone()),
+                    &body,
+                    headers,
+                );
+                return finish(outcome, OutcomeKind::Unusable(err));
+            }
         };
         outcome.event_id = Some(identity.id.clone());
         outcome.event_kind = Some(identity.kind.clone());
@@ -645,7 +687,13 @@ impl Pipeline {
                 return finish(outcome, OutcomeKind::InFlight { until })
             }
             Ok(Claim::FingerprintMismatch) => {
-                return finish(outcome, OutcomeKind::FingerprintMismatch)
+                self.reject(
+                    &outcome,
+                    RejectionReason::FingerprintMismatch,
+                    &body,
+                    headers,
+                );
+                return finish(outcome, OutcomeKind::FingerprintMismatch);
             }
             Err(err) => return finish(outcome, OutcomeKind::StoreUnavailable(Arc::new(err))),
         };
@@ -673,6 +721,32 @@ impl Pipeline {
             Err(kind) => kind,
         };
         finish(outcome, kind)
+    }
+
+    /// Hands an authentic but refused delivery to the host's hook, if any.
+    fn reject(&self, outcome: &Outcome, reason: RejectionReason, body: &Bytes, headers: &Headers) {
+        let Some(hook) = &self.inner.on_rejected else {
+            return;
+        };
+        let status = match &reason {
+            RejectionReason::Unusable(err) => err.status(),
+            RejectionReason::FingerprintMismatch => OutcomeKind::FingerprintMismatch.status(),
+        };
+        let Some(provider) = outcome.provider.clone() else {
+            return;
+        };
+        let delivered = hook.call(RejectedDelivery {
+            provider,
+            reason,
+            status,
+            event_id: outcome.event_id.clone(),
+            event_kind: outcome.event_kind.clone(),
+            body: body.clone(),
+            headers: headers.clone(),
+        });
+        if !delivered {
+            Recorder::bump(&self.inner.stats.rejected_hook_panics);
+        }
     }
 
     /// Runs the critical handlers in order under the deadline and settles the

@@ -61,6 +61,9 @@ pub struct Stats {
     /// started), plus entries waiting to be sent to the dead letter. Bounded by
     /// [`PipelineBuilder::max_pending_best_effort`](crate::PipelineBuilder::max_pending_best_effort).
     pub best_effort_pending: u64,
+    /// Calls of the [`on_rejected`](crate::PipelineBuilder::on_rejected) hook
+    /// that panicked (the panic was caught; the delivery was answered as usual).
+    pub rejected_hook_panics: u64,
 }
 
 impl Stats {
@@ -94,6 +97,7 @@ pub(crate) struct Recorder {
     pub(crate) best_effort_overflow: AtomicU64,
     pub(crate) best_effort_dropped: AtomicU64,
     pub(crate) dead_letter_failures: AtomicU64,
+    pub(crate) rejected_hook_panics: AtomicU64,
 }
 
 fn slot(kind: &OutcomeKind) -> usize {
@@ -147,6 +151,7 @@ impl Recorder {
             best_effort_dropped: load(&self.best_effort_dropped),
             dead_letter_failures: load(&self.dead_letter_failures),
             best_effort_pending: 0,
+            rejected_hook_panics: load(&self.rejected_hook_panics),
         }
     }
 }
