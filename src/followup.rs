@@ -566,8 +566,10 @@ mod runner {
         /// Registers the best-effort work of `event` and returns it, not yet
         /// started. Work that cannot be registered — the pipeline already holds
         /// `max_pending` jobs, or shutdown has cancelled pending work — is sent
-        /// to the dead letter at once instead.
-        pub(crate) fn follow_up(
+        /// to the dead letter at once instead: from a task, or, when `max_pending`
+        /// entries already wait for the dead letter, right here (the caller waits:
+        /// back-pressure rather than unbounded memory).
+        pub(crate) async fn follow_up(
             self: &Arc<Self>,
             event: &Event,
             handlers: Vec<NamedHandler>,
@@ -575,12 +577,13 @@ mod runner {
             let count = handlers.len();
             let mut jobs = Vec::with_capacity(count);
             let mut refused = 0;
+            let mut inline = Vec::new();
             {
                 let mut pending = self.pending();
                 for handler in handlers {
                     let reason = if pending.cancelled {
                         DeadLetterReason::ShutDown
-                    } else if pending.held() >= self.max_pending {
+                    } else if pending.jobs.len() >= self.max_pending {
                         Recorder::bump(&self.stats.best_effort_overflow);
                         DeadLetterReason::Overflow
                     } else {
@@ -600,9 +603,21 @@ mod runner {
                     };
                     let entry =
                         DeadLetterEntry::new(event.clone(), handler.shared_name(), 0, reason, None);
-                    pending.orphans.push_back(entry);
+                    if pending.orphans.len() + pending.sending < self.max_pending {
+                        pending.orphans.push_back(entry);
+                    } else {
+                        pending.sending += 1;
+                        inline.push(entry);
+                    }
                     refused += 1;
                 }
+            }
+            for entry in inline {
+                let outgoing = Outgoing {
+                    shared: self,
+                    entry: Some(entry),
+                };
+                outgoing.send().await;
             }
             // Also picks up entries of follow-ups dropped outside a runtime.
             if refused > 0 || !self.pending().orphans.is_empty() {
@@ -691,13 +706,19 @@ mod runner {
             }
         }
 
-        /// Takes a job out of the pending table; `None` if shutdown took it first.
-        /// With `to_send`, the job counts as being sent until its [`Outgoing`] ends.
-        fn take(&self, id: u64, to_send: bool) -> Option<PendingJob> {
+        /// Takes a settled job out of the pending table; `None` if shutdown took
+        /// it first. A success is counted before the lock is released (so shutdown
+        /// never sees a drained table with the count missing); a failure counts as
+        /// being sent until its [`Outgoing`] ends.
+        fn take(&self, id: u64, succeeded: bool) -> Option<PendingJob> {
             let mut pending = self.pending();
             let job = pending.jobs.remove(&id);
-            if job.is_some() && to_send {
-                pending.sending += 1;
+            if job.is_some() {
+                if succeeded {
+                    Recorder::bump(&self.stats.best_effort_succeeded);
+                } else {
+                    pending.sending += 1;
+                }
             }
             if pending.settled() {
                 self.drained.notify_waiters();
@@ -741,17 +762,14 @@ mod runner {
             };
             let reason = match settled {
                 Settled::Succeeded => {
-                    return match self.take(id, false) {
-                        Some(_) => {
-                            Recorder::bump(&self.stats.best_effort_succeeded);
-                            End::Succeeded
-                        }
+                    return match self.take(id, true) {
+                        Some(_) => End::Succeeded,
                         None => End::Abandoned,
                     };
                 }
                 Settled::Failed(reason) => reason,
             };
-            let Some(job) = self.take(id, true) else {
+            let Some(job) = self.take(id, false) else {
                 return End::Abandoned;
             };
             let outgoing = Outgoing {

@@ -285,10 +285,14 @@ impl PipelineBuilder {
     /// Sets how many best-effort jobs (one per handler and delivery) the
     /// pipeline holds at once: running, waiting for a permit, sleeping before a
     /// retry, or handed out in a [`FollowUp`] not yet run. Each holds its event,
-    /// body included, so this bounds memory: at most `max` bodies (fewer when
-    /// several handlers share one). Work beyond it is never started: it goes to
-    /// the dead letter at once with [`DeadLetterReason::Overflow`] and is counted
-    /// in [`Stats::best_effort_overflow`]. Default: 1,024.
+    /// body included, so this bounds memory. Work beyond it is never started:
+    /// it goes to the dead letter at once with [`DeadLetterReason::Overflow`] and
+    /// is counted in [`Stats::best_effort_overflow`] — from a background task
+    /// while fewer than `max` entries wait for the dead letter, otherwise before
+    /// `handle` returns (back-pressure: a dead letter that falls behind slows the
+    /// answers rather than growing a queue). So at most about `2 × max` events
+    /// are held for best-effort work (fewer bodies when several handlers share
+    /// one). Default: 1,024.
     #[must_use]
     pub fn max_pending_best_effort(mut self, max: usize) -> Self {
         self.max_pending_best_effort = max;
@@ -711,8 +715,11 @@ impl Pipeline {
                 Ok(()) => {
                     let best_effort: Vec<NamedHandler> = routes.best_effort().cloned().collect();
                     let count = best_effort.len();
-                    let follow_up =
-                        (count > 0).then(|| inner.follow_ups.follow_up(&event, best_effort));
+                    let follow_up = if count > 0 {
+                        Some(inner.follow_ups.follow_up(&event, best_effort).await)
+                    } else {
+                        None
+                    };
                     outcome.kind = OutcomeKind::Processed { best_effort: count };
                     return (outcome, follow_up);
                 }

@@ -58,7 +58,8 @@ pub struct Stats {
     pub dead_letter_failures: u64,
     /// Gauge at the time of the snapshot: best-effort jobs registered and not
     /// settled (running, waiting for a permit, sleeping before a retry, or not
-    /// started), plus entries waiting to be sent to the dead letter. Bounded by
+    /// started), plus entries waiting to be sent to the dead letter; each part
+    /// is bounded by
     /// [`PipelineBuilder::max_pending_best_effort`](crate::PipelineBuilder::max_pending_best_effort).
     pub best_effort_pending: u64,
     /// Calls of the [`on_rejected`](crate::PipelineBuilder::on_rejected) hook

@@ -715,3 +715,164 @@ fn extreme_policies_do_not_overflow() {
         Duration::from_secs(2)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_deliveries_drops_aborts_and_overflow_settle_every_job_exactly_once() {
+    let done = Tally::default();
+    let work = {
+        let done = done.clone();
+        handler_fn(move |event| {
+            let done = done.clone();
+            async move {
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+                done.record(&event);
+                Ok::<(), HandlerError>(())
+            }
+        })
+    };
+    let dead_letter = MemoryDeadLetter::new();
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(best_effort("work", work))
+        .dead_letter(dead_letter.clone())
+        .max_concurrent_best_effort(4)
+        .max_pending_best_effort(16)
+        .build()
+        .unwrap();
+    const DELIVERIES: u64 = 400;
+    let tasks: Vec<_> = (0..4)
+        .map(|lane| {
+            let pipeline = pipeline.clone();
+            tokio::spawn(async move {
+                for n in (lane..DELIVERIES).step_by(4) {
+                    let (body, headers) = gh_delivery(&format!("d-race-{n}"), &issue_body(n));
+                    match n % 6 {
+                        0 => drop(pipeline.handle_deferred(body, &headers).await.1),
+                        1 => {
+                            let follow_up = pipeline.handle_deferred(body, &headers).await.1;
+                            let task = tokio::spawn(follow_up.unwrap());
+                            tokio::task::yield_now().await;
+                            task.abort();
+                        }
+                        _ => assert_eq!(pipeline.handle(body, &headers).await.status, 200),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let report = pipeline.shutdown(Duration::from_secs(10)).await;
+    assert!(report.drained);
+    assert_eq!(report.dead_letter_failures, 0);
+
+    let mut settled: std::collections::HashMap<String, u64> = done.snapshot();
+    let entries = dead_letter.entries();
+    for entry in &entries {
+        *settled.entry(entry.event_id().to_owned()).or_default() += 1;
+    }
+    for n in 0..DELIVERIES {
+        assert_eq!(
+            settled.get(&format!("d-race-{n}")).copied(),
+            Some(1),
+            "d-race-{n} must succeed or be dead-lettered exactly once"
+        );
+    }
+    let stats = pipeline.stats();
+    assert_eq!(stats.best_effort_pending, 0);
+    assert_eq!(
+        stats.best_effort_succeeded + stats.best_effort_dead_lettered,
+        DELIVERIES
+    );
+    let with_reason = |reason| entries.iter().filter(|e| e.reason == reason).count() as u64;
+    assert_eq!(
+        stats.best_effort_overflow,
+        with_reason(DeadLetterReason::Overflow)
+    );
+    assert_eq!(
+        stats.best_effort_dropped,
+        with_reason(DeadLetterReason::FollowUpDropped)
+    );
+    assert!(stats.best_effort_overflow > 0, "the bound was reached");
+    assert!(stats.best_effort_succeeded > 0, "{stats:?}");
+}
+
+/// A dead letter that stores entries only once its gate is open.
+#[derive(Debug, Clone)]
+struct SlowDeadLetter {
+    gate: Arc<tokio::sync::Semaphore>,
+    inner: MemoryDeadLetter,
+}
+
+#[async_trait::async_trait]
+impl DeadLetter for SlowDeadLetter {
+    async fn send(&self, entry: DeadLetterEntry) -> Result<(), DeadLetterError> {
+        let _pass = self.gate.acquire().await;
+        self.inner.send(entry).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflow_waits_for_a_slow_dead_letter_instead_of_queueing_without_bound() {
+    let handler_gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let dead_letter = SlowDeadLetter {
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        inner: MemoryDeadLetter::new(),
+    };
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(best_effort("slow", gated(&handler_gate, &calls)))
+        .dead_letter(dead_letter.clone())
+        .max_pending_best_effort(1)
+        .build()
+        .unwrap();
+    // One job held; the next delivery's work overflows into the dead-letter queue.
+    for n in 0..2 {
+        let (body, headers) = gh_delivery(&format!("d-queued-{n}"), &issue_body(n));
+        assert_eq!(pipeline.handle(body, &headers).await.status, 200);
+    }
+    // The queue to the dead letter is full too: this delivery waits for it.
+    let (body, headers) = gh_delivery("d-waits", &issue_body(2));
+    let waiting = {
+        let pipeline = pipeline.clone();
+        tokio::spawn(async move { pipeline.handle(body, &headers).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !waiting.is_finished(),
+        "back-pressure, not an unbounded queue"
+    );
+    assert!(pipeline.stats().best_effort_pending <= 3);
+
+    dead_letter.gate.add_permits(100);
+    let outcome = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("answered once the dead letter took the entry")
+        .unwrap();
+    assert_eq!(outcome.status, 200);
+    eventually("both overflows stored", || dead_letter.inner.len() == 2).await;
+    let mut ids: Vec<_> = dead_letter
+        .inner
+        .entries()
+        .iter()
+        .map(|e| (e.event_id().to_owned(), e.reason))
+        .collect();
+    ids.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        ids,
+        [
+            ("d-queued-1".to_owned(), DeadLetterReason::Overflow),
+            ("d-waits".to_owned(), DeadLetterReason::Overflow),
+        ]
+    );
+    assert_eq!(pipeline.stats().best_effort_overflow, 2);
+    handler_gate.add_permits(10);
+    assert!(pipeline.shutdown(Duration::from_secs(5)).await.drained);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
