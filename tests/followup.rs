@@ -346,16 +346,23 @@ async fn shutdown_drains_pending_work() {
     assert!(matches!(late.kind, OutcomeKind::ShuttingDown));
 }
 
-#[tokio::test]
-async fn shutdown_hands_back_and_dead_letters_what_it_cannot_finish() {
+/// A pipeline whose `webhook` handler always fails transiently, then waits a
+/// minute before its retry.
+fn failing_then_waiting(dead_letter: &MemoryDeadLetter) -> (Flaky, Pipeline) {
     let flaky = Flaky::default();
-    let dead_letter = MemoryDeadLetter::new();
     let policy = fast_policy().with_initial_backoff(Duration::from_secs(60));
     let pipeline = pipeline_with(
         best_effort("webhook", flaky.handler(usize::MAX, false)),
         policy,
-        &dead_letter,
+        dead_letter,
     );
+    (flaky, pipeline)
+}
+
+#[tokio::test]
+async fn shutdown_hands_back_and_dead_letters_what_it_cannot_finish() {
+    let dead_letter = MemoryDeadLetter::new();
+    let (flaky, pipeline) = failing_then_waiting(&dead_letter);
     let (body, headers) = gh_delivery("d-pending", &issue_body(8));
     pipeline.handle(body, &headers).await;
     // Never-driven deferred work is not pending: dropping it dead-letters it.
@@ -417,6 +424,33 @@ fn gated(gate: &Arc<tokio::sync::Semaphore>, calls: &Arc<AtomicUsize>) -> impl H
     })
 }
 
+/// A pipeline whose one best-effort handler waits for `gate`, one attempt at a
+/// time, holding at most `max_pending` jobs.
+fn gated_pipeline(
+    gate: &Arc<tokio::sync::Semaphore>,
+    calls: &Arc<AtomicUsize>,
+    dead_letter: impl DeadLetter + 'static,
+    max_pending: usize,
+) -> Pipeline {
+    Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(best_effort("slow", gated(gate, calls)))
+        .dead_letter(dead_letter)
+        .max_concurrent_best_effort(1)
+        .max_pending_best_effort(max_pending)
+        .build()
+        .unwrap()
+}
+
+/// Delivers `{prefix}-{n}` for each `n`, each answered 200.
+async fn deliver_all(pipeline: &Pipeline, prefix: &str, numbers: std::ops::Range<u64>) {
+    for n in numbers {
+        let (body, headers) = gh_delivery(&format!("{prefix}-{n}"), &issue_body(n));
+        assert_eq!(pipeline.handle(body, &headers).await.status, 200);
+    }
+}
+
 #[tokio::test]
 async fn dropped_follow_up_is_dead_lettered_at_once_and_shutdown_does_not_wait_for_it() {
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
@@ -465,14 +499,8 @@ async fn dropped_follow_up_is_dead_lettered_at_once_and_shutdown_does_not_wait_f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborted_follow_up_hands_its_attempts_and_last_error_to_the_dead_letter() {
-    let flaky = Flaky::default();
     let dead_letter = MemoryDeadLetter::new();
-    let policy = fast_policy().with_initial_backoff(Duration::from_secs(60));
-    let pipeline = pipeline_with(
-        best_effort("webhook", flaky.handler(usize::MAX, false)),
-        policy,
-        &dead_letter,
-    );
+    let (flaky, pipeline) = failing_then_waiting(&dead_letter);
     let (body, headers) = gh_delivery("d-abort", &issue_body(2));
     let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
     let task = tokio::spawn(follow_up.expect("best-effort work"));
@@ -503,20 +531,9 @@ async fn pending_work_is_bounded_and_overflow_goes_to_the_dead_letter_at_once() 
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let calls = Arc::new(AtomicUsize::new(0));
     let dead_letter = MemoryDeadLetter::new();
-    let pipeline = Pipeline::builder()
-        .verifier(github())
-        .store(store())
-        .registry(best_effort("slow", gated(&gate, &calls)))
-        .dead_letter(dead_letter.clone())
-        .max_concurrent_best_effort(1)
-        .max_pending_best_effort(2)
-        .build()
-        .unwrap();
+    let pipeline = gated_pipeline(&gate, &calls, dead_letter.clone(), 2);
     // Two jobs: one running, one waiting for the single permit.
-    for n in 0..2 {
-        let (body, headers) = gh_delivery(&format!("d-held-{n}"), &issue_body(n));
-        assert_eq!(pipeline.handle(body, &headers).await.status, 200);
-    }
+    deliver_all(&pipeline, "d-held", 0..2).await;
     eventually("the first job running", || {
         calls.load(Ordering::SeqCst) == 1
     })
@@ -824,19 +841,9 @@ async fn overflow_waits_for_a_slow_dead_letter_instead_of_queueing_without_bound
         gate: Arc::new(tokio::sync::Semaphore::new(0)),
         inner: MemoryDeadLetter::new(),
     };
-    let pipeline = Pipeline::builder()
-        .verifier(github())
-        .store(store())
-        .registry(best_effort("slow", gated(&handler_gate, &calls)))
-        .dead_letter(dead_letter.clone())
-        .max_pending_best_effort(1)
-        .build()
-        .unwrap();
+    let pipeline = gated_pipeline(&handler_gate, &calls, dead_letter.clone(), 1);
     // One job held; the next delivery's work overflows into the dead-letter queue.
-    for n in 0..2 {
-        let (body, headers) = gh_delivery(&format!("d-queued-{n}"), &issue_body(n));
-        assert_eq!(pipeline.handle(body, &headers).await.status, 200);
-    }
+    deliver_all(&pipeline, "d-queued", 0..2).await;
     // The queue to the dead letter is full too: this delivery waits for it.
     let (body, headers) = gh_delivery("d-waits", &issue_body(2));
     let waiting = {
