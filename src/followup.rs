@@ -282,18 +282,32 @@ impl<D: DeadLetter + ?Sized> DeadLetter for Box<D> {
 /// [`Stats::dead_letter_failures`](crate::Stats::dead_letter_failures).
 /// Entries live only as long as the process: set a durable [`DeadLetter`] in
 /// production.
+///
+/// It is bounded twice, since each entry keeps its event's body (up to 25 MiB
+/// for GitHub): by a number of entries and by the bytes of their bodies (a body
+/// shared by several entries counts once per entry).
 #[derive(Clone)]
 pub struct MemoryDeadLetter {
-    entries: Arc<Mutex<VecDeque<DeadLetterEntry>>>,
+    held: Arc<Mutex<Held>>,
     capacity: usize,
+    max_bytes: usize,
+}
+
+#[derive(Default)]
+struct Held {
+    entries: VecDeque<DeadLetterEntry>,
+    bytes: usize,
 }
 
 /// [`MemoryDeadLetter`] is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the in-memory dead letter is full ({capacity} entries): read and clear it with `MemoryDeadLetter::drain`")]
+#[error("the in-memory dead letter is full (at most {capacity} entries and {max_bytes} bytes of bodies): read and clear it with `MemoryDeadLetter::drain`")]
+#[non_exhaustive]
 pub struct DeadLetterFull {
-    /// Its capacity.
+    /// Its capacity in entries.
     pub capacity: usize,
+    /// Its capacity in body bytes.
+    pub max_bytes: usize,
 }
 
 impl Default for MemoryDeadLetter {
@@ -303,64 +317,90 @@ impl Default for MemoryDeadLetter {
 }
 
 impl MemoryDeadLetter {
-    /// A dead letter holding up to 10,000 entries.
+    /// The default limit on the bytes of the bodies held: 256 MiB.
+    pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
+
+    /// A dead letter holding up to 10,000 entries and
+    /// [`DEFAULT_MAX_BYTES`](Self::DEFAULT_MAX_BYTES) of bodies.
     pub fn new() -> Self {
         Self::with_capacity(10_000)
     }
 
-    /// A dead letter holding up to `capacity` entries.
+    /// A dead letter holding up to `capacity` entries and
+    /// [`DEFAULT_MAX_BYTES`](Self::DEFAULT_MAX_BYTES) of bodies.
     pub fn with_capacity(capacity: usize) -> Self {
+        Self::with_limits(capacity, Self::DEFAULT_MAX_BYTES)
+    }
+
+    /// A dead letter holding up to `capacity` entries whose bodies total at
+    /// most `max_bytes`.
+    pub fn with_limits(capacity: usize, max_bytes: usize) -> Self {
         Self {
-            entries: Arc::new(Mutex::new(VecDeque::new())),
+            held: Arc::new(Mutex::new(Held::default())),
             capacity,
+            max_bytes,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<DeadLetterEntry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
         // The lock is never held across a panic-prone call; recover the data anyway.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A copy of the entries, oldest first.
     pub fn entries(&self) -> Vec<DeadLetterEntry> {
-        self.lock().iter().cloned().collect()
+        self.lock().entries.iter().cloned().collect()
     }
 
     /// Removes and returns every entry, oldest first, making room for new ones.
     pub fn drain(&self) -> Vec<DeadLetterEntry> {
-        self.lock().drain(..).collect()
+        let mut held = self.lock();
+        held.bytes = 0;
+        held.entries.drain(..).collect()
     }
 
     /// Number of entries held.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().entries.len()
     }
 
     /// Whether no entry is held.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().entries.is_empty()
+    }
+
+    /// Bytes of the bodies held (a shared body counts once per entry).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 }
 
 #[async_trait]
 impl DeadLetter for MemoryDeadLetter {
     async fn send(&self, entry: DeadLetterEntry) -> Result<(), DeadLetterError> {
-        let mut entries = self.lock();
-        if entries.len() >= self.capacity {
+        let mut held = self.lock();
+        let size = entry.event.body().len();
+        let bytes = held.bytes.saturating_add(size);
+        if held.entries.len() >= self.capacity || bytes > self.max_bytes {
             return Err(DeadLetterError::new(DeadLetterFull {
                 capacity: self.capacity,
+                max_bytes: self.max_bytes,
             }));
         }
-        entries.push_back(entry);
+        held.bytes = bytes;
+        held.entries.push_back(entry);
         Ok(())
     }
 }
 
 impl fmt::Debug for MemoryDeadLetter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let held = self.lock();
         f.debug_struct("MemoryDeadLetter")
-            .field("len", &self.len())
+            .field("len", &held.entries.len())
             .field("capacity", &self.capacity)
+            .field("bytes", &held.bytes)
+            .field("max_bytes", &self.max_bytes)
             .finish()
     }
 }

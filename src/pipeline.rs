@@ -157,7 +157,8 @@ struct LimitOverrides {
 /// **Set a durable dead letter in production** ([`PipelineBuilder::dead_letter`]):
 /// events whose critical handler fails permanently are answered 200 once they
 /// are in the dead letter, and best-effort work that cannot be done ends there.
-/// The default is an in-process [`MemoryDeadLetter`] (10,000 entries), readable
+/// The default is an in-process [`MemoryDeadLetter`] (10,000 entries, 256 MiB
+/// of bodies), readable
 /// and drainable through [`Pipeline::memory_dead_letter`], but gone when the
 /// process ends.
 pub struct PipelineBuilder {
@@ -260,7 +261,8 @@ impl PipelineBuilder {
     /// work that failed, overflowed or was abandoned. See [`DeadLetter`] for what
     /// happens when it refuses an entry.
     ///
-    /// Default: an in-process [`MemoryDeadLetter`] holding 10,000 entries, read
+    /// Default: an in-process [`MemoryDeadLetter`] holding 10,000 entries and
+    /// 256 MiB of bodies, read
     /// and drained through [`Pipeline::memory_dead_letter`]. It does not survive
     /// a restart: production services should set a durable sink (a table, a
     /// queue). A [`MemoryDeadLetter`] set here is also returned by

@@ -883,3 +883,33 @@ async fn overflow_waits_for_a_slow_dead_letter_instead_of_queueing_without_bound
     assert!(pipeline.shutdown(Duration::from_secs(5)).await.drained);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn memory_dead_letter_is_bounded_by_body_bytes_too() {
+    let failing = handler_fn(|_| async { Err::<(), _>(HandlerError::permanent(Injected("bad"))) });
+    let size = issue_body(10).len();
+    let dead_letter = MemoryDeadLetter::with_limits(100, 2 * size + 1);
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(registry_with_critical(failing))
+        .dead_letter(dead_letter.clone())
+        .build()
+        .unwrap();
+    let statuses: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for n in 10..13 {
+            let (body, headers) = gh_delivery(&format!("d-bytes-{n}"), &issue_body(n));
+            statuses.push(pipeline.handle(body, &headers).await.status);
+        }
+        statuses
+    };
+    assert_eq!(statuses, [200, 200, 500], "the third body does not fit");
+    assert_eq!((dead_letter.len(), dead_letter.bytes()), (2, 2 * size));
+    assert!(format!("{dead_letter:?}").contains(&format!("max_bytes: {}", 2 * size + 1)));
+
+    assert_eq!(dead_letter.drain().len(), 2);
+    assert_eq!(dead_letter.bytes(), 0);
+    let (body, headers) = gh_delivery("d-bytes-12", &issue_body(12));
+    assert_eq!(pipeline.handle(body, &headers).await.status, 200);
+}
