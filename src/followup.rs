@@ -890,6 +890,7 @@ mod runner {
                 drained,
                 abandoned,
                 dead_letter_failures,
+                memory_dead_letter: Vec::new(),
             }
         }
     }
@@ -1039,5 +1040,10 @@ mod runner {
         /// How many of the abandoned entries the dead letter refused (they exist
         /// only in `abandoned`).
         pub dead_letter_failures: usize,
+        /// When the pipeline's dead letter is a [`MemoryDeadLetter`](super::MemoryDeadLetter)
+        /// (the default), a copy of every entry it holds after the abandoned
+        /// work was added: they end with the process unless you store them.
+        /// Empty for any other dead letter.
+        pub memory_dead_letter: Vec<DeadLetterEntry>,
     }
 }

@@ -575,7 +575,9 @@ impl Pipeline {
 
     /// Like [`Pipeline::handle`], but hands the best-effort work back instead of
     /// spawning it: run the [`FollowUp`] yourself (await it after answering, or
-    /// spawn it on your executor). `None` when there is nothing to do.
+    /// spawn it on your executor). `None` when there is nothing to do. Dropping
+    /// the `FollowUp` unfinished sends its work to the dead letter
+    /// ([`DeadLetterReason::FollowUpDropped`]).
     ///
     /// # Panics
     /// Outside a tokio runtime with its time driver enabled: the critical
@@ -901,10 +903,17 @@ impl Pipeline {
     /// Stops taking deliveries (they get 503 [`OutcomeKind::ShuttingDown`]) and
     /// waits up to `deadline` for pending best-effort work to finish. Work still
     /// pending then is cancelled, sent to the dead letter and listed in the
-    /// report, so nothing is dropped silently.
+    /// report, so nothing is dropped silently. When the dead letter is in
+    /// memory (the default), the report also carries a copy of what it holds
+    /// ([`ShutdownReport::memory_dead_letter`]): store it before the process
+    /// ends, or it is lost.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         self.inner.closing.store(true, Ordering::Release);
-        self.inner.follow_ups.shutdown(deadline).await
+        let mut report = self.inner.follow_ups.shutdown(deadline).await;
+        if let Some(memory) = &self.inner.memory_dead_letter {
+            report.memory_dead_letter = memory.entries();
+        }
+        report
     }
 }
 

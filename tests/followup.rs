@@ -409,6 +409,11 @@ async fn shutdown_hands_back_and_dead_letters_what_it_cannot_finish() {
     assert_eq!(report.dead_letter_failures, 0);
     assert_eq!(pipeline.stats().best_effort_dead_lettered, 2);
     assert_eq!(pipeline.stats().best_effort_pending, 0);
+    assert_eq!(
+        report.memory_dead_letter.len(),
+        2,
+        "the in-memory dead letter is handed back before the process ends"
+    );
 }
 
 /// A best-effort handler that waits until `gate` is opened, counting its calls.
@@ -640,6 +645,11 @@ async fn default_dead_letter_is_readable_and_drainable_from_the_pipeline() {
         .build()
         .unwrap();
     assert!(pipeline.memory_dead_letter().is_none());
+    assert!(pipeline
+        .shutdown(Duration::from_secs(1))
+        .await
+        .memory_dead_letter
+        .is_empty());
 }
 
 /// A dead letter that refuses every entry.
