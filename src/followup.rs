@@ -652,11 +652,16 @@ mod runner {
                     refused += 1;
                 }
             }
-            for entry in inline {
-                let outgoing = Outgoing {
+            // Wrapped before the first await: if this future is dropped, the
+            // entries not yet sent go back to the orphans.
+            let inline: Vec<Outgoing<'_>> = inline
+                .into_iter()
+                .map(|entry| Outgoing {
                     shared: self,
                     entry: Some(entry),
-                };
+                })
+                .collect();
+            for outgoing in inline {
                 outgoing.send().await;
             }
             // Also picks up entries of follow-ups dropped outside a runtime.
