@@ -6,7 +6,10 @@
 //! once. A panic is caught and counts as a failed attempt. Work that cannot
 //! succeed — retries exhausted, a [`HandlerError::Permanent`], or still pending
 //! when [`Pipeline::shutdown`](crate::Pipeline::shutdown) gives up — goes to the
-//! [`DeadLetter`], so nothing is dropped silently.
+//! [`DeadLetter`], so nothing is dropped silently. So does work the pipeline
+//! cannot take because too much is already pending
+//! ([`DeadLetterReason::Overflow`]), and the unfinished work of a `FollowUp`
+//! that is dropped ([`DeadLetterReason::FollowUpDropped`]).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -160,8 +163,16 @@ pub enum DeadLetterReason {
     /// A critical handler returned [`HandlerError::Permanent`] and the pipeline's
     /// policy acknowledges such events (200) after dead-lettering them.
     CriticalPermanent,
-    /// The work was still pending when shutdown's deadline passed.
+    /// The work was still pending when shutdown's deadline passed, or arrived
+    /// after shutdown had given up.
     ShutDown,
+    /// The pipeline already held its maximum of pending best-effort jobs
+    /// ([`PipelineBuilder::max_pending_best_effort`](crate::PipelineBuilder::max_pending_best_effort)):
+    /// the work was never started and went here at once.
+    Overflow,
+    /// The `FollowUp` holding the work was dropped (or the task running it
+    /// aborted) before the work settled.
+    FollowUpDropped,
 }
 
 /// Work that could not be done, with everything needed to look into it or
@@ -224,9 +235,21 @@ impl DeadLetterError {
 
 /// Where work that could not be done goes: your table, queue or alerting.
 ///
-/// When `send` fails for a critical event, the pipeline releases the key and
-/// answers 500 so the provider retries; for best-effort work the failure is
-/// counted in [`Stats::dead_letter_failures`](crate::Stats::dead_letter_failures).
+/// Production services should send entries somewhere durable (a database table,
+/// a queue): the pipeline's default is an in-process [`MemoryDeadLetter`], which
+/// is lost when the process ends.
+///
+/// `send` returning `Ok` means the entry is stored: for a critical event the
+/// pipeline then records it as done and answers 200. When `send` fails:
+/// - for a critical event, the pipeline releases the key and answers 500
+///   ([`OutcomeKind::PermanentFailure`](crate::OutcomeKind::PermanentFailure) with
+///   `dead_lettered: false`), so the provider keeps the event: it retries, or
+///   (GitHub) lists it as failed for redelivery;
+/// - for best-effort work (the critical work already succeeded and was
+///   answered), nobody else holds the entry: the failure is counted in
+///   [`Stats::dead_letter_failures`](crate::Stats::dead_letter_failures) and in the
+///   `FollowUpReport` / `ShutdownReport`, and the entry is dropped. A sink that
+///   can refuse should therefore alert on its own refusals.
 #[async_trait]
 pub trait DeadLetter: Send + Sync + fmt::Debug {
     /// Stores one entry.
@@ -247,23 +270,44 @@ impl<D: DeadLetter + ?Sized> DeadLetter for Box<D> {
     }
 }
 
-/// An in-memory, bounded [`DeadLetter`] for tests, examples and small services.
+/// An in-memory, bounded [`DeadLetter`] for tests, examples and small services;
+/// the pipeline's default (read it with
+/// [`Pipeline::memory_dead_letter`](crate::Pipeline::memory_dead_letter)).
 ///
 /// Clones share the same entries, so keep a clone to read what the pipeline
-/// sent. When full it refuses new entries (the pipeline then reports the
-/// failure) rather than forgetting old ones.
+/// sent, and [`drain`](MemoryDeadLetter::drain) it regularly. When full it
+/// refuses new entries rather than forgetting old ones: a critical permanent
+/// failure is then answered 500 (the provider keeps the event) until you drain
+/// it, and refused best-effort work is counted in
+/// [`Stats::dead_letter_failures`](crate::Stats::dead_letter_failures).
+/// Entries live only as long as the process: set a durable [`DeadLetter`] in
+/// production.
+///
+/// It is bounded twice, since each entry keeps its event's body (up to 25 MiB
+/// for GitHub): by a number of entries and by the bytes of their bodies (a body
+/// shared by several entries counts once per entry).
 #[derive(Clone)]
 pub struct MemoryDeadLetter {
-    entries: Arc<Mutex<VecDeque<DeadLetterEntry>>>,
+    held: Arc<Mutex<Held>>,
     capacity: usize,
+    max_bytes: usize,
+}
+
+#[derive(Default)]
+struct Held {
+    entries: VecDeque<DeadLetterEntry>,
+    bytes: usize,
 }
 
 /// [`MemoryDeadLetter`] is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the in-memory dead letter is full ({capacity} entries): read and clear it with `take`")]
+#[error("the in-memory dead letter is full (at most {capacity} entries and {max_bytes} bytes of bodies): read and clear it with `MemoryDeadLetter::drain`")]
+#[non_exhaustive]
 pub struct DeadLetterFull {
-    /// Its capacity.
+    /// Its capacity in entries.
     pub capacity: usize,
+    /// Its capacity in body bytes.
+    pub max_bytes: usize,
 }
 
 impl Default for MemoryDeadLetter {
@@ -273,76 +317,102 @@ impl Default for MemoryDeadLetter {
 }
 
 impl MemoryDeadLetter {
-    /// A dead letter holding up to 10,000 entries.
+    /// The default limit on the bytes of the bodies held: 256 MiB.
+    pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
+
+    /// A dead letter holding up to 10,000 entries and
+    /// [`DEFAULT_MAX_BYTES`](Self::DEFAULT_MAX_BYTES) of bodies.
     pub fn new() -> Self {
         Self::with_capacity(10_000)
     }
 
-    /// A dead letter holding up to `capacity` entries.
+    /// A dead letter holding up to `capacity` entries and
+    /// [`DEFAULT_MAX_BYTES`](Self::DEFAULT_MAX_BYTES) of bodies.
     pub fn with_capacity(capacity: usize) -> Self {
+        Self::with_limits(capacity, Self::DEFAULT_MAX_BYTES)
+    }
+
+    /// A dead letter holding up to `capacity` entries whose bodies total at
+    /// most `max_bytes`.
+    pub fn with_limits(capacity: usize, max_bytes: usize) -> Self {
         Self {
-            entries: Arc::new(Mutex::new(VecDeque::new())),
+            held: Arc::new(Mutex::new(Held::default())),
             capacity,
+            max_bytes,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<DeadLetterEntry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
         // The lock is never held across a panic-prone call; recover the data anyway.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A copy of the entries, oldest first.
     pub fn entries(&self) -> Vec<DeadLetterEntry> {
-        self.lock().iter().cloned().collect()
+        self.lock().entries.iter().cloned().collect()
     }
 
-    /// Removes and returns every entry, oldest first.
-    pub fn take(&self) -> Vec<DeadLetterEntry> {
-        self.lock().drain(..).collect()
+    /// Removes and returns every entry, oldest first, making room for new ones.
+    pub fn drain(&self) -> Vec<DeadLetterEntry> {
+        let mut held = self.lock();
+        held.bytes = 0;
+        held.entries.drain(..).collect()
     }
 
     /// Number of entries held.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().entries.len()
     }
 
     /// Whether no entry is held.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().entries.is_empty()
+    }
+
+    /// Bytes of the bodies held (a shared body counts once per entry).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 }
 
 #[async_trait]
 impl DeadLetter for MemoryDeadLetter {
     async fn send(&self, entry: DeadLetterEntry) -> Result<(), DeadLetterError> {
-        let mut entries = self.lock();
-        if entries.len() >= self.capacity {
+        let mut held = self.lock();
+        let size = entry.event.body().len();
+        let bytes = held.bytes.saturating_add(size);
+        if held.entries.len() >= self.capacity || bytes > self.max_bytes {
             return Err(DeadLetterError::new(DeadLetterFull {
                 capacity: self.capacity,
+                max_bytes: self.max_bytes,
             }));
         }
-        entries.push_back(entry);
+        held.bytes = bytes;
+        held.entries.push_back(entry);
         Ok(())
     }
 }
 
 impl fmt::Debug for MemoryDeadLetter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let held = self.lock();
         f.debug_struct("MemoryDeadLetter")
-            .field("len", &self.len())
+            .field("len", &held.entries.len())
             .field("capacity", &self.capacity)
+            .field("bytes", &held.bytes)
+            .field("max_bytes", &self.max_bytes)
             .finish()
     }
 }
 
 #[cfg(feature = "tokio")]
 mod runner {
-    use std::collections::HashMap;
+    use std::collections::{HashMap, VecDeque};
     use std::future::Future;
     use std::panic::AssertUnwindSafe;
     use std::pin::{pin, Pin};
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::{Arc, Mutex, PoisonError};
+    use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
     use std::task::{Context, Poll};
     use std::time::Duration;
 
@@ -361,6 +431,7 @@ mod runner {
         policy: RetryPolicy,
         dead_letter: Arc<dyn DeadLetter>,
         permits: Semaphore,
+        max_pending: usize,
         stats: Arc<Recorder>,
         pending: Mutex<Pending>,
         drained: Notify,
@@ -372,7 +443,26 @@ mod runner {
     struct Pending {
         next_id: u64,
         cancelled: bool,
+        /// Registered jobs not yet settled: running, waiting for a permit,
+        /// sleeping before a retry, or not started yet.
         jobs: HashMap<u64, PendingJob>,
+        /// Entries waiting to be sent to the dead letter (work of dropped
+        /// follow-ups, refused work), oldest first.
+        orphans: VecDeque<DeadLetterEntry>,
+        /// Entries being sent to the dead letter right now.
+        sending: usize,
+    }
+
+    impl Pending {
+        /// Everything held: the bound on pending work applies to this.
+        fn held(&self) -> usize {
+            self.jobs.len() + self.orphans.len() + self.sending
+        }
+
+        /// Nothing left for shutdown to wait for (orphans it sends itself).
+        fn settled(&self) -> bool {
+            self.jobs.is_empty() && self.sending == 0
+        }
     }
 
     struct PendingJob {
@@ -382,11 +472,87 @@ mod runner {
         last_error: Option<Arc<HandlerError>>,
     }
 
+    impl PendingJob {
+        fn into_entry(self, reason: DeadLetterReason) -> DeadLetterEntry {
+            DeadLetterEntry::new(
+                self.event,
+                self.handler,
+                self.attempts,
+                reason,
+                self.last_error,
+            )
+        }
+    }
+
     /// How one job ended.
     enum End {
         Succeeded,
         DeadLettered,
+        DeadLetterRefused,
         Abandoned,
+    }
+
+    /// Unregisters a job whose future is dropped before it settled (a dropped or
+    /// aborted [`FollowUp`], a cancelled task), handing its work to the dead letter.
+    struct JobGuard {
+        shared: Arc<FollowUpShared>,
+        id: u64,
+        armed: bool,
+    }
+
+    impl JobGuard {
+        /// The job settled: it left the pending table (or shutdown took it).
+        fn disarm(&mut self) {
+            self.armed = false;
+        }
+    }
+
+    impl Drop for JobGuard {
+        fn drop(&mut self) {
+            if self.armed {
+                self.shared.orphan_job(self.id);
+            }
+        }
+    }
+
+    /// An entry on its way to the dead letter, counted in `Pending::sending`. If
+    /// the future sending it is dropped mid-send, the entry goes back to the
+    /// orphans instead of vanishing.
+    struct Outgoing<'a> {
+        shared: &'a Arc<FollowUpShared>,
+        entry: Option<DeadLetterEntry>,
+    }
+
+    impl Outgoing<'_> {
+        /// Sends the entry; whether the dead letter took it.
+        async fn send(mut self) -> bool {
+            let Some(entry) = self.entry.clone() else {
+                return false;
+            };
+            let sent = self.shared.dead_letter_send(entry).await;
+            self.entry = None;
+            sent
+        }
+    }
+
+    impl Drop for Outgoing<'_> {
+        fn drop(&mut self) {
+            let orphaned = {
+                let mut pending = self.shared.pending();
+                pending.sending -= 1;
+                let orphaned = self
+                    .entry
+                    .take()
+                    .map(|entry| pending.orphans.push_back(entry));
+                if pending.settled() {
+                    self.shared.drained.notify_waiters();
+                }
+                orphaned.is_some()
+            };
+            if orphaned {
+                self.shared.flush_soon();
+            }
+        }
     }
 
     impl FollowUpShared {
@@ -394,6 +560,7 @@ mod runner {
             policy: RetryPolicy,
             dead_letter: Arc<dyn DeadLetter>,
             max_concurrent: usize,
+            max_pending: usize,
             stats: Arc<Recorder>,
         ) -> Self {
             let seed = std::time::SystemTime::now()
@@ -404,6 +571,7 @@ mod runner {
                 policy,
                 dead_letter,
                 permits: Semaphore::new(max_concurrent.min(Semaphore::MAX_PERMITS)),
+                max_pending,
                 stats,
                 pending: Mutex::new(Pending::default()),
                 drained: Notify::new(),
@@ -412,9 +580,15 @@ mod runner {
             }
         }
 
-        fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        fn pending(&self) -> MutexGuard<'_, Pending> {
             // No code panics while holding this lock; recover the data anyway.
             self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        /// Jobs registered and not settled, plus entries not yet handed to the
+        /// dead letter.
+        pub(crate) fn held(&self) -> usize {
+            self.pending().held()
         }
 
         /// A uniform number in [0, 1) (splitmix64; jitter needs no cryptographic quality).
@@ -429,59 +603,169 @@ mod runner {
             (z >> 11) as f64 / (1u64 << 53) as f64
         }
 
-        /// Registers the best-effort work of `event` and returns it, not yet started.
-        pub(crate) fn follow_up(
+        /// Registers the best-effort work of `event` and returns it, not yet
+        /// started. Work that cannot be registered — the pipeline already holds
+        /// `max_pending` jobs, or shutdown has cancelled pending work — is sent
+        /// to the dead letter at once instead: from a task, or, when `max_pending`
+        /// entries already wait for the dead letter, right here (the caller waits:
+        /// back-pressure rather than unbounded memory).
+        pub(crate) async fn follow_up(
             self: &Arc<Self>,
             event: &Event,
             handlers: Vec<NamedHandler>,
         ) -> FollowUp {
-            let jobs = handlers
-                .into_iter()
-                .map(|handler| {
-                    let id = self.register(event, &handler);
-                    let shared = Arc::clone(self);
-                    let event = event.clone();
-                    async move {
-                        match id {
-                            Some(id) => shared.run(id, event, handler).await,
-                            None => shared.refuse(event, handler).await,
-                        }
+            let count = handlers.len();
+            let mut jobs = Vec::with_capacity(count);
+            let mut refused = 0;
+            let mut inline = Vec::new();
+            {
+                let mut pending = self.pending();
+                for handler in handlers {
+                    let reason = if pending.cancelled {
+                        DeadLetterReason::ShutDown
+                    } else if pending.jobs.len() >= self.max_pending {
+                        Recorder::bump(&self.stats.best_effort_overflow);
+                        DeadLetterReason::Overflow
+                    } else {
+                        let id = pending.next_id;
+                        pending.next_id += 1;
+                        pending.jobs.insert(
+                            id,
+                            PendingJob {
+                                event: event.clone(),
+                                handler: handler.shared_name(),
+                                attempts: 0,
+                                last_error: None,
+                            },
+                        );
+                        jobs.push(self.job(id, event.clone(), handler));
+                        continue;
+                    };
+                    let entry =
+                        DeadLetterEntry::new(event.clone(), handler.shared_name(), 0, reason, None);
+                    if pending.orphans.len() + pending.sending < self.max_pending {
+                        pending.orphans.push_back(entry);
+                    } else {
+                        pending.sending += 1;
+                        inline.push(entry);
                     }
-                    .boxed()
+                    refused += 1;
+                }
+            }
+            // Wrapped before the first await: if this future is dropped, the
+            // entries not yet sent go back to the orphans.
+            let inline: Vec<Outgoing<'_>> = inline
+                .into_iter()
+                .map(|entry| Outgoing {
+                    shared: self,
+                    entry: Some(entry),
                 })
-                .collect::<Vec<_>>();
+                .collect();
+            for outgoing in inline {
+                outgoing.send().await;
+            }
+            // Also picks up entries of follow-ups dropped outside a runtime.
+            if refused > 0 || !self.pending().orphans.is_empty() {
+                self.flush_soon();
+            }
             FollowUp {
-                count: jobs.len(),
+                count,
+                refused,
                 jobs,
                 running: None,
             }
         }
 
-        /// Records a job as pending; `None` once shutdown has cancelled pending work.
-        fn register(&self, event: &Event, handler: &NamedHandler) -> Option<u64> {
-            let mut pending = self.pending();
-            if pending.cancelled {
-                return None;
-            }
-            let id = pending.next_id;
-            pending.next_id += 1;
-            pending.jobs.insert(
+        fn job(
+            self: &Arc<Self>,
+            id: u64,
+            event: Event,
+            handler: NamedHandler,
+        ) -> BoxFuture<'static, End> {
+            let guard = JobGuard {
+                shared: Arc::clone(self),
                 id,
-                PendingJob {
-                    event: event.clone(),
-                    handler: handler.shared_name(),
-                    attempts: 0,
-                    last_error: None,
-                },
-            );
-            Some(id)
+                armed: true,
+            };
+            async move {
+                let mut guard = guard;
+                let shared = Arc::clone(&guard.shared);
+                let end = shared.run(id, event, handler).await;
+                guard.disarm();
+                end
+            }
+            .boxed()
         }
 
-        /// Takes a job out of the pending table; `None` if shutdown took it first.
-        fn take(&self, id: u64) -> Option<PendingJob> {
+        /// Moves an unsettled job from the pending table to the orphans and sends
+        /// it to the dead letter (reason [`DeadLetterReason::FollowUpDropped`]).
+        fn orphan_job(self: &Arc<Self>, id: u64) {
+            {
+                let mut pending = self.pending();
+                let Some(job) = pending.jobs.remove(&id) else {
+                    return;
+                };
+                Recorder::bump(&self.stats.best_effort_dropped);
+                pending
+                    .orphans
+                    .push_back(job.into_entry(DeadLetterReason::FollowUpDropped));
+                if pending.settled() {
+                    self.drained.notify_waiters();
+                }
+            }
+            self.flush_soon();
+        }
+
+        /// Sends the orphans to the dead letter from a new task, when there is a
+        /// runtime to run it; otherwise they wait for the next flush or shutdown.
+        fn flush_soon(self: &Arc<Self>) {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let shared = Arc::clone(self);
+                // The task takes entries only once it runs: if the runtime drops it
+                // unpolled, they stay with the orphans.
+                drop(runtime.spawn(async move { shared.flush(&mut Vec::new()).await }));
+            }
+        }
+
+        /// Sends every orphan to the dead letter, listing them in `sent`; the
+        /// number the dead letter refused.
+        async fn flush(self: &Arc<Self>, sent: &mut Vec<DeadLetterEntry>) -> usize {
+            let mut refused = 0;
+            loop {
+                let entry = {
+                    let mut pending = self.pending();
+                    let Some(entry) = pending.orphans.pop_front() else {
+                        return refused;
+                    };
+                    pending.sending += 1;
+                    entry
+                };
+                sent.push(entry.clone());
+                let outgoing = Outgoing {
+                    shared: self,
+                    entry: Some(entry),
+                };
+                if !outgoing.send().await {
+                    refused += 1;
+                }
+            }
+        }
+
+        /// Takes a settled job out of the pending table; `None` if shutdown took
+        /// it first. A success is counted before the lock is released (so shutdown
+        /// never sees a drained table with the count missing); a failure counts as
+        /// being sent until its [`Outgoing`] ends.
+        fn take(&self, id: u64, succeeded: bool) -> Option<PendingJob> {
             let mut pending = self.pending();
             let job = pending.jobs.remove(&id);
-            if pending.jobs.is_empty() {
+            if job.is_some() {
+                if succeeded {
+                    Recorder::bump(&self.stats.best_effort_succeeded);
+                } else {
+                    pending.sending += 1;
+                }
+            }
+            if pending.settled() {
                 self.drained.notify_waiters();
             }
             job
@@ -492,18 +776,6 @@ mod runner {
                 job.attempts = attempts;
                 job.last_error = Some(Arc::clone(error));
             }
-        }
-
-        async fn refuse(&self, event: Event, handler: NamedHandler) -> End {
-            let entry = DeadLetterEntry::new(
-                event,
-                handler.shared_name(),
-                0,
-                DeadLetterReason::ShutDown,
-                None,
-            );
-            self.dead_letter_send(entry).await;
-            End::DeadLettered
         }
 
         async fn dead_letter_send(&self, entry: DeadLetterEntry) -> bool {
@@ -519,7 +791,7 @@ mod runner {
             }
         }
 
-        async fn run(&self, id: u64, event: Event, handler: NamedHandler) -> End {
+        async fn run(self: &Arc<Self>, id: u64, event: Event, handler: NamedHandler) -> End {
             let mut cancel = self.cancel.subscribe();
             let attempts = pin!(self.attempts(id, &event, &handler));
             let cancelled = pin!(async move {
@@ -533,25 +805,26 @@ mod runner {
                 // Shutdown hands the pending entry back and dead-letters it.
                 Either::Right(_) => return End::Abandoned,
             };
-            let Some(job) = self.take(id) else {
+            let reason = match settled {
+                Settled::Succeeded => {
+                    return match self.take(id, true) {
+                        Some(_) => End::Succeeded,
+                        None => End::Abandoned,
+                    };
+                }
+                Settled::Failed(reason) => reason,
+            };
+            let Some(job) = self.take(id, false) else {
                 return End::Abandoned;
             };
-            match settled {
-                Settled::Succeeded => {
-                    Recorder::bump(&self.stats.best_effort_succeeded);
-                    End::Succeeded
-                }
-                Settled::Failed(reason) => {
-                    let entry = DeadLetterEntry::new(
-                        job.event,
-                        job.handler,
-                        job.attempts,
-                        reason,
-                        job.last_error,
-                    );
-                    self.dead_letter_send(entry).await;
-                    End::DeadLettered
-                }
+            let outgoing = Outgoing {
+                shared: self,
+                entry: Some(job.into_entry(reason)),
+            };
+            if outgoing.send().await {
+                End::DeadLettered
+            } else {
+                End::DeadLetterRefused
             }
         }
 
@@ -590,13 +863,14 @@ mod runner {
         }
 
         /// Waits up to `deadline` for every pending job; then cancels what is left,
-        /// dead-letters it and hands it back.
-        pub(crate) async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        /// dead-letters it (with the work still waiting to be dead-lettered) and
+        /// hands it back.
+        pub(crate) async fn shutdown(self: &Arc<Self>, deadline: Duration) -> ShutdownReport {
             let drained = tokio::time::timeout(deadline, async {
                 loop {
                     let mut notified = pin!(self.drained.notified());
                     notified.as_mut().enable();
-                    if self.pending().jobs.is_empty() {
+                    if self.pending().settled() {
                         return;
                     }
                     notified.await;
@@ -604,31 +878,25 @@ mod runner {
             })
             .await
             .is_ok();
-            let abandoned: Vec<PendingJob> = {
+            {
                 let mut pending = self.pending();
                 pending.cancelled = true;
-                pending.jobs.drain().map(|(_, job)| job).collect()
-            };
-            self.cancel.send_replace(true);
-            let mut report = ShutdownReport {
-                drained,
-                abandoned: Vec::with_capacity(abandoned.len()),
-                dead_letter_failures: 0,
-            };
-            for job in abandoned {
-                let entry = DeadLetterEntry::new(
-                    job.event,
-                    job.handler,
-                    job.attempts,
-                    DeadLetterReason::ShutDown,
-                    job.last_error,
-                );
-                if !self.dead_letter_send(entry.clone()).await {
-                    report.dead_letter_failures += 1;
+                let abandoned: Vec<PendingJob> = pending.jobs.drain().map(|(_, job)| job).collect();
+                for job in abandoned {
+                    pending
+                        .orphans
+                        .push_back(job.into_entry(DeadLetterReason::ShutDown));
                 }
-                report.abandoned.push(entry);
             }
-            report
+            self.cancel.send_replace(true);
+            let mut abandoned = Vec::new();
+            let dead_letter_failures = self.flush(&mut abandoned).await;
+            ShutdownReport {
+                drained,
+                abandoned,
+                dead_letter_failures,
+                memory_dead_letter: Vec::new(),
+            }
         }
     }
 
@@ -641,7 +909,8 @@ mod runner {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("FollowUpShared")
                 .field("policy", &self.policy)
-                .field("pending", &self.pending().jobs.len())
+                .field("max_pending", &self.max_pending)
+                .field("held", &self.held())
                 .finish()
         }
     }
@@ -652,14 +921,25 @@ mod runner {
     /// Await it, spawn it on any executor that provides a tokio timer, or call
     /// [`FollowUp::spawn`]. Its handlers run concurrently, each with its own
     /// retries. The work is registered with the pipeline as soon as the
-    /// `FollowUp` exists: if it is dropped without being run, the work stays
-    /// pending and [`Pipeline::shutdown`](crate::Pipeline::shutdown) hands it back
-    /// and dead-letters it. A `FollowUp` created after shutdown gave up (its
-    /// delivery's critical work was still running then) runs nothing: driving it
-    /// sends its work to the dead letter.
-    #[must_use = "best-effort work only runs when the FollowUp is awaited or spawned"]
+    /// `FollowUp` exists, and counts towards
+    /// [`PipelineBuilder::max_pending_best_effort`](crate::PipelineBuilder::max_pending_best_effort).
+    ///
+    /// **Dropping it (or aborting the task that runs it) before it finished**
+    /// hands its unfinished work to the dead letter at once, reason
+    /// [`DeadLetterReason::FollowUpDropped`], with the attempts made so far and
+    /// the last error; it no longer counts as pending, so
+    /// [`Pipeline::shutdown`](crate::Pipeline::shutdown) does not wait for it. (If
+    /// it is dropped outside a tokio runtime, the entries are sent by the next
+    /// follow-up that needs the dead letter, or by `shutdown`.)
+    ///
+    /// Work the pipeline could not register — it already held its maximum of
+    /// pending jobs ([`DeadLetterReason::Overflow`]) or shutdown had given up
+    /// ([`DeadLetterReason::ShutDown`]) — went to the dead letter when the
+    /// `FollowUp` was made and is counted in [`FollowUpReport::refused`].
+    #[must_use = "best-effort work only runs when the FollowUp is awaited or spawned; dropping it dead-letters the work"]
     pub struct FollowUp {
         count: usize,
+        refused: usize,
         jobs: Vec<BoxFuture<'static, End>>,
         running: Option<JoinAll<BoxFuture<'static, End>>>,
     }
@@ -670,14 +950,21 @@ mod runner {
     pub struct FollowUpReport {
         /// Handlers that succeeded (possibly after retries).
         pub succeeded: usize,
-        /// Handlers whose work went to the dead letter.
+        /// Handlers whose work went to the dead letter after failing.
         pub dead_lettered: usize,
+        /// Handlers whose work failed and that the dead letter then refused: the
+        /// entry is gone (also counted in
+        /// [`Stats::dead_letter_failures`](crate::Stats::dead_letter_failures)).
+        pub dead_letter_refused: usize,
         /// Handlers cancelled by shutdown (handed back by it).
         pub abandoned: usize,
+        /// Handlers never run because the pipeline could not take the work (too
+        /// much pending work, or shutting down): sent to the dead letter at once.
+        pub refused: usize,
     }
 
     impl FollowUp {
-        /// Number of best-effort handlers in this follow-up.
+        /// Number of best-effort handlers in this follow-up, refused ones included.
         pub fn len(&self) -> usize {
             self.count
         }
@@ -687,15 +974,21 @@ mod runner {
             self.len() == 0
         }
 
+        /// How many handlers' work the pipeline refused and dead-lettered
+        /// instead of registering (see the type's documentation).
+        pub fn refused(&self) -> usize {
+            self.refused
+        }
+
         /// Spawns each handler's work as its own task on the current tokio runtime.
         ///
         /// # Panics
         /// Outside a tokio runtime, as `tokio::spawn` does.
-        pub fn spawn(self) {
-            for job in self.jobs {
+        pub fn spawn(mut self) {
+            for job in std::mem::take(&mut self.jobs) {
                 tokio::spawn(job);
             }
-            if let Some(running) = self.running {
+            if let Some(running) = self.running.take() {
                 tokio::spawn(running);
             }
         }
@@ -706,15 +999,20 @@ mod runner {
 
         fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<FollowUpReport> {
             let this = &mut *self;
+            let refused = this.refused;
             let running = this
                 .running
                 .get_or_insert_with(|| future::join_all(std::mem::take(&mut this.jobs)));
             Pin::new(running).poll(cx).map(|ends| {
-                let mut report = FollowUpReport::default();
+                let mut report = FollowUpReport {
+                    refused,
+                    ..FollowUpReport::default()
+                };
                 for end in ends {
                     match end {
                         End::Succeeded => report.succeeded += 1,
                         End::DeadLettered => report.dead_lettered += 1,
+                        End::DeadLetterRefused => report.dead_letter_refused += 1,
                         End::Abandoned => report.abandoned += 1,
                     }
                 }
@@ -727,6 +1025,7 @@ mod runner {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("FollowUp")
                 .field("handlers", &self.len())
+                .field("refused", &self.refused)
                 .finish()
         }
     }
@@ -737,11 +1036,19 @@ mod runner {
     pub struct ShutdownReport {
         /// Every pending job finished before the deadline.
         pub drained: bool,
-        /// Work still pending at the deadline: cancelled, sent to the dead letter
-        /// (reason [`DeadLetterReason::ShutDown`]) and handed back here.
+        /// Work still pending at the deadline — cancelled, reason
+        /// [`DeadLetterReason::ShutDown`] — and work still waiting to be
+        /// dead-lettered then (e.g. from a `FollowUp` dropped outside a runtime),
+        /// with its own reason: all sent to the dead letter by `shutdown` and
+        /// handed back here.
         pub abandoned: Vec<DeadLetterEntry>,
         /// How many of the abandoned entries the dead letter refused (they exist
         /// only in `abandoned`).
         pub dead_letter_failures: usize,
+        /// When the pipeline's dead letter is a [`MemoryDeadLetter`](super::MemoryDeadLetter)
+        /// (the default), a copy of every entry it holds after the abandoned
+        /// work was added: they end with the process unless you store them.
+        /// Empty for any other dead letter.
+        pub memory_dead_letter: Vec<DeadLetterEntry>,
     }
 }

@@ -66,13 +66,23 @@
 //! | verified but payload unusable (bad JSON, no id) | 400 | `Unusable` |
 //! | duplicate of a completed event | 200 | `Duplicate` (handlers not run) |
 //! | same id, different body | 422 | `FingerprintMismatch` (handlers not run) |
-//! | another attempt holds the lease | 409 | `InFlight` (the provider retries later) |
+//! | another attempt holds the lease | 409 | `InFlight` (a later delivery runs it) |
 //! | no handler for this kind | 200 | `Ignored` |
 //! | critical handlers succeed | 200 | `Processed` (best-effort work starts after) |
 //! | critical transient error, timeout, panic, lost lease | 500 | `CriticalFailed` (key released) |
 //! | critical permanent error | 200 + dead letter (default) or 500 | `PermanentFailure` |
 //! | idempotency store unavailable | 503 | `StoreUnavailable` |
 //! | pipeline shutting down | 503 | `ShuttingDown` |
+//!
+//! A non-2xx answer is only as good as the provider's next delivery: Stripe and
+//! Shopify retry on their own, **GitHub never does** — a failed GitHub delivery
+//! waits for a manual or API redelivery from GitHub's delivery history.
+//!
+//! Set a durable [`DeadLetter`] in production
+//! ([`PipelineBuilder::dead_letter`]): a critical permanent failure is answered 200
+//! once it is in the dead letter. The default is an in-process
+//! [`MemoryDeadLetter`], readable and drainable through
+//! [`Pipeline::memory_dead_letter`], gone when the process ends.
 //!
 //! ## Quick start: verify and identify a Stripe delivery by hand
 //!
@@ -131,6 +141,7 @@ pub mod outcome;
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod pipeline;
 pub mod registry;
+pub mod rejected;
 pub mod secret;
 pub mod stats;
 pub mod store;
@@ -150,6 +161,7 @@ pub use outcome::{CriticalFailure, Outcome, OutcomeKind};
 #[cfg(feature = "tokio")]
 pub use pipeline::{BuildError, PermanentFailurePolicy, Pipeline, PipelineBuilder, ProviderLimits};
 pub use registry::Registry;
+pub use rejected::{RejectedDelivery, RejectionReason};
 pub use secret::{Secret, SecretSet};
 pub use stats::Stats;
 pub use store::{Claim, FencingToken, Fingerprint, IdempotencyStore, MemoryStore, StoreError};

@@ -11,7 +11,8 @@ use crate::verify::{IdentifyError, VerifyError};
 /// response with [`Outcome::status`] and [`Outcome::body`].
 ///
 /// Only a 2xx status tells the provider the delivery is done; every other status
-/// makes it retry (where it retries at all).
+/// makes it retry where it retries at all (Stripe, Shopify; GitHub never retries
+/// on its own: failed deliveries wait for a redelivery).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Outcome {
@@ -50,7 +51,9 @@ pub enum OutcomeKind {
     Duplicate,
     /// 422: this event id was first seen with a different body; no handler ran.
     FingerprintMismatch,
-    /// 409: another attempt at this event holds the lease; the provider retries later.
+    /// 409: another attempt at this event holds the lease; a later delivery
+    /// (the provider's retry, or a redelivery for GitHub, which never retries on
+    /// its own) finds it completed or claimable.
     InFlight {
         /// When the other attempt's lease expires.
         until: SystemTime,
@@ -64,7 +67,8 @@ pub enum OutcomeKind {
         best_effort: usize,
     },
     /// 500: a critical handler failed in a way a retry may fix; the key was
-    /// released so the provider's retry runs the work again.
+    /// released so the next delivery (the provider's retry, or a redelivery for
+    /// GitHub, which never retries on its own) runs the work again.
     CriticalFailed {
         /// The handler that failed (or was running when the deadline passed).
         handler: Arc<str>,

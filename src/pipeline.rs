@@ -18,6 +18,7 @@
 //! A fencing token ties steps 5–7 together, so an attempt whose lease expired
 //! can neither complete nor release a newer attempt's claim.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
@@ -38,6 +39,7 @@ use crate::handler::{HandlerError, HandlerPanicked};
 use crate::headers::Headers;
 use crate::outcome::{CriticalFailure, Outcome, OutcomeKind};
 use crate::registry::{NamedHandler, Registry, RouteError, Routes};
+use crate::rejected::{RejectedDelivery, RejectedHook, RejectionReason};
 use crate::stats::{Recorder, Stats};
 use crate::store::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
 use crate::verify::{Verifier, VerifyError};
@@ -89,8 +91,13 @@ impl ProviderLimits {
 #[non_exhaustive]
 pub enum PermanentFailurePolicy {
     /// Send the event to the dead letter, record it as done and answer 200, so
-    /// the provider stops retrying something that cannot succeed. If the dead
-    /// letter refuses it, the key is released and the answer is 500 instead.
+    /// the provider stops retrying something that cannot succeed. The event is
+    /// then only as safe as the dead letter: set a durable one with
+    /// [`PipelineBuilder::dead_letter`] in production (the default
+    /// [`MemoryDeadLetter`] lives in the process; read it with
+    /// [`Pipeline::memory_dead_letter`]). If the dead letter refuses the entry,
+    /// the key is released and the answer is 500 instead, so the provider keeps
+    /// the event.
     #[default]
     DeadLetter,
     /// Release the key and answer 500, so the provider keeps retrying (useful when
@@ -146,6 +153,14 @@ struct LimitOverrides {
 }
 
 /// Builds a [`Pipeline`]; start with [`Pipeline::builder`].
+///
+/// **Set a durable dead letter in production** ([`PipelineBuilder::dead_letter`]):
+/// events whose critical handler fails permanently are answered 200 once they
+/// are in the dead letter, and best-effort work that cannot be done ends there.
+/// The default is an in-process [`MemoryDeadLetter`] (10,000 entries, 256 MiB
+/// of bodies), readable
+/// and drainable through [`Pipeline::memory_dead_letter`], but gone when the
+/// process ends.
 pub struct PipelineBuilder {
     verifiers: Vec<Box<dyn Verifier>>,
     store: Option<Arc<dyn IdempotencyStore>>,
@@ -155,7 +170,10 @@ pub struct PipelineBuilder {
     permanent_failure_policy: PermanentFailurePolicy,
     retry_policy: RetryPolicy,
     dead_letter: Arc<dyn DeadLetter>,
+    memory_dead_letter: Option<MemoryDeadLetter>,
     max_concurrent_best_effort: usize,
+    max_pending_best_effort: usize,
+    on_rejected: Option<RejectedHook>,
 }
 
 impl PipelineBuilder {
@@ -238,10 +256,22 @@ impl PipelineBuilder {
         self
     }
 
-    /// Sets where work that cannot be done goes. Default: a
-    /// [`MemoryDeadLetter`] that only the pipeline sees — set your own to read it.
+    /// Sets where work that cannot be done goes: critical events that failed
+    /// permanently (with [`PermanentFailurePolicy::DeadLetter`]) and best-effort
+    /// work that failed, overflowed or was abandoned. See [`DeadLetter`] for what
+    /// happens when it refuses an entry.
+    ///
+    /// Default: an in-process [`MemoryDeadLetter`] holding 10,000 entries and
+    /// 256 MiB of bodies, read
+    /// and drained through [`Pipeline::memory_dead_letter`]. It does not survive
+    /// a restart: production services should set a durable sink (a table, a
+    /// queue). A [`MemoryDeadLetter`] set here is also returned by
+    /// [`Pipeline::memory_dead_letter`].
     #[must_use]
     pub fn dead_letter(mut self, dead_letter: impl DeadLetter + 'static) -> Self {
+        self.memory_dead_letter = (&dead_letter as &dyn Any)
+            .downcast_ref::<MemoryDeadLetter>()
+            .cloned();
         self.dead_letter = Arc::new(dead_letter);
         self
     }
@@ -254,6 +284,52 @@ impl PipelineBuilder {
         self
     }
 
+    /// Sets how many best-effort jobs (one per handler and delivery) the
+    /// pipeline holds at once: running, waiting for a permit, sleeping before a
+    /// retry, or handed out in a [`FollowUp`] not yet run. Each holds its event,
+    /// body included, so this bounds memory. Work beyond it is never started:
+    /// it goes to the dead letter at once with [`DeadLetterReason::Overflow`] and
+    /// is counted in [`Stats::best_effort_overflow`] — from a background task
+    /// while fewer than `max` entries wait for the dead letter, otherwise before
+    /// `handle` returns (back-pressure: a dead letter that falls behind slows the
+    /// answers rather than growing a queue). So at most about `2 × max` events
+    /// are held for best-effort work (fewer bodies when several handlers share
+    /// one). Default: 1,024.
+    #[must_use]
+    pub fn max_pending_best_effort(mut self, max: usize) -> Self {
+        self.max_pending_best_effort = max;
+        self
+    }
+
+    /// Sets a hook that receives every delivery whose signature verified but
+    /// that the pipeline refused — an unusable payload (400) or an event id
+    /// already used with a different body (422) — with its raw body and headers,
+    /// so you can keep it for inspection or replay (see [`crate::rejected`]).
+    /// Deliveries that fail verification never reach it.
+    ///
+    /// It is called inline, before `handle` returns: keep it quick (push into a
+    /// channel, spawn a task). A panic in it is caught and does not change the
+    /// answer. Default: none (such deliveries are only counted in [`Stats`]).
+    ///
+    /// ```
+    /// # use hookgate::{GitHub, MemoryStore, Pipeline, RejectedDelivery};
+    /// let (tx, rx) = std::sync::mpsc::channel::<RejectedDelivery>();
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(GitHub::builder("secret").build()?)
+    ///     .store(MemoryStore::new())
+    ///     .on_rejected(move |rejected| {
+    ///         let _ = tx.send(rejected); // a task stores them durably
+    ///     })
+    ///     .build()?;
+    /// # drop(rx);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn on_rejected(mut self, hook: impl Fn(RejectedDelivery) + Send + Sync + 'static) -> Self {
+        self.on_rejected = Some(RejectedHook::new(hook));
+        self
+    }
+
     /// Checks the settings and builds the pipeline.
     pub fn build(self) -> Result<Pipeline, BuildError> {
         if self.verifiers.is_empty() {
@@ -262,6 +338,9 @@ impl PipelineBuilder {
         let store = self.store.ok_or(BuildError::NoStore)?;
         if self.max_concurrent_best_effort == 0 {
             return Err(BuildError::Zero("max_concurrent_best_effort"));
+        }
+        if self.max_pending_best_effort == 0 {
+            return Err(BuildError::Zero("max_pending_best_effort"));
         }
         self.registry.validate()?;
         let known = |name: &str| self.verifiers.iter().any(|v| v.provider() == name);
@@ -305,6 +384,7 @@ impl PipelineBuilder {
             self.retry_policy,
             self.dead_letter.clone(),
             self.max_concurrent_best_effort,
+            self.max_pending_best_effort,
             stats.clone(),
         ));
         Ok(Pipeline {
@@ -316,6 +396,8 @@ impl PipelineBuilder {
                 clock: self.clock,
                 permanent_failure_policy: self.permanent_failure_policy,
                 dead_letter: self.dead_letter,
+                memory_dead_letter: self.memory_dead_letter,
+                on_rejected: self.on_rejected,
                 follow_ups,
                 stats,
                 closing: AtomicBool::new(false),
@@ -379,6 +461,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     permanent_failure_policy: PermanentFailurePolicy,
     dead_letter: Arc<dyn DeadLetter>,
+    memory_dead_letter: Option<MemoryDeadLetter>,
+    on_rejected: Option<RejectedHook>,
     follow_ups: Arc<FollowUpShared>,
     stats: Arc<Recorder>,
     closing: AtomicBool,
@@ -436,6 +520,7 @@ impl Attempt<'_> {
 impl Pipeline {
     /// A builder with safe defaults; add at least one verifier and a store.
     pub fn builder() -> PipelineBuilder {
+        let memory_dead_letter = MemoryDeadLetter::new();
         PipelineBuilder {
             verifiers: Vec::new(),
             store: None,
@@ -444,8 +529,11 @@ impl Pipeline {
             overrides: HashMap::new(),
             permanent_failure_policy: PermanentFailurePolicy::default(),
             retry_policy: RetryPolicy::default(),
-            dead_letter: Arc::new(MemoryDeadLetter::new()),
+            dead_letter: Arc::new(memory_dead_letter.clone()),
+            memory_dead_letter: Some(memory_dead_letter),
             max_concurrent_best_effort: 64,
+            max_pending_best_effort: 1024,
+            on_rejected: None,
         }
     }
 
@@ -487,7 +575,9 @@ impl Pipeline {
 
     /// Like [`Pipeline::handle`], but hands the best-effort work back instead of
     /// spawning it: run the [`FollowUp`] yourself (await it after answering, or
-    /// spawn it on your executor). `None` when there is nothing to do.
+    /// spawn it on your executor). `None` when there is nothing to do. Dropping
+    /// the `FollowUp` unfinished sends its work to the dead letter
+    /// ([`DeadLetterReason::FollowUpDropped`]).
     ///
     /// # Panics
     /// Outside a tokio runtime with its time driver enabled: the critical
@@ -573,7 +663,15 @@ impl Pipeline {
         }
         let identity = match provider.verifier.identify(&body, headers) {
             Ok(identity) => identity,
-            Err(err) => return finish(outcome, OutcomeKind::Unusable(err)),
+            Err(err) => {
+                self.reject(
+                    &outcome,
+                    RejectionReason::Unusable(err.clone()),
+                    &body,
+                    headers,
+                );
+                return finish(outcome, OutcomeKind::Unusable(err));
+            }
         };
         outcome.event_id = Some(identity.id.clone());
         outcome.event_kind = Some(identity.kind.clone());
@@ -597,7 +695,13 @@ impl Pipeline {
                 return finish(outcome, OutcomeKind::InFlight { until })
             }
             Ok(Claim::FingerprintMismatch) => {
-                return finish(outcome, OutcomeKind::FingerprintMismatch)
+                self.reject(
+                    &outcome,
+                    RejectionReason::FingerprintMismatch,
+                    &body,
+                    headers,
+                );
+                return finish(outcome, OutcomeKind::FingerprintMismatch);
             }
             Err(err) => return finish(outcome, OutcomeKind::StoreUnavailable(Arc::new(err))),
         };
@@ -615,8 +719,11 @@ impl Pipeline {
                 Ok(()) => {
                     let best_effort: Vec<NamedHandler> = routes.best_effort().cloned().collect();
                     let count = best_effort.len();
-                    let follow_up =
-                        (count > 0).then(|| inner.follow_ups.follow_up(&event, best_effort));
+                    let follow_up = if count > 0 {
+                        Some(inner.follow_ups.follow_up(&event, best_effort).await)
+                    } else {
+                        None
+                    };
                     outcome.kind = OutcomeKind::Processed { best_effort: count };
                     return (outcome, follow_up);
                 }
@@ -625,6 +732,32 @@ impl Pipeline {
             Err(kind) => kind,
         };
         finish(outcome, kind)
+    }
+
+    /// Hands an authentic but refused delivery to the host's hook, if any.
+    fn reject(&self, outcome: &Outcome, reason: RejectionReason, body: &Bytes, headers: &Headers) {
+        let Some(hook) = &self.inner.on_rejected else {
+            return;
+        };
+        let status = match &reason {
+            RejectionReason::Unusable(err) => err.status(),
+            RejectionReason::FingerprintMismatch => OutcomeKind::FingerprintMismatch.status(),
+        };
+        let Some(provider) = outcome.provider.clone() else {
+            return;
+        };
+        let delivered = hook.call(RejectedDelivery {
+            provider,
+            reason,
+            status,
+            event_id: outcome.event_id.clone(),
+            event_kind: outcome.event_kind.clone(),
+            body: body.clone(),
+            headers: headers.clone(),
+        });
+        if !delivered {
+            Recorder::bump(&self.inner.stats.rejected_hook_panics);
+        }
     }
 
     /// Runs the critical handlers in order under the deadline and settles the
@@ -714,7 +847,37 @@ impl Pipeline {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.inner.stats.snapshot()
+        let mut stats = self.inner.stats.snapshot();
+        stats.best_effort_pending = self.inner.follow_ups.held() as u64;
+        stats
+    }
+
+    /// The dead letter every entry goes to: the one set with
+    /// [`PipelineBuilder::dead_letter`], or the default [`MemoryDeadLetter`].
+    pub fn dead_letter(&self) -> Arc<dyn DeadLetter> {
+        Arc::clone(&self.inner.dead_letter)
+    }
+
+    /// The in-memory dead letter, when the pipeline uses one — the default, or
+    /// a [`MemoryDeadLetter`] you set: read it with
+    /// [`MemoryDeadLetter::entries`], empty it with [`MemoryDeadLetter::drain`]
+    /// (e.g. to replay or store the entries elsewhere). `None` when you set
+    /// another kind of dead letter.
+    ///
+    /// ```
+    /// # use hookgate::{GitHub, MemoryStore, Pipeline};
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(GitHub::builder("secret").build()?)
+    ///     .store(MemoryStore::new())
+    ///     .build()?;
+    /// let dead_letter = pipeline.memory_dead_letter().expect("the default dead letter");
+    /// for entry in dead_letter.drain() {
+    ///     println!("{} {} failed in {}: {:?}", entry.provider(), entry.event_id(), entry.handler, entry.reason);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn memory_dead_letter(&self) -> Option<&MemoryDeadLetter> {
+        self.inner.memory_dead_letter.as_ref()
     }
 
     /// The limits in force for `provider`, if a verifier has that name.
@@ -740,10 +903,17 @@ impl Pipeline {
     /// Stops taking deliveries (they get 503 [`OutcomeKind::ShuttingDown`]) and
     /// waits up to `deadline` for pending best-effort work to finish. Work still
     /// pending then is cancelled, sent to the dead letter and listed in the
-    /// report, so nothing is dropped silently.
+    /// report, so nothing is dropped silently. When the dead letter is in
+    /// memory (the default), the report also carries a copy of what it holds
+    /// ([`ShutdownReport::memory_dead_letter`]): store it before the process
+    /// ends, or it is lost.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         self.inner.closing.store(true, Ordering::Release);
-        self.inner.follow_ups.shutdown(deadline).await
+        let mut report = self.inner.follow_ups.shutdown(deadline).await;
+        if let Some(memory) = &self.inner.memory_dead_letter {
+            report.memory_dead_letter = memory.entries();
+        }
+        report
     }
 }
 
@@ -789,6 +959,7 @@ impl fmt::Debug for Pipeline {
                 "permanent_failure_policy",
                 &self.inner.permanent_failure_policy,
             )
+            .field("dead_letter", &self.inner.dead_letter)
             .field("follow_ups", &self.inner.follow_ups)
             .finish()
     }

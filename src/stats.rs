@@ -43,11 +43,28 @@ pub struct Stats {
     pub best_effort_succeeded: u64,
     /// Best-effort retries (attempts after the first).
     pub best_effort_retries: u64,
-    /// Best-effort work sent to the dead letter (exhausted, permanent, or
-    /// abandoned at shutdown).
+    /// Best-effort work sent to the dead letter (exhausted, permanent,
+    /// abandoned at shutdown, refused by the pending bound, or dropped).
     pub best_effort_dead_lettered: u64,
+    /// Best-effort work refused because the pipeline already held its maximum of
+    /// pending jobs; sent to the dead letter at once
+    /// ([`DeadLetterReason::Overflow`](crate::DeadLetterReason::Overflow)).
+    pub best_effort_overflow: u64,
+    /// Best-effort work whose `FollowUp` was dropped before it settled; sent to
+    /// the dead letter at once
+    /// ([`DeadLetterReason::FollowUpDropped`](crate::DeadLetterReason::FollowUpDropped)).
+    pub best_effort_dropped: u64,
     /// Entries the dead letter refused (critical or best-effort).
     pub dead_letter_failures: u64,
+    /// Gauge at the time of the snapshot: best-effort jobs registered and not
+    /// settled (running, waiting for a permit, sleeping before a retry, or not
+    /// started), plus entries waiting to be sent to the dead letter; each part
+    /// is bounded by
+    /// [`PipelineBuilder::max_pending_best_effort`](crate::PipelineBuilder::max_pending_best_effort).
+    pub best_effort_pending: u64,
+    /// Calls of the [`on_rejected`](crate::PipelineBuilder::on_rejected) hook
+    /// that panicked (the panic was caught; the delivery was answered as usual).
+    pub rejected_hook_panics: u64,
 }
 
 impl Stats {
@@ -78,7 +95,10 @@ pub(crate) struct Recorder {
     pub(crate) best_effort_succeeded: AtomicU64,
     pub(crate) best_effort_retries: AtomicU64,
     pub(crate) best_effort_dead_lettered: AtomicU64,
+    pub(crate) best_effort_overflow: AtomicU64,
+    pub(crate) best_effort_dropped: AtomicU64,
     pub(crate) dead_letter_failures: AtomicU64,
+    pub(crate) rejected_hook_panics: AtomicU64,
 }
 
 fn slot(kind: &OutcomeKind) -> usize {
@@ -128,7 +148,11 @@ impl Recorder {
             best_effort_succeeded: load(&self.best_effort_succeeded),
             best_effort_retries: load(&self.best_effort_retries),
             best_effort_dead_lettered: load(&self.best_effort_dead_lettered),
+            best_effort_overflow: load(&self.best_effort_overflow),
+            best_effort_dropped: load(&self.best_effort_dropped),
             dead_letter_failures: load(&self.dead_letter_failures),
+            best_effort_pending: 0,
+            rejected_hook_panics: load(&self.rejected_hook_panics),
         }
     }
 }

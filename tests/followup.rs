@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::pipeline::*;
 use hookgate::{
-    handler_fn, DeadLetterReason, Handler, HandlerError, MemoryDeadLetter, OutcomeKind, Pipeline,
-    Registry, RetryPolicy,
+    handler_fn, DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterReason, Handler,
+    HandlerError, MemoryDeadLetter, OutcomeKind, Pipeline, Registry, RetryPolicy,
 };
 
 fn fast_policy() -> RetryPolicy {
@@ -187,7 +187,7 @@ async fn permanent_error_is_dead_lettered_without_retry() {
     let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
     follow_up.unwrap().await;
     assert_eq!(flaky.starts().len(), 1);
-    let entries = dead_letter.take();
+    let entries = dead_letter.drain();
     assert_eq!(entries[0].reason, DeadLetterReason::Permanent);
     assert_eq!(entries[0].attempts, 1);
     assert_eq!(pipeline.stats().best_effort_retries, 0);
@@ -221,7 +221,7 @@ async fn panics_and_timeouts_are_caught_and_retried() {
     let (body, headers) = gh_delivery("d-broken", &issue_body(5));
     let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
     follow_up.unwrap().await;
-    let entries = dead_letter.take();
+    let entries = dead_letter.drain();
     assert_eq!(entries.len(), 1);
     assert!(entries[0]
         .error
@@ -346,49 +346,382 @@ async fn shutdown_drains_pending_work() {
     assert!(matches!(late.kind, OutcomeKind::ShuttingDown));
 }
 
-#[tokio::test]
-async fn shutdown_hands_back_and_dead_letters_what_it_cannot_finish() {
+/// A pipeline whose `webhook` handler always fails transiently, then waits a
+/// minute before its retry.
+fn failing_then_waiting(dead_letter: &MemoryDeadLetter) -> (Flaky, Pipeline) {
     let flaky = Flaky::default();
-    let dead_letter = MemoryDeadLetter::new();
     let policy = fast_policy().with_initial_backoff(Duration::from_secs(60));
     let pipeline = pipeline_with(
         best_effort("webhook", flaky.handler(usize::MAX, false)),
         policy,
-        &dead_letter,
+        dead_letter,
     );
+    (flaky, pipeline)
+}
+
+#[tokio::test]
+async fn shutdown_hands_back_and_dead_letters_what_it_cannot_finish() {
+    let dead_letter = MemoryDeadLetter::new();
+    let (flaky, pipeline) = failing_then_waiting(&dead_letter);
     let (body, headers) = gh_delivery("d-pending", &issue_body(8));
     pipeline.handle(body, &headers).await;
-    // Never-driven deferred work is pending too.
+    // Never-driven deferred work is not pending: dropping it dead-letters it.
     let (body, headers) = gh_delivery("d-dropped", &issue_body(9));
     let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
     drop(follow_up);
     while flaky.starts().is_empty() {
         tokio::task::yield_now().await;
     }
+    eventually("the dropped work in the dead letter", || {
+        dead_letter.len() == 1
+    })
+    .await;
 
     let report = pipeline.shutdown(Duration::from_millis(50)).await;
     assert!(!report.drained);
-    let mut handed_back: Vec<_> = report
+    let handed_back: Vec<_> = report
         .abandoned
         .iter()
-        .map(|e| (e.event_id().to_owned(), e.attempts))
+        .map(|e| (e.event_id().to_owned(), e.attempts, e.reason))
         .collect();
-    handed_back.sort();
     assert_eq!(
         handed_back,
-        [("d-dropped".to_owned(), 0), ("d-pending".to_owned(), 1)]
+        [("d-pending".to_owned(), 1, DeadLetterReason::ShutDown)]
     );
-    let entries = dead_letter.entries();
-    assert_eq!(entries.len(), 2);
-    assert!(entries
-        .iter()
-        .all(|e| e.reason == DeadLetterReason::ShutDown));
-    assert!(
-        entries.iter().any(|e| e.error.is_some()),
-        "the last error travels with the work"
+    let mut entries: Vec<_> = dead_letter
+        .entries()
+        .into_iter()
+        .map(|e| (e.event_id().to_owned(), e.reason, e.error.is_some()))
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        entries,
+        [
+            (
+                "d-dropped".to_owned(),
+                DeadLetterReason::FollowUpDropped,
+                false
+            ),
+            // The last error travels with the work.
+            ("d-pending".to_owned(), DeadLetterReason::ShutDown, true),
+        ]
     );
     assert_eq!(report.dead_letter_failures, 0);
     assert_eq!(pipeline.stats().best_effort_dead_lettered, 2);
+    assert_eq!(pipeline.stats().best_effort_pending, 0);
+    assert_eq!(
+        report.memory_dead_letter.len(),
+        2,
+        "the in-memory dead letter is handed back before the process ends"
+    );
+}
+
+/// A best-effort handler that waits until `gate` is opened, counting its calls.
+fn gated(gate: &Arc<tokio::sync::Semaphore>, calls: &Arc<AtomicUsize>) -> impl Handler + 'static {
+    let (gate, calls) = (gate.clone(), calls.clone());
+    handler_fn(move |_| {
+        let (gate, calls) = (gate.clone(), calls.clone());
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let _pass = gate.acquire().await;
+            Ok::<(), HandlerError>(())
+        }
+    })
+}
+
+/// A pipeline whose one best-effort handler waits for `gate`, one attempt at a
+/// time, holding at most `max_pending` jobs.
+fn gated_pipeline(
+    gate: &Arc<tokio::sync::Semaphore>,
+    calls: &Arc<AtomicUsize>,
+    dead_letter: impl DeadLetter + 'static,
+    max_pending: usize,
+) -> Pipeline {
+    Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(best_effort("slow", gated(gate, calls)))
+        .dead_letter(dead_letter)
+        .max_concurrent_best_effort(1)
+        .max_pending_best_effort(max_pending)
+        .build()
+        .unwrap()
+}
+
+/// Delivers `{prefix}-{n}` for each `n`, each answered 200.
+async fn deliver_all(pipeline: &Pipeline, prefix: &str, numbers: std::ops::Range<u64>) {
+    for n in numbers {
+        let (body, headers) = gh_delivery(&format!("{prefix}-{n}"), &issue_body(n));
+        assert_eq!(pipeline.handle(body, &headers).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn dropped_follow_up_is_dead_lettered_at_once_and_shutdown_does_not_wait_for_it() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let dead_letter = MemoryDeadLetter::new();
+    let pipeline = pipeline_with(
+        best_effort("slow", gated(&gate, &calls)),
+        fast_policy(),
+        &dead_letter,
+    );
+    let (body, headers) = gh_delivery("d-drop", &issue_body(1));
+    let (outcome, follow_up) = pipeline.handle_deferred(body, &headers).await;
+    assert_eq!(outcome.status, 200);
+    let follow_up = follow_up.expect("best-effort work");
+    assert_eq!(pipeline.stats().best_effort_pending, 1);
+    drop(follow_up);
+
+    eventually("the dropped work in the dead letter", || {
+        dead_letter.len() == 1
+    })
+    .await;
+    let entry = &dead_letter.entries()[0];
+    assert_eq!(
+        (
+            entry.event_id(),
+            &*entry.handler,
+            entry.reason,
+            entry.attempts
+        ),
+        ("d-drop", "slow", DeadLetterReason::FollowUpDropped, 0)
+    );
+    let stats = pipeline.stats();
+    assert_eq!(
+        (stats.best_effort_pending, stats.best_effort_dropped),
+        (0, 1)
+    );
+    assert_eq!(stats.best_effort_dead_lettered, 1);
+
+    let started = Instant::now();
+    let report = pipeline.shutdown(Duration::from_secs(5)).await;
+    assert!(report.drained, "nothing left to wait for");
+    assert!(report.abandoned.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "dropped work never ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_follow_up_hands_its_attempts_and_last_error_to_the_dead_letter() {
+    let dead_letter = MemoryDeadLetter::new();
+    let (flaky, pipeline) = failing_then_waiting(&dead_letter);
+    let (body, headers) = gh_delivery("d-abort", &issue_body(2));
+    let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
+    let task = tokio::spawn(follow_up.expect("best-effort work"));
+    eventually("the first attempt", || !flaky.starts().is_empty()).await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+
+    eventually("the aborted work in the dead letter", || {
+        dead_letter.len() == 1
+    })
+    .await;
+    let entry = &dead_letter.entries()[0];
+    assert_eq!(entry.reason, DeadLetterReason::FollowUpDropped);
+    assert_eq!(entry.attempts, 1);
+    assert!(entry
+        .error
+        .as_ref()
+        .expect("the last error")
+        .to_string()
+        .contains("smtp unavailable"));
+    assert_eq!(pipeline.stats().best_effort_pending, 0);
+    let report = pipeline.shutdown(Duration::from_secs(5)).await;
+    assert!(report.drained && report.abandoned.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_work_is_bounded_and_overflow_goes_to_the_dead_letter_at_once() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let dead_letter = MemoryDeadLetter::new();
+    let pipeline = gated_pipeline(&gate, &calls, dead_letter.clone(), 2);
+    // Two jobs: one running, one waiting for the single permit.
+    deliver_all(&pipeline, "d-held", 0..2).await;
+    eventually("the first job running", || {
+        calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(pipeline.stats().best_effort_pending, 2);
+
+    // The third is answered 200 (its critical work is done) but never started.
+    let (body, headers) = gh_delivery("d-overflow", &issue_body(3));
+    let (outcome, follow_up) = pipeline.handle_deferred(body, &headers).await;
+    assert!(matches!(
+        outcome.kind,
+        OutcomeKind::Processed { best_effort: 1 }
+    ));
+    let follow_up = follow_up.expect("the refused work is reported");
+    assert_eq!((follow_up.len(), follow_up.refused()), (1, 1));
+    eventually("the overflow in the dead letter", || dead_letter.len() == 1).await;
+    let entry = &dead_letter.entries()[0];
+    assert_eq!(
+        (entry.event_id(), entry.reason, entry.attempts),
+        ("d-overflow", DeadLetterReason::Overflow, 0)
+    );
+    let report = follow_up.await;
+    assert_eq!(
+        (report.refused, report.succeeded, report.dead_lettered),
+        (1, 0, 0)
+    );
+    let stats = pipeline.stats();
+    assert_eq!(stats.best_effort_overflow, 1);
+    assert_eq!(stats.best_effort_pending, 2, "the bound held");
+
+    // Once the held jobs finish there is room again.
+    gate.add_permits(10);
+    eventually("the held jobs done", || {
+        pipeline.stats().best_effort_pending == 0
+    })
+    .await;
+    let (body, headers) = gh_delivery("d-after", &issue_body(4));
+    let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
+    let report = follow_up.unwrap().await;
+    assert_eq!((report.succeeded, report.refused), (1, 0));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "the overflowed job never ran"
+    );
+    assert_eq!(pipeline.stats().best_effort_overflow, 1);
+}
+
+#[tokio::test]
+async fn default_dead_letter_is_readable_and_drainable_from_the_pipeline() {
+    let mut registry = best_effort("sms", Flaky::default().handler(usize::MAX, true));
+    registry.critical(
+        "github",
+        "issues",
+        "record",
+        handler_fn(|event| async move {
+            if event.id() == "d-critical" {
+                return Err(HandlerError::permanent(Injected("no such order")));
+            }
+            Ok(())
+        }),
+    );
+    // No dead letter set: the default in-memory one.
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(registry)
+        .retry_policy(fast_policy())
+        .build()
+        .unwrap();
+    let dead_letter = pipeline.memory_dead_letter().expect("the default").clone();
+    assert!(format!("{:?}", pipeline.dead_letter()).contains("MemoryDeadLetter"));
+
+    let (body, headers) = gh_delivery("d-critical", &issue_body(1));
+    let outcome = pipeline.handle(body, &headers).await;
+    assert_eq!(outcome.status, 200);
+    let (body, headers) = gh_delivery("d-best-effort", &issue_body(2));
+    let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
+    assert_eq!(follow_up.unwrap().await.dead_lettered, 1);
+
+    assert_eq!(dead_letter.len(), 2);
+    let drained: Vec<_> = dead_letter
+        .drain()
+        .into_iter()
+        .map(|e| (e.event_id().to_owned(), e.reason))
+        .collect();
+    assert_eq!(
+        drained,
+        [
+            ("d-critical".to_owned(), DeadLetterReason::CriticalPermanent),
+            ("d-best-effort".to_owned(), DeadLetterReason::Permanent),
+        ]
+    );
+    assert!(pipeline.memory_dead_letter().unwrap().is_empty());
+
+    // A MemoryDeadLetter you set is the one returned; another kind is not.
+    let mine = MemoryDeadLetter::with_capacity(5);
+    let pipeline = pipeline_with(Registry::new(), fast_policy(), &mine);
+    assert!(format!("{:?}", pipeline.memory_dead_letter()).contains("capacity: 5"));
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .dead_letter(Refusing)
+        .build()
+        .unwrap();
+    assert!(pipeline.memory_dead_letter().is_none());
+    assert!(pipeline
+        .shutdown(Duration::from_secs(1))
+        .await
+        .memory_dead_letter
+        .is_empty());
+}
+
+/// A dead letter that refuses every entry.
+#[derive(Debug)]
+struct Refusing;
+
+#[async_trait::async_trait]
+impl DeadLetter for Refusing {
+    async fn send(&self, _: DeadLetterEntry) -> Result<(), DeadLetterError> {
+        Err(DeadLetterError::new(Injected("queue unreachable")))
+    }
+}
+
+#[tokio::test]
+async fn a_dead_letter_refusal_is_counted_and_reported_never_acknowledged() {
+    // Best-effort: the refusal shows in the report and the stats.
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(best_effort(
+            "crm",
+            Flaky::default().handler(usize::MAX, true),
+        ))
+        .dead_letter(Refusing)
+        .build()
+        .unwrap();
+    let (body, headers) = gh_delivery("d-refused", &issue_body(1));
+    let (outcome, follow_up) = pipeline.handle_deferred(body, &headers).await;
+    assert_eq!(outcome.status, 200, "the critical work is done");
+    let report = follow_up.unwrap().await;
+    assert_eq!((report.dead_letter_refused, report.dead_lettered), (1, 0));
+    let stats = pipeline.stats();
+    assert_eq!(
+        (stats.dead_letter_failures, stats.best_effort_dead_lettered),
+        (1, 0)
+    );
+
+    // Critical: a full dead letter answers 500 and keeps the key free, so the
+    // provider's retry (or a GitHub redelivery) succeeds once it was drained.
+    let full = MemoryDeadLetter::with_capacity(1);
+    let failing = handler_fn(|_| async { Err::<(), _>(HandlerError::permanent(Injected("bad"))) });
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(registry_with_critical(failing))
+        .dead_letter(full.clone())
+        .build()
+        .unwrap();
+    let (first, first_headers) = gh_delivery("d-fills", &issue_body(2));
+    assert_eq!(pipeline.handle(first, &first_headers).await.status, 200);
+    let (second, headers) = gh_delivery("d-refused-critical", &issue_body(3));
+    let refused = pipeline.handle(second.clone(), &headers).await;
+    assert_eq!(refused.status, 500);
+    assert!(matches!(
+        refused.kind,
+        OutcomeKind::PermanentFailure {
+            dead_lettered: false,
+            ..
+        }
+    ));
+    assert_eq!(pipeline.stats().dead_letter_failures, 1);
+    assert_eq!(full.drain().len(), 1);
+    let redelivered = pipeline.handle(second, &headers).await;
+    assert_eq!(redelivered.status, 200);
+    assert!(matches!(
+        redelivered.kind,
+        OutcomeKind::PermanentFailure {
+            dead_lettered: true,
+            ..
+        }
+    ));
+    assert_eq!(full.entries()[0].event_id(), "d-refused-critical");
 }
 
 #[test]
@@ -408,4 +741,185 @@ fn extreme_policies_do_not_overflow() {
             .nominal_delay(3),
         Duration::from_secs(2)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_deliveries_drops_aborts_and_overflow_settle_every_job_exactly_once() {
+    let done = Tally::default();
+    let work = {
+        let done = done.clone();
+        handler_fn(move |event| {
+            let done = done.clone();
+            async move {
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+                done.record(&event);
+                Ok::<(), HandlerError>(())
+            }
+        })
+    };
+    let dead_letter = MemoryDeadLetter::new();
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(best_effort("work", work))
+        .dead_letter(dead_letter.clone())
+        .max_concurrent_best_effort(4)
+        .max_pending_best_effort(16)
+        .build()
+        .unwrap();
+    const DELIVERIES: u64 = 400;
+    let tasks: Vec<_> = (0..4)
+        .map(|lane| {
+            let pipeline = pipeline.clone();
+            tokio::spawn(async move {
+                for n in (lane..DELIVERIES).step_by(4) {
+                    let (body, headers) = gh_delivery(&format!("d-race-{n}"), &issue_body(n));
+                    match n % 6 {
+                        0 => drop(pipeline.handle_deferred(body, &headers).await.1),
+                        1 => {
+                            let follow_up = pipeline.handle_deferred(body, &headers).await.1;
+                            let task = tokio::spawn(follow_up.unwrap());
+                            tokio::task::yield_now().await;
+                            task.abort();
+                        }
+                        _ => assert_eq!(pipeline.handle(body, &headers).await.status, 200),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let report = pipeline.shutdown(Duration::from_secs(10)).await;
+    assert!(report.drained);
+    assert_eq!(report.dead_letter_failures, 0);
+
+    let mut settled: std::collections::HashMap<String, u64> = done.snapshot();
+    let entries = dead_letter.entries();
+    for entry in &entries {
+        *settled.entry(entry.event_id().to_owned()).or_default() += 1;
+    }
+    for n in 0..DELIVERIES {
+        assert_eq!(
+            settled.get(&format!("d-race-{n}")).copied(),
+            Some(1),
+            "d-race-{n} must succeed or be dead-lettered exactly once"
+        );
+    }
+    let stats = pipeline.stats();
+    assert_eq!(stats.best_effort_pending, 0);
+    assert_eq!(
+        stats.best_effort_succeeded + stats.best_effort_dead_lettered,
+        DELIVERIES
+    );
+    let with_reason = |reason| entries.iter().filter(|e| e.reason == reason).count() as u64;
+    assert_eq!(
+        stats.best_effort_overflow,
+        with_reason(DeadLetterReason::Overflow)
+    );
+    assert_eq!(
+        stats.best_effort_dropped,
+        with_reason(DeadLetterReason::FollowUpDropped)
+    );
+    assert!(stats.best_effort_overflow > 0, "the bound was reached");
+    assert!(stats.best_effort_succeeded > 0, "{stats:?}");
+}
+
+/// A dead letter that stores entries only once its gate is open.
+#[derive(Debug, Clone)]
+struct SlowDeadLetter {
+    gate: Arc<tokio::sync::Semaphore>,
+    inner: MemoryDeadLetter,
+}
+
+#[async_trait::async_trait]
+impl DeadLetter for SlowDeadLetter {
+    async fn send(&self, entry: DeadLetterEntry) -> Result<(), DeadLetterError> {
+        let _pass = self.gate.acquire().await;
+        self.inner.send(entry).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflow_waits_for_a_slow_dead_letter_instead_of_queueing_without_bound() {
+    let handler_gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let dead_letter = SlowDeadLetter {
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        inner: MemoryDeadLetter::new(),
+    };
+    let pipeline = gated_pipeline(&handler_gate, &calls, dead_letter.clone(), 1);
+    // One job held; the next delivery's work overflows into the dead-letter queue.
+    deliver_all(&pipeline, "d-queued", 0..2).await;
+    // The queue to the dead letter is full too: this delivery waits for it.
+    let (body, headers) = gh_delivery("d-waits", &issue_body(2));
+    let waiting = {
+        let pipeline = pipeline.clone();
+        tokio::spawn(async move { pipeline.handle(body, &headers).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !waiting.is_finished(),
+        "back-pressure, not an unbounded queue"
+    );
+    assert!(pipeline.stats().best_effort_pending <= 3);
+
+    dead_letter.gate.add_permits(100);
+    let outcome = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("answered once the dead letter took the entry")
+        .unwrap();
+    assert_eq!(outcome.status, 200);
+    eventually("both overflows stored", || dead_letter.inner.len() == 2).await;
+    let mut ids: Vec<_> = dead_letter
+        .inner
+        .entries()
+        .iter()
+        .map(|e| (e.event_id().to_owned(), e.reason))
+        .collect();
+    ids.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        ids,
+        [
+            ("d-queued-1".to_owned(), DeadLetterReason::Overflow),
+            ("d-waits".to_owned(), DeadLetterReason::Overflow),
+        ]
+    );
+    assert_eq!(pipeline.stats().best_effort_overflow, 2);
+    handler_gate.add_permits(10);
+    assert!(pipeline.shutdown(Duration::from_secs(5)).await.drained);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn memory_dead_letter_is_bounded_by_body_bytes_too() {
+    let failing = handler_fn(|_| async { Err::<(), _>(HandlerError::permanent(Injected("bad"))) });
+    let size = issue_body(10).len();
+    let dead_letter = MemoryDeadLetter::with_limits(100, 2 * size + 1);
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(registry_with_critical(failing))
+        .dead_letter(dead_letter.clone())
+        .build()
+        .unwrap();
+    let statuses: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for n in 10..13 {
+            let (body, headers) = gh_delivery(&format!("d-bytes-{n}"), &issue_body(n));
+            statuses.push(pipeline.handle(body, &headers).await.status);
+        }
+        statuses
+    };
+    assert_eq!(statuses, [200, 200, 500], "the third body does not fit");
+    assert_eq!((dead_letter.len(), dead_letter.bytes()), (2, 2 * size));
+    assert!(format!("{dead_letter:?}").contains(&format!("max_bytes: {}", 2 * size + 1)));
+
+    assert_eq!(dead_letter.drain().len(), 2);
+    assert_eq!(dead_letter.bytes(), 0);
+    let (body, headers) = gh_delivery("d-bytes-12", &issue_body(12));
+    assert_eq!(pipeline.handle(body, &headers).await.status, 200);
 }

@@ -80,6 +80,13 @@ fn builder_refuses_what_can_never_work() {
         err,
         BuildError::Zero("max_concurrent_best_effort")
     ));
+    let err = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .max_pending_best_effort(0)
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, BuildError::Zero("max_pending_best_effort")));
 }
 
 #[test]

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use common::pipeline::*;
 use hookgate::{
     handler_fn, testing, Clock, CriticalFailure, DeadLetterReason, FixedClock, HandlerError,
-    Headers, MemoryDeadLetter, OutcomeKind, PermanentFailurePolicy, Pipeline, Registry, Stripe,
-    SystemClock, VerifyError,
+    Headers, MemoryDeadLetter, OutcomeKind, PermanentFailurePolicy, Pipeline, Registry,
+    RejectedDelivery, RejectionReason, Stripe, SystemClock, VerifyError,
 };
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -436,4 +436,101 @@ async fn store_unavailable_gets_503_and_runs_nothing() {
         "the key was released, so the retry claims and runs again"
     );
     assert_eq!(tally.count("d-complete"), 2);
+}
+
+#[tokio::test]
+async fn authentic_refusals_reach_the_rejected_hook_and_forged_ones_never_do() {
+    let received = Arc::new(std::sync::Mutex::new(Vec::<RejectedDelivery>::new()));
+    let tally = Tally::default();
+    let pipeline = {
+        let received = received.clone();
+        Pipeline::builder()
+            .verifier(Stripe::builder(STRIPE_SECRET).build().unwrap())
+            .verifier(github())
+            .store(store())
+            .registry({
+                let mut registry = registry_with_critical(tally.handler());
+                registry.critical("stripe", "*", "record", tally.handler());
+                registry
+            })
+            .on_rejected(move |rejected| received.lock().unwrap().push(rejected))
+            .build()
+            .unwrap()
+    };
+    let taken = || std::mem::take(&mut *received.lock().unwrap());
+
+    // 400 unusable: authentic, so handed over with the raw body and headers.
+    let body = &b"not json"[..];
+    let headers = Headers::from_pairs(testing::stripe_headers(
+        STRIPE_SECRET,
+        body,
+        OffsetDateTime::now_utc(),
+    ));
+    assert_eq!(pipeline.handle(body, &headers).await.status, 400);
+    let rejected = taken();
+    assert_eq!(rejected.len(), 1);
+    let unusable = &rejected[0];
+    assert_eq!(&*unusable.provider, "stripe");
+    assert!(matches!(unusable.reason, RejectionReason::Unusable(_)));
+    assert_eq!(unusable.status, 400);
+    assert_eq!(unusable.event_id, None);
+    assert_eq!(&unusable.body[..], body);
+    assert!(unusable.headers.get("stripe-signature").is_ok());
+
+    // 422 fingerprint mismatch: the altered body, its id and kind.
+    let (first, headers) = gh_delivery("d-altered", &issue_body(1));
+    assert_eq!(pipeline.handle(first, &headers).await.status, 200);
+    let (altered, headers) = gh_delivery("d-altered", &issue_body(2));
+    assert_eq!(pipeline.handle(altered.clone(), &headers).await.status, 422);
+    let rejected = taken();
+    assert_eq!(rejected.len(), 1);
+    let mismatch = &rejected[0];
+    assert_eq!(mismatch.reason, RejectionReason::FingerprintMismatch);
+    assert_eq!(
+        (
+            mismatch.status,
+            mismatch.event_id.as_deref(),
+            mismatch.event_kind.as_deref()
+        ),
+        (422, Some("d-altered"), Some("issues.opened"))
+    );
+    assert_eq!(mismatch.body, altered);
+    assert!(
+        !format!("{mismatch:?}").contains("number"),
+        "Debug leaves the body out"
+    );
+
+    // Forged, malformed, duplicate, processed: nothing handed over.
+    let forged = Headers::from_pairs(testing::stripe_headers(
+        "whsec_wrong",
+        body,
+        OffsetDateTime::now_utc(),
+    ));
+    assert_eq!(pipeline.handle(body, &forged).await.status, 401);
+    assert_eq!(pipeline.handle(body, &Headers::new()).await.status, 400);
+    let (again, headers) = gh_delivery("d-altered", &issue_body(1));
+    assert_eq!(pipeline.handle(again, &headers).await.status, 200);
+    assert!(taken().is_empty());
+    assert_eq!(tally.count("d-altered"), 1);
+}
+
+#[tokio::test]
+async fn a_panicking_rejected_hook_does_not_change_the_answer() {
+    let pipeline = Pipeline::builder()
+        .verifier(Stripe::builder(STRIPE_SECRET).build().unwrap())
+        .store(store())
+        .on_rejected(|_| panic!("log sink crashed"))
+        .build()
+        .unwrap();
+    let body = &b"not json"[..];
+    let headers = Headers::from_pairs(testing::stripe_headers(
+        STRIPE_SECRET,
+        body,
+        OffsetDateTime::now_utc(),
+    ));
+    let outcome = pipeline.handle(body, &headers).await;
+    assert_eq!(outcome.status, 400);
+    assert!(matches!(outcome.kind, OutcomeKind::Unusable(_)));
+    let stats = pipeline.stats();
+    assert_eq!((stats.unusable, stats.rejected_hook_panics), (1, 1));
 }

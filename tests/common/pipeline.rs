@@ -190,3 +190,14 @@ impl IdempotencyStore for CompleteFails {
         self.inner.release(key, token, reason).await
     }
 }
+
+/// Waits until `done` holds, failing the test after 5 s.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let waited = tokio::time::timeout(Duration::from_secs(5), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting for {what}");
+}

@@ -1,0 +1,94 @@
+//! Authentic deliveries the pipeline refused, handed to the host so that none is
+//! silently dropped.
+//!
+//! A delivery whose signature verified is real: the provider sent it. When the
+//! pipeline still cannot process it — its payload cannot be identified (400), or
+//! its event id was first seen with a different body (422) — the provider may
+//! never send it in a usable form again. Register a hook with
+//! [`PipelineBuilder::on_rejected`](crate::PipelineBuilder::on_rejected) to keep
+//! these deliveries (body and headers included) for inspection or replay.
+//!
+//! Deliveries that fail verification (400 malformed, 401 bad signature) are not
+//! passed on: anyone can send them, so storing them would let a stranger fill
+//! your storage. They are counted in [`Stats`](crate::Stats).
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::headers::Headers;
+use crate::verify::IdentifyError;
+
+/// Why an authentic delivery was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RejectionReason {
+    /// 400: the payload cannot be identified (bad JSON, no id);
+    /// [`OutcomeKind::Unusable`](crate::OutcomeKind::Unusable).
+    Unusable(IdentifyError),
+    /// 422: this event id was first seen with a different body; no handler ran;
+    /// [`OutcomeKind::FingerprintMismatch`](crate::OutcomeKind::FingerprintMismatch).
+    FingerprintMismatch,
+}
+
+/// A delivery whose signature verified but that the pipeline refused, with
+/// everything needed to look into it or replay it.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RejectedDelivery {
+    /// The provider whose verifier accepted the signature.
+    pub provider: Arc<str>,
+    /// Why it was refused.
+    pub reason: RejectionReason,
+    /// The status the pipeline answers (400 or 422).
+    pub status: u16,
+    /// The event's deduplication id, when it could be identified.
+    pub event_id: Option<String>,
+    /// The event's kind, when it could be identified.
+    pub event_kind: Option<String>,
+    /// The raw body, exactly as received (shared, not copied).
+    pub body: Bytes,
+    /// Every header of the delivery, as received.
+    pub headers: Headers,
+}
+
+impl fmt::Debug for RejectedDelivery {
+    /// Leaves the body out (it may be large and hold personal data).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RejectedDelivery")
+            .field("provider", &self.provider)
+            .field("reason", &self.reason)
+            .field("status", &self.status)
+            .field("event_id", &self.event_id)
+            .field("event_kind", &self.event_kind)
+            .field("body_len", &self.body.len())
+            .field("headers", &self.headers)
+            .finish()
+    }
+}
+
+/// The host's hook for rejected deliveries; see
+/// [`PipelineBuilder::on_rejected`](crate::PipelineBuilder::on_rejected).
+#[derive(Clone)]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))] // used by the pipeline
+pub(crate) struct RejectedHook(Arc<dyn Fn(RejectedDelivery) + Send + Sync>);
+
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))] // used by the pipeline
+impl RejectedHook {
+    pub(crate) fn new(hook: impl Fn(RejectedDelivery) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(hook))
+    }
+
+    /// Calls the hook; a panic in it is caught so it cannot change the answer.
+    pub(crate) fn call(&self, rejected: RejectedDelivery) -> bool {
+        let hook = &self.0;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(rejected))).is_ok()
+    }
+}
+
+impl fmt::Debug for RejectedHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RejectedHook")
+    }
+}
