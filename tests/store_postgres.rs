@@ -194,6 +194,141 @@ async fn purge_deletes_expired_completed_keys_in_batches() {
     drop_table(&store).await;
 }
 
+/// Claims `key` with a fresh token, returning it.
+async fn acquire(store: &PostgresStore, key: &str, lease: Duration) -> FencingToken {
+    match store
+        .claim(key, Fingerprint::of(b"body"), lease)
+        .await
+        .unwrap()
+    {
+        Claim::Acquired(token) => token,
+        other => panic!("{key}: expected Acquired, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_forgets_released_keys_and_abandoned_leases_after_unsettled_retention() {
+    let table = common::unique("unsettled");
+    let retention = Duration::from_millis(200);
+    let store = PostgresStore::connect(common::postgres_url())
+        .table(&table)
+        .purge_batch_size(2)
+        .unsettled_retention(retention)
+        .build()
+        .unwrap();
+    // Another instance on the same table keeping unsettled keys for an hour.
+    let patient = PostgresStore::connect(common::postgres_url())
+        .table(&table)
+        .unsettled_retention(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let fp = Fingerprint::of(b"body");
+    for key in ["released-1", "released-2"] {
+        let token = acquire(&store, key, LEASE).await;
+        store.release(key, token, "boom").await.unwrap();
+    }
+    acquire(&store, "abandoned", Duration::from_millis(100)).await;
+    // A lease still running long after its claim is older than the retention.
+    acquire(&store, "live-lease", LEASE).await;
+    let done = acquire(&store, "done", LEASE).await;
+    store
+        .complete("done", done, Duration::from_secs(3600))
+        .await
+        .unwrap();
+
+    // Lease end (100 ms) plus retention (200 ms), with room for a slow server.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        patient.purge_expired().await.unwrap(),
+        0,
+        "within an hour's retention"
+    );
+    // Three unsettled keys in batches of two.
+    assert_eq!(store.purge_expired().await.unwrap(), 3);
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
+    assert!(
+        matches!(
+            store.claim("live-lease", fp, LEASE).await.unwrap(),
+            Claim::InFlight { .. }
+        ),
+        "a lease is never purged before it ends"
+    );
+    assert_eq!(
+        store.claim("done", fp, LEASE).await.unwrap(),
+        Claim::Completed
+    );
+    // Forgotten keys are new: their tokens start again, any body is accepted.
+    assert_eq!(
+        store
+            .claim("released-1", Fingerprint::of(b"other"), LEASE)
+            .await
+            .unwrap(),
+        Claim::Acquired(FencingToken(1))
+    );
+    for key in ["released-2", "abandoned"] {
+        assert_eq!(
+            store.claim(key, fp, LEASE).await.unwrap(),
+            Claim::Acquired(FencingToken(1)),
+            "{key}"
+        );
+    }
+    drop_table(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_adds_the_unsettled_index_to_an_existing_table() {
+    let table = common::unique("v1");
+    let store = store_on(&common::postgres_url(), &table);
+    {
+        // The schema as the first release created it: no `_unsettled` index.
+        let client = store.pool().get().await.unwrap();
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE {table} (
+                    event_key   text        NOT NULL PRIMARY KEY,
+                    fingerprint bytea       NOT NULL,
+                    state       text        NOT NULL CHECK (state IN ('leased', 'released', 'completed')),
+                    token       bigint      NOT NULL,
+                    expires_at  timestamptz NOT NULL,
+                    reason      text,
+                    updated_at  timestamptz NOT NULL
+                 );
+                 CREATE INDEX {table}_expires_at ON {table} (expires_at) WHERE state = 'completed';
+                 INSERT INTO {table} VALUES ('old', '\\x{fp}', 'released', 7,
+                    now() - interval '5 days', 'boom', now() - interval '5 days');",
+                fp = hex::encode(Fingerprint::of(b"body").to_bytes()),
+            ))
+            .await
+            .unwrap();
+    }
+    store.migrate().await.unwrap();
+    store_on(&common::postgres_url(), &table)
+        .migrate()
+        .await
+        .unwrap();
+    let client = store.pool().get().await.unwrap();
+    let indexes = client
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE tablename = $1 ORDER BY indexname",
+            &[&table],
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = indexes.iter().map(|row| row.get(0)).collect();
+    assert!(names.contains(&format!("{table}_unsettled")), "{names:?}");
+    drop(client);
+    // The existing row is kept, and purged by the new rule (released 5 days ago).
+    assert_eq!(
+        store
+            .claim("old", Fingerprint::of(b"other"), LEASE)
+            .await
+            .unwrap(),
+        Claim::FingerprintMismatch
+    );
+    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    drop_table(&store).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_rows_are_reported_as_corrupt() {
     let store = store_on(&common::postgres_url(), &common::unique("corrupt"));
@@ -256,5 +391,11 @@ fn unsafe_table_names_and_bad_urls_are_refused() {
             .operation_timeout(Duration::ZERO)
             .build(),
         Err(StoreConfigError::ZeroTimeout("operation"))
+    ));
+    assert!(matches!(
+        PostgresStore::connect("postgres://localhost/x")
+            .unsettled_retention(Duration::ZERO)
+            .build(),
+        Err(StoreConfigError::ZeroTimeout("unsettled retention"))
     ));
 }

@@ -198,6 +198,150 @@ async fn purge_deletes_only_completed_keys_past_retention_in_batches() {
     );
 }
 
+/// Claims `key` with a fresh token, returning it.
+async fn acquire(store: &SqliteStore, key: &str, lease: Duration) -> FencingToken {
+    match store
+        .claim(key, Fingerprint::of(b"body"), lease)
+        .await
+        .unwrap()
+    {
+        Claim::Acquired(token) => token,
+        other => panic!("{key}: expected Acquired, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn purge_forgets_released_keys_and_abandoned_leases_after_unsettled_retention() {
+    let clock = FixedClock::at_unix(1_700_000_000);
+    let hour = Duration::from_secs(3600);
+    let store = SqliteStore::memory()
+        .clock(clock.clone())
+        .unsettled_retention(hour)
+        .purge_batch_size(2)
+        .build()
+        .unwrap();
+    let fp = Fingerprint::of(b"body");
+    for key in ["released-1", "released-2"] {
+        let token = acquire(&store, key, LEASE).await;
+        store.release(key, token, "boom").await.unwrap();
+    }
+    // Abandoned: claimed with a 30 s lease and never settled.
+    acquire(&store, "abandoned", LEASE).await;
+    // A long lease still running when its claim is older than the retention.
+    acquire(&store, "long-lease", 3 * hour).await;
+    let done = acquire(&store, "done", LEASE).await;
+    store.complete("done", done, 3 * DAY).await.unwrap();
+
+    clock.advance(hour - Duration::from_secs(1));
+    assert_eq!(store.purge_expired().await.unwrap(), 0, "within retention");
+    // A released key retried within the retention starts its clock again.
+    let retried = acquire(&store, "released-2", LEASE).await;
+    assert_eq!(retried, FencingToken(2));
+    store
+        .release("released-2", retried, "boom again")
+        .await
+        .unwrap();
+
+    // The abandoned lease ended 30 s after its claim: it goes 30 s after the
+    // released key, whose retention counts from its release.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    clock.advance(LEASE);
+    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    assert_eq!(
+        store.claim("long-lease", fp, LEASE).await.unwrap(),
+        Claim::InFlight {
+            until: std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000) + 3 * hour
+        },
+        "a lease is never purged before it ends"
+    );
+    // Forgotten keys are new: their tokens start again, any body is accepted.
+    assert_eq!(
+        store
+            .claim("released-1", Fingerprint::of(b"other"), LEASE)
+            .await
+            .unwrap(),
+        Claim::Acquired(FencingToken(1))
+    );
+    assert_eq!(
+        store.claim("abandoned", fp, LEASE).await.unwrap(),
+        Claim::Acquired(FencingToken(1))
+    );
+
+    // The retried key's retention counts from its second release; the long
+    // lease goes one retention after its end; the completed key keeps its own
+    // retention.
+    clock.advance(3 * hour);
+    let purged = store.purge_expired().await.unwrap();
+    // released-2, long-lease, and the two keys re-claimed above (30 s leases).
+    assert_eq!(purged, 4);
+    assert_eq!(
+        store.claim("done", fp, LEASE).await.unwrap(),
+        Claim::Completed
+    );
+    assert_eq!(
+        store.claim("released-2", fp, LEASE).await.unwrap(),
+        Claim::Acquired(FencingToken(1))
+    );
+}
+
+#[tokio::test]
+async fn migrate_adds_the_unsettled_index_to_an_existing_table() {
+    let db = TempDb::new();
+    let table = "keys_v1";
+    {
+        // The schema as the first release created it: no `_unsettled` index.
+        let conn = rusqlite::Connection::open(db.path()).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE {table} (
+                event_key   TEXT    NOT NULL PRIMARY KEY,
+                fingerprint BLOB    NOT NULL,
+                state       TEXT    NOT NULL CHECK (state IN ('leased', 'released', 'completed')),
+                token       INTEGER NOT NULL,
+                expires_at  INTEGER NOT NULL,
+                reason      TEXT,
+                updated_at  INTEGER NOT NULL
+             );
+             CREATE INDEX {table}_expires_at ON {table} (expires_at);
+             INSERT INTO {table} VALUES ('old', x'{fp}', 'released', 7, 0, 'boom', 0);",
+            fp = hex::encode(Fingerprint::of(b"body").to_bytes()),
+        ))
+        .unwrap();
+    }
+    let store = SqliteStore::file(db.path()).table(table).build().unwrap();
+    store.migrate().await.unwrap();
+    SqliteStore::file(db.path())
+        .table(table)
+        .build()
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let conn = rusqlite::Connection::open(db.path()).unwrap();
+    let indexes: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 ORDER BY name",
+        )
+        .unwrap()
+        .query_map([table], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        indexes.contains(&format!("{table}_unsettled")),
+        "{indexes:?}"
+    );
+    // The existing row is kept, and purged by the new rule (released in 1970).
+    assert_eq!(
+        store
+            .claim("old", Fingerprint::of(b"other"), LEASE)
+            .await
+            .unwrap(),
+        Claim::FingerprintMismatch
+    );
+    assert_eq!(store.purge_expired().await.unwrap(), 1);
+}
+
 #[tokio::test]
 async fn migrate_is_idempotent_and_tables_are_separate() {
     let db = TempDb::new();
@@ -257,6 +401,12 @@ fn unsafe_table_names_and_settings_are_refused() {
     assert!(matches!(
         SqliteStore::memory().purge_batch_size(0).build(),
         Err(StoreConfigError::ZeroPurgeBatch)
+    ));
+    assert!(matches!(
+        SqliteStore::memory()
+            .unsettled_retention(Duration::ZERO)
+            .build(),
+        Err(StoreConfigError::ZeroTimeout("unsettled retention"))
     ));
 }
 

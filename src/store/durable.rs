@@ -77,6 +77,11 @@ pub(crate) fn require_nonzero(
 /// short transaction, so claims are never held up behind a long purge.
 pub(crate) const DEFAULT_PURGE_BATCH: usize = 10_000;
 
+/// How long a released key or an abandoned lease is kept by default: 72 h, the
+/// span over which Stripe retries a failed delivery, so a late retry still
+/// finds its key's token counter; attempts nobody retries do not pile up.
+pub(crate) const DEFAULT_UNSETTLED_RETENTION: Duration = Duration::from_secs(72 * 3600);
+
 /// A purge batch size as a statement parameter (at least 1).
 pub(crate) fn purge_batch(size: usize) -> Result<i64, StoreConfigError> {
     match size {

@@ -20,7 +20,7 @@ use tokio::sync::OnceCell;
 use super::durable::{
     decide, duration_ms, fingerprint_from_slice, from_unix_ms, purge_batch, require_nonzero,
     settled, stale, token_from_i64, token_to_i64, unqualified, validate_table_name, with_timeout,
-    Decision, Record, State, StoreConfigError, DEFAULT_PURGE_BATCH,
+    Decision, Record, State, StoreConfigError, DEFAULT_PURGE_BATCH, DEFAULT_UNSETTLED_RETENTION,
 };
 use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
 
@@ -62,6 +62,7 @@ pub struct PostgresStore {
     sql: std::sync::Arc<Statements>,
     operation_timeout: Duration,
     purge_batch: i64,
+    unsettled_retention_ms: i64,
     migrated: std::sync::Arc<OnceCell<()>>,
 }
 
@@ -73,11 +74,13 @@ struct Statements {
     complete: String,
     release: String,
     purge: String,
+    purge_unsettled: String,
 }
 
 impl Statements {
     fn new(table: &str) -> Self {
         let index = format!("{}_expires_at", unqualified(table));
+        let unsettled_index = format!("{}_unsettled", unqualified(table));
         Self {
             migrate: format!(
                 "CREATE TABLE IF NOT EXISTS {table} (
@@ -89,7 +92,9 @@ impl Statements {
                     reason      text,
                     updated_at  timestamptz NOT NULL
                  );
-                 CREATE INDEX IF NOT EXISTS {index} ON {table} (expires_at) WHERE state = 'completed';"
+                 CREATE INDEX IF NOT EXISTS {index} ON {table} (expires_at) WHERE state = 'completed';
+                 CREATE INDEX IF NOT EXISTS {unsettled_index} ON {table} (updated_at)
+                    WHERE state <> 'completed';"
             ),
             // `current` reads the key as of the statement's snapshot. A key the
             // snapshot shows as not takeable (completed, leased, other body) is
@@ -140,6 +145,19 @@ impl Statements {
                      LIMIT $1 FOR UPDATE SKIP LOCKED
                  )"
             ),
+            // $2 is the unsettled retention in ms. A lease ends after its claim
+            // (`updated_at <= expires_at`), so the range on `updated_at` finds
+            // every candidate through the partial index.
+            purge_unsettled: format!(
+                "DELETE FROM {table} WHERE event_key IN (
+                    SELECT event_key FROM {table}
+                     WHERE state <> 'completed'
+                       AND updated_at <= now() - $2::bigint * interval '1 millisecond'
+                       AND (state = 'released'
+                            OR expires_at <= now() - $2::bigint * interval '1 millisecond')
+                     LIMIT $1 FOR UPDATE SKIP LOCKED
+                 )"
+            ),
         }
     }
 }
@@ -171,6 +189,7 @@ pub struct PostgresStoreBuilder {
     statement_timeout: Duration,
     operation_timeout: Duration,
     purge_batch_size: usize,
+    unsettled_retention: Duration,
 }
 
 impl PostgresStore {
@@ -256,6 +275,7 @@ impl PostgresStoreBuilder {
             statement_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(10),
             purge_batch_size: DEFAULT_PURGE_BATCH,
+            unsettled_retention: DEFAULT_UNSETTLED_RETENTION,
         }
     }
 
@@ -300,6 +320,18 @@ impl PostgresStoreBuilder {
         self
     }
 
+    /// How long a released key, or a lease that ended without being settled,
+    /// is kept before [`IdempotencyStore::purge_expired`] deletes it (default
+    /// 72 h, as in `RedisStore`), by the server's clock: a released key from
+    /// its release, an abandoned lease from the end of its lease. Without it
+    /// every attempt that failed and was never retried would keep its row
+    /// forever; with it, a delivery retried later than this is treated as new
+    /// (its fencing tokens start again at 1).
+    pub fn unsettled_retention(mut self, retention: Duration) -> Self {
+        self.unsettled_retention = retention;
+        self
+    }
+
     /// Checks the settings and returns the store; connects to nothing yet.
     pub fn build(self) -> Result<PostgresStore, StoreConfigError> {
         validate_table_name(&self.table, true)?;
@@ -309,6 +341,7 @@ impl PostgresStoreBuilder {
                 ("connect", self.connect_timeout),
                 ("statement", self.statement_timeout),
                 ("operation", self.operation_timeout),
+                ("unsettled retention", self.unsettled_retention),
             ],
         )?;
         let purge_batch = purge_batch(self.purge_batch_size)?;
@@ -354,6 +387,7 @@ impl PostgresStoreBuilder {
             table: self.table,
             operation_timeout: self.operation_timeout,
             purge_batch,
+            unsettled_retention_ms: duration_ms(self.unsettled_retention),
             migrated: std::sync::Arc::new(OnceCell::new()),
         })
     }
@@ -373,6 +407,8 @@ impl fmt::Debug for PostgresStoreBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)
             .field("operation_timeout", &self.operation_timeout)
+            .field("purge_batch_size", &self.purge_batch_size)
+            .field("unsettled_retention", &self.unsettled_retention)
             .finish()
     }
 }
@@ -476,23 +512,41 @@ impl IdempotencyStore for PostgresStore {
     }
 
     /// Deletes completed keys whose retention has passed by the server's clock
-    /// (uses the partial index on `expires_at`), in batches of
+    /// (uses the partial index on `expires_at`), then released keys and
+    /// abandoned leases older than [`PostgresStoreBuilder::unsettled_retention`]
+    /// (uses the partial index on `updated_at`), in batches of
     /// [`PostgresStoreBuilder::purge_batch_size`], each its own short
-    /// transaction. Released keys and leases are kept.
+    /// transaction that skips rows being claimed at that moment. Returns how
+    /// many keys it deleted. A lease is never deleted before it has ended.
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.migrate().await?;
+        let completed = self
+            .purge_batches(&self.sql.purge, &[&self.purge_batch])
+            .await?;
+        let unsettled = self
+            .purge_batches(
+                &self.sql.purge_unsettled,
+                &[&self.purge_batch, &self.unsettled_retention_ms],
+            )
+            .await?;
+        Ok(completed.saturating_add(unsettled))
+    }
+}
+
+impl PostgresStore {
+    /// Runs one purge statement (`$1` the batch size) until a batch deletes
+    /// fewer rows than the batch size.
+    async fn purge_batches(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
         let mut deleted = 0u64;
         loop {
             let removed = with_timeout(self.operation_timeout, "PostgreSQL purge", async {
                 let client = self.pool.get().await.map_err(StoreError::unavailable)?;
-                let statement = client
-                    .prepare_cached(&self.sql.purge)
-                    .await
-                    .map_err(pg_error)?;
-                client
-                    .execute(&statement, &[&self.purge_batch])
-                    .await
-                    .map_err(pg_error)
+                let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
+                client.execute(&statement, params).await.map_err(pg_error)
             })
             .await?;
             deleted = deleted.saturating_add(removed);

@@ -18,6 +18,7 @@ use tokio::sync::OnceCell;
 
 use super::durable::{
     corrupt, duration_ms, from_unix_ms, require_nonzero, settled, with_timeout, StoreConfigError,
+    DEFAULT_UNSETTLED_RETENTION,
 };
 use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
 
@@ -241,7 +242,7 @@ impl RedisStoreBuilder {
             prefix: DEFAULT_KEY_PREFIX.to_owned(),
             connect_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(5),
-            unsettled_retention: Duration::from_secs(72 * 3600),
+            unsettled_retention: DEFAULT_UNSETTLED_RETENTION,
         }
     }
 

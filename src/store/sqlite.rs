@@ -20,7 +20,7 @@ use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use super::durable::{
     self, decide, duration_ms, fingerprint_from_slice, from_unix_ms, purge_batch, require_nonzero,
     settled, stale, token_from_i64, token_to_i64, validate_table_name, with_timeout, Decision,
-    Record, State, StoreConfigError, DEFAULT_PURGE_BATCH,
+    Record, State, StoreConfigError, DEFAULT_PURGE_BATCH, DEFAULT_UNSETTLED_RETENTION,
 };
 use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
 use crate::clock::{Clock, SystemClock};
@@ -67,6 +67,7 @@ struct Inner {
     busy_timeout: Duration,
     operation_timeout: Duration,
     purge_batch: i64,
+    unsettled_retention_ms: i64,
     clock: Arc<dyn Clock>,
     /// Open connections not in use.
     idle: Mutex<Vec<Connection>>,
@@ -90,6 +91,7 @@ struct Statements {
     complete: String,
     release: String,
     purge: String,
+    purge_unsettled: String,
 }
 
 impl Statements {
@@ -105,7 +107,9 @@ impl Statements {
                     reason      TEXT,
                     updated_at  INTEGER NOT NULL
                  );
-                 CREATE INDEX IF NOT EXISTS {table}_expires_at ON {table} (expires_at);"
+                 CREATE INDEX IF NOT EXISTS {table}_expires_at ON {table} (expires_at);
+                 CREATE INDEX IF NOT EXISTS {table}_unsettled ON {table} (updated_at)
+                    WHERE state <> 'completed';"
             ),
             select: format!(
                 "SELECT fingerprint, state, token, expires_at FROM {table} WHERE event_key = ?1"
@@ -133,6 +137,19 @@ impl Statements {
                      WHERE state = 'completed' AND expires_at <= ?1 LIMIT ?2
                  )"
             ),
+            // ?1 is now minus the unsettled retention. A lease ends after its
+            // claim (`updated_at <= expires_at`), so the range on `updated_at`
+            // finds every candidate through the partial index; the term
+            // `state <> 'completed'` repeats the index's condition word for word,
+            // which SQLite needs to use a partial index.
+            purge_unsettled: format!(
+                "DELETE FROM {table} WHERE event_key IN (
+                    SELECT event_key FROM {table}
+                     WHERE state <> 'completed' AND updated_at <= ?1
+                       AND (state = 'released' OR expires_at <= ?1)
+                     LIMIT ?2
+                 )"
+            ),
         }
     }
 }
@@ -147,6 +164,7 @@ pub struct SqliteStoreBuilder {
     busy_timeout: Duration,
     operation_timeout: Duration,
     purge_batch_size: usize,
+    unsettled_retention: Duration,
     clock: Arc<dyn Clock>,
 }
 
@@ -318,6 +336,7 @@ impl SqliteStoreBuilder {
             busy_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(10),
             purge_batch_size: DEFAULT_PURGE_BATCH,
+            unsettled_retention: DEFAULT_UNSETTLED_RETENTION,
             clock: Arc::new(SystemClock),
         }
     }
@@ -361,6 +380,18 @@ impl SqliteStoreBuilder {
         self
     }
 
+    /// How long a released key, or a lease that ended without being settled,
+    /// is kept before [`IdempotencyStore::purge_expired`] deletes it (default
+    /// 72 h, as in `RedisStore`): a released key
+    /// from its release, an abandoned lease from the end of its lease. Without
+    /// it every attempt that failed and was never retried would keep its row
+    /// forever; with it, a delivery retried later than this is treated as new
+    /// (its fencing tokens start again at 1).
+    pub fn unsettled_retention(mut self, retention: Duration) -> Self {
+        self.unsettled_retention = retention;
+        self
+    }
+
     /// The clock leases and retention are measured with (default
     /// [`SystemClock`]). Instances sharing a file must read the same time.
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
@@ -376,6 +407,7 @@ impl SqliteStoreBuilder {
             &[
                 ("busy", self.busy_timeout),
                 ("operation", self.operation_timeout),
+                ("unsettled retention", self.unsettled_retention),
             ],
         )?;
         let purge_batch = purge_batch(self.purge_batch_size)?;
@@ -391,6 +423,7 @@ impl SqliteStoreBuilder {
                 busy_timeout: self.busy_timeout,
                 operation_timeout: self.operation_timeout,
                 purge_batch,
+                unsettled_retention_ms: duration_ms(self.unsettled_retention),
                 clock: self.clock,
                 idle: Mutex::new(Vec::with_capacity(connections)),
                 permits: Arc::new(Semaphore::new(connections)),
@@ -504,20 +537,48 @@ impl IdempotencyStore for SqliteStore {
     }
 
     /// Deletes completed keys whose retention has passed (uses the index on
-    /// `expires_at`), in batches of [`SqliteStoreBuilder::purge_batch_size`],
-    /// each its own transaction, so claims run between batches. Released keys
-    /// and leases are kept.
+    /// `expires_at`), then released keys and abandoned leases older than
+    /// [`SqliteStoreBuilder::unsettled_retention`] (uses the partial index on
+    /// `updated_at`), in batches of [`SqliteStoreBuilder::purge_batch_size`],
+    /// each its own transaction, so claims run between batches. Returns how
+    /// many keys it deleted. A lease is never deleted before it has ended.
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.migrate().await?;
         let now = self.now_ms();
+        let unsettled_before = now.saturating_sub(self.inner.unsettled_retention_ms);
+        let completed = self.purge_batches(Purge::Completed, now).await?;
+        let unsettled = self
+            .purge_batches(Purge::Unsettled, unsettled_before)
+            .await?;
+        Ok(completed.saturating_add(unsettled))
+    }
+}
+
+/// Which rows a purge statement deletes.
+#[derive(Clone, Copy)]
+enum Purge {
+    /// Completed rows whose retention ended by the cut-off.
+    Completed,
+    /// Released rows settled, and leases ended, by the cut-off.
+    Unsettled,
+}
+
+impl SqliteStore {
+    /// Runs one purge statement in batches until a batch deletes fewer rows
+    /// than the batch size; `cutoff` (Unix ms) is its `?1`.
+    async fn purge_batches(&self, which: Purge, cutoff: i64) -> Result<u64, StoreError> {
         let batch = self.inner.purge_batch;
         let mut deleted = 0u64;
         loop {
             let inner = Arc::clone(&self.inner);
             let removed = self
                 .run(move |conn| {
-                    conn.prepare_cached(&inner.sql.purge)
-                        .and_then(|mut delete| delete.execute([now, batch]))
+                    let sql = match which {
+                        Purge::Completed => &inner.sql.purge,
+                        Purge::Unsettled => &inner.sql.purge_unsettled,
+                    };
+                    conn.prepare_cached(sql)
+                        .and_then(|mut delete| delete.execute([cutoff, batch]))
                         .map_err(sql_error)
                 })
                 .await?;
