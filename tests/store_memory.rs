@@ -200,6 +200,59 @@ async fn full_store_evicts_the_oldest_settled_key_first() {
 }
 
 #[tokio::test]
+async fn a_full_store_drops_keys_past_retention_before_evicting_live_ones() {
+    let (store, clock) = one_shard(4);
+    let hour = Duration::from_secs(3600);
+    // Settled first: a released key and a GitHub key kept for 30 days...
+    let released = acquire(&store, "released").await;
+    store
+        .release("released", released, "transient")
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(1));
+    complete(&store, "github", 30 * 24 * hour).await;
+    clock.advance(Duration::from_secs(1));
+    // ...then two keys kept for an hour.
+    complete(&store, "stripe-1", hour).await;
+    complete(&store, "stripe-2", hour).await;
+    clock.advance(2 * hour);
+
+    // The hour-long keys are past retention: they make room first, and
+    // dropping them is no eviction.
+    complete(&store, "new-1", RETENTION).await;
+    complete(&store, "new-2", RETENTION).await;
+    assert_eq!(store.evictions(), 0);
+    assert_eq!(store.len(), 4);
+    assert_eq!(claim(&store, "github").await, Claim::Completed);
+    assert_eq!(
+        store
+            .claim("released", Fingerprint(9), LEASE)
+            .await
+            .unwrap(),
+        Claim::FingerprintMismatch,
+        "the released key is remembered"
+    );
+
+    // Nothing is past retention now: the oldest settlement goes, as before.
+    complete(&store, "new-3", RETENTION).await;
+    assert_eq!(store.evictions(), 1);
+    assert!(
+        matches!(
+            store
+                .claim("released", Fingerprint(9), LEASE)
+                .await
+                .unwrap(),
+            Claim::Acquired(_)
+        ),
+        "the released key was settled first"
+    );
+    assert_eq!(store.evictions(), 2, "then the GitHub key");
+    for key in ["new-1", "new-2", "new-3"] {
+        assert_eq!(claim(&store, key).await, Claim::Completed, "{key}");
+    }
+}
+
+#[tokio::test]
 async fn a_key_settled_again_is_evicted_by_its_latest_settlement() {
     let (store, _) = one_shard(2);
     let first = acquire(&store, "a").await;

@@ -68,9 +68,11 @@ pub enum MemoryStoreError {
 ///   `std::sync::Mutex` held only for a few hash-table operations (never across an
 ///   `.await`: the methods are `async` for the trait, the work is synchronous).
 /// - **Bounded**: each shard holds at most `capacity / shards` keys (rounded up).
-///   When a shard is full, its **oldest settled** keys (completed or released, in
-///   the order they were settled) are evicted first; then abandoned keys whose
-///   lease expired. An **in-flight** key (unexpired lease) is never evicted: if a
+///   When a shard is full, a completed key whose retention has passed makes room
+///   first (the earliest deadline first, so short-lived keys never push out
+///   longer-kept ones that are still live); then its **oldest settled** keys
+///   (completed or released, in the order they were settled) are evicted; then
+///   abandoned keys whose lease expired. An **in-flight** key (unexpired lease) is never evicted: if a
 ///   shard is full of them, `claim` fails with [`MemoryStoreError::Full`] inside
 ///   [`StoreError::Unavailable`] (status 503, the provider retries) instead of
 ///   growing. Watch [`MemoryStore::evictions`]: an evicted completed key is
@@ -81,9 +83,11 @@ pub enum MemoryStoreError {
 /// - **Time** comes from the injected [`Clock`] at millisecond precision; a key is
 ///   expired once the clock reaches its deadline.
 /// - **Memory**: keys are stored as a 96-bit xxh3 hash (seeded randomly per store),
-///   never as strings, so a key's length costs nothing. A retained key costs 80 to
-///   136 bytes of heap, depending on how `capacity / shards` falls against the hash
-///   table's power-of-two size; 115 at the defaults (see the README). Two distinct
+///   never as strings, so a key's length costs nothing. A retained key costs 79 to
+///   136 bytes of heap (measured), depending on how `capacity / shards` falls against
+///   the hash table's power-of-two size: 115 at the default sizing, within the 128-byte
+///   target, while unlucky per-shard capacities exceed that target by up to 8 bytes
+///   (see the README). Two distinct
 ///   keys collide with probability about n² / 2⁹⁷ for n keys (below 10⁻¹⁷ for a
 ///   million keys); colliding keys would share one entry.
 /// - A `complete` or `release` whose lease ran out still settles the key as long
@@ -230,8 +234,10 @@ impl MemoryStore {
             .collect()
     }
 
-    /// How many keys were evicted to make room since the store was built. Above
-    /// zero means the capacity is smaller than the traffic of one retention period.
+    /// How many keys were evicted to make room since the store was built: live
+    /// settled keys and abandoned leases (a completed key past its retention that
+    /// makes room is not counted). Above zero means the capacity is smaller than
+    /// the traffic of one retention period.
     pub fn evictions(&self) -> u64 {
         self.shards.iter().map(|shard| lock(shard).evictions).sum()
     }
@@ -316,7 +322,9 @@ impl IdempotencyStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let (shard, id) = self.locate(key);
         let now = self.now_ms();
-        let settled = lock(shard).settle(id, token, State::Completed, deadline(now, retention));
+        let deadline = deadline(now, retention);
+        let retention = deadline.saturating_sub(now);
+        let settled = lock(shard).settle(id, token, State::Completed, deadline, retention);
         settled.then_some(()).ok_or_else(|| stale(key, token))
     }
 
@@ -328,7 +336,7 @@ impl IdempotencyStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let (shard, id) = self.locate(key);
         let now = self.now_ms();
-        let settled = lock(shard).settle(id, token, State::Released, now);
+        let settled = lock(shard).settle(id, token, State::Released, now, 0);
         settled.then_some(()).ok_or_else(|| stale(key, token))
     }
 
@@ -471,6 +479,88 @@ struct Settled {
     token: u64,
 }
 
+/// How many retentions a shard keeps in separate eviction queues.
+const RETENTION_CLASSES: usize = 4;
+
+/// A shard's settled keys in eviction order: one FIFO of [`Settled`] items per
+/// retention (released keys are the retention 0). Keys settled with the same
+/// retention expire in the order they were settled, so the front of each queue
+/// holds its earliest deadline: looking at the fronts finds a key whose
+/// retention has passed, or else the oldest settlement, without a scan. A
+/// retention beyond the first [`RETENTION_CLASSES`] in use shares the queue of
+/// the nearest one, whose order is then only approximately by deadline.
+#[derive(Default)]
+struct SettledQueues {
+    /// Each queue with the retention (ms) of the keys it was assigned to.
+    queues: [(u64, SettledQueue); RETENTION_CLASSES],
+}
+
+impl SettledQueues {
+    fn len(&self) -> usize {
+        self.queues.iter().map(|(_, queue)| queue.len()).sum()
+    }
+
+    /// Queues a key settled with `retention_ms`.
+    fn push(&mut self, item: Settled, retention_ms: u64) {
+        let index = self
+            .queues
+            .iter()
+            .position(|(retention, _)| *retention == retention_ms)
+            .or_else(|| self.queues.iter().position(|(_, queue)| queue.len() == 0))
+            .unwrap_or_else(|| {
+                // Every queue is in use for another retention: the nearest one.
+                let distance =
+                    |(retention, _): &(u64, SettledQueue)| retention.abs_diff(retention_ms);
+                (0..RETENTION_CLASSES)
+                    .min_by_key(|&i| distance(&self.queues[i]))
+                    .unwrap_or(0)
+            });
+        let (retention, queue) = &mut self.queues[index];
+        if queue.len() == 0 {
+            *retention = retention_ms;
+        }
+        queue.push(item);
+    }
+
+    /// Takes the settled key to evict: one whose retention has passed (the
+    /// earliest deadline first), or else the one settled longest ago. Items of
+    /// keys reclaimed or removed since they were queued are dropped on the way.
+    fn pop_victim(&mut self, entries: &EntryMap, now_ms: u64) -> Option<Settled> {
+        let mut expired: Option<(usize, u64)> = None;
+        let mut oldest: Option<(usize, u64)> = None;
+        for (index, (retention, queue)) in self.queues.iter_mut().enumerate() {
+            while let Some(item) = queue.front() {
+                let Some(entry) = current(entries, &item) else {
+                    queue.pop();
+                    continue;
+                };
+                let deadline = entry.deadline();
+                if entry.is_expired_completion(now_ms) && expired.is_none_or(|(_, d)| deadline < d)
+                {
+                    expired = Some((index, deadline));
+                }
+                let settled_at = match entry.state() {
+                    State::Completed => deadline.saturating_sub(*retention),
+                    State::Released | State::InFlight => deadline,
+                };
+                if oldest.is_none_or(|(_, at)| settled_at < at) {
+                    oldest = Some((index, settled_at));
+                }
+                break;
+            }
+        }
+        let (index, _) = expired.or(oldest)?;
+        self.queues[index].1.pop()
+    }
+
+    /// Keeps only the items `keep` accepts, in order.
+    fn retain(&mut self, mut keep: impl FnMut(&Settled) -> bool) {
+        for (_, queue) in &mut self.queues {
+            queue.retain(&mut keep);
+        }
+    }
+}
+
 /// A FIFO of [`Settled`] items in fixed-size chunks, so its memory tracks its
 /// length instead of doubling.
 #[derive(Default)]
@@ -496,6 +586,10 @@ impl SettledQueue {
             }
         }
         self.len += 1;
+    }
+
+    fn front(&self) -> Option<Settled> {
+        self.chunks.front()?.get(self.head).copied()
     }
 
     fn pop(&mut self) -> Option<Settled> {
@@ -527,9 +621,9 @@ type EntryMap = HashMap<KeyId, Entry, BuildHasherDefault<KeyIdHasher>>;
 #[derive(Default)]
 struct Shard {
     entries: EntryMap,
-    /// Completed and released keys, oldest settlement first; items of keys that
-    /// were reclaimed or removed since are skipped when popped.
-    settled: SettledQueue,
+    /// Completed and released keys in eviction order; items of keys that were
+    /// reclaimed or removed since are skipped when popped.
+    settled: SettledQueues,
     /// The last token issued (0: none yet).
     last_token: u64,
     /// No lease in this shard ends before this (a lower bound; 0 when unknown).
@@ -580,8 +674,16 @@ impl Shard {
         Ok(Claim::Acquired(FencingToken(token)))
     }
 
-    /// Settles the in-flight claim `token` of `id`; false if it is not current.
-    fn settle(&mut self, id: KeyId, token: FencingToken, state: State, deadline_ms: u64) -> bool {
+    /// Settles the in-flight claim `token` of `id` with a `deadline_ms`
+    /// `retention_ms` from now; false if the claim is not current.
+    fn settle(
+        &mut self,
+        id: KeyId,
+        token: FencingToken,
+        state: State,
+        deadline_ms: u64,
+        retention_ms: u64,
+    ) -> bool {
         let Some(entry) = self.entries.get_mut(&id) else {
             return false;
         };
@@ -589,10 +691,13 @@ impl Shard {
             return false;
         }
         *entry = Entry::new(entry.fingerprint(), token.0, state, deadline_ms);
-        self.settled.push(Settled {
-            key: id,
-            token: token.0,
-        });
+        self.settled.push(
+            Settled {
+                key: id,
+                token: token.0,
+            },
+            retention_ms,
+        );
         // Items of reclaimed keys pile up in the queue: drop them once they
         // outnumber the live keys, which keeps the cost amortised O(1).
         if self.settled.len() > 2 * self.entries.len() + QUEUE_CHUNK {
@@ -602,18 +707,21 @@ impl Shard {
         true
     }
 
-    /// Ensures there is room for one more key: evicts the oldest settled key, or
-    /// else abandoned leases; never an in-flight key.
+    /// Ensures there is room for one more key: removes a completed key past its
+    /// retention, or else evicts the oldest settled key, or else abandoned
+    /// leases; never an in-flight key.
     fn make_room(&mut self, now_ms: u64, capacity: usize) -> Result<(), MemoryStoreError> {
         if self.entries.len() < capacity {
             return Ok(());
         }
-        while let Some(item) = self.settled.pop() {
-            if is_current(&self.entries, &item) {
-                self.entries.remove(&{ item.key });
-                self.evictions += 1;
-                return Ok(());
+        if let Some(item) = self.settled.pop_victim(&self.entries, now_ms) {
+            if let Some(entry) = self.entries.remove(&{ item.key }) {
+                // A key past retention is gone anyway: only live keys count.
+                if !entry.is_expired_completion(now_ms) {
+                    self.evictions += 1;
+                }
             }
+            return Ok(());
         }
         if now_ms >= self.earliest_lease_ms {
             let before = self.entries.len();
@@ -670,9 +778,15 @@ impl Shard {
 
 /// Whether a queue item still names its key's current settlement.
 fn is_current(entries: &EntryMap, item: &Settled) -> bool {
+    current(entries, item).is_some()
+}
+
+/// The entry of a queue item's key, if the item still names its current
+/// settlement.
+fn current<'a>(entries: &'a EntryMap, item: &Settled) -> Option<&'a Entry> {
     entries
         .get(&{ item.key })
-        .is_some_and(|entry| entry.state() != State::InFlight && entry.token() == { item.token })
+        .filter(|entry| entry.state() != State::InFlight && entry.token() == { item.token })
 }
 
 #[cfg(test)]
@@ -727,7 +841,7 @@ mod tests {
             let Ok(Claim::Acquired(token)) = shard.claim(id, Fingerprint(1), 0, 10, 4) else {
                 panic!("a released key is acquired again");
             };
-            assert!(shard.settle(id, token, State::Released, 0));
+            assert!(shard.settle(id, token, State::Released, 0, 0));
         }
         assert_eq!(shard.entries.len(), 1);
         assert!(
@@ -735,7 +849,13 @@ mod tests {
             "{}",
             shard.settled.len()
         );
-        assert!(shard.settled.chunks.len() <= 2);
+        let chunks: usize = shard
+            .settled
+            .queues
+            .iter()
+            .map(|(_, q)| q.chunks.len())
+            .sum();
+        assert!(chunks <= 2);
     }
 
     #[test]
@@ -753,7 +873,7 @@ mod tests {
             else {
                 panic!("a new key is acquired");
             };
-            assert!(shard.settle(id, token, State::Completed, 100));
+            assert!(shard.settle(id, token, State::Completed, 100, 100));
         }
         assert_eq!(shard.entries.len(), capacity);
         assert_eq!(shard.evictions, 2 * capacity as u64);
@@ -761,6 +881,38 @@ mod tests {
         let sized = EntryMap::with_capacity_and_hasher(capacity + capacity / 8, Default::default());
         let (held, needed) = (shard.entries.capacity(), sized.capacity());
         assert!(held <= needed, "table for {held} keys, {needed} needed");
+    }
+
+    #[test]
+    fn more_retentions_than_queues_share_the_nearest_queue_and_nothing_is_lost() {
+        let mut shard = Shard::default();
+        let capacity = 8;
+        // Six retentions (ms), settled at time 0: two more than there are queues.
+        let retentions = [50, 10, 40, 20, 45, 11];
+        for (n, &retention) in retentions.iter().enumerate() {
+            let id = KeyId {
+                low: n as u64,
+                high: 0,
+            };
+            let Ok(Claim::Acquired(token)) = shard.claim(id, Fingerprint(1), 0, 5, capacity) else {
+                panic!("a new key is acquired");
+            };
+            assert!(shard.settle(id, token, State::Completed, retention, retention));
+        }
+        assert_eq!(shard.settled.len(), retentions.len());
+        // At time 30 the keys kept for 10, 11 and 20 ms are past retention: all
+        // three are taken before any live key, whatever queue they share.
+        let mut taken = Vec::new();
+        while let Some(item) = shard.settled.pop_victim(&shard.entries, 30) {
+            let entry = shard.entries.remove(&{ item.key }).expect("a current item");
+            taken.push(entry.deadline());
+        }
+        let (expired, live) = taken.split_at(3);
+        let mut expired = expired.to_vec();
+        expired.sort_unstable();
+        assert_eq!(expired, [10, 11, 20], "{taken:?}");
+        assert_eq!(live.len(), 3, "{taken:?}");
+        assert!(shard.entries.is_empty());
     }
 
     #[test]
