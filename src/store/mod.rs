@@ -168,7 +168,10 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
         -> Result<(), StoreError>;
 
     /// Deletes completed keys whose retention has passed; returns how many.
-    /// Stores that expire keys on their own may return `Ok(0)`.
+    /// A store may also delete keys that were released, or whose lease ended,
+    /// longer ago than a retention of its own (the durable stores'
+    /// `unsettled_retention`), but never a lease that has not ended. Stores that
+    /// expire keys on their own may return `Ok(0)`.
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
