@@ -194,18 +194,6 @@ async fn purge_deletes_expired_completed_keys_in_batches() {
     drop_table(&store).await;
 }
 
-/// Claims `key` with a fresh token, returning it.
-async fn acquire(store: &PostgresStore, key: &str, lease: Duration) -> FencingToken {
-    match store
-        .claim(key, Fingerprint::of(b"body"), lease)
-        .await
-        .unwrap()
-    {
-        Claim::Acquired(token) => token,
-        other => panic!("{key}: expected Acquired, got {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_forgets_released_keys_and_abandoned_leases_after_unsettled_retention() {
     let table = common::unique("unsettled");
@@ -224,13 +212,13 @@ async fn purge_forgets_released_keys_and_abandoned_leases_after_unsettled_retent
         .unwrap();
     let fp = Fingerprint::of(b"body");
     for key in ["released-1", "released-2"] {
-        let token = acquire(&store, key, LEASE).await;
+        let token = scenarios::acquire(&store, key, LEASE).await;
         store.release(key, token, "boom").await.unwrap();
     }
-    acquire(&store, "abandoned", Duration::from_millis(100)).await;
+    scenarios::acquire(&store, "abandoned", Duration::from_millis(100)).await;
     // A lease still running long after its claim is older than the retention.
-    acquire(&store, "live-lease", LEASE).await;
-    let done = acquire(&store, "done", LEASE).await;
+    scenarios::acquire(&store, "live-lease", LEASE).await;
+    let done = scenarios::acquire(&store, "done", LEASE).await;
     store
         .complete("done", done, Duration::from_secs(3600))
         .await
@@ -257,20 +245,8 @@ async fn purge_forgets_released_keys_and_abandoned_leases_after_unsettled_retent
         store.claim("done", fp, LEASE).await.unwrap(),
         Claim::Completed
     );
-    // Forgotten keys are new: their tokens start again, any body is accepted.
-    assert_eq!(
-        store
-            .claim("released-1", Fingerprint::of(b"other"), LEASE)
-            .await
-            .unwrap(),
-        Claim::Acquired(FencingToken(1))
-    );
-    for key in ["released-2", "abandoned"] {
-        assert_eq!(
-            store.claim(key, fp, LEASE).await.unwrap(),
-            Claim::Acquired(FencingToken(1)),
-            "{key}"
-        );
+    for key in ["released-1", "released-2", "abandoned"] {
+        scenarios::assert_forgotten(&store, key).await;
     }
     drop_table(&store).await;
 }
@@ -317,15 +293,8 @@ async fn migrate_adds_the_unsettled_index_to_an_existing_table() {
     let names: Vec<String> = indexes.iter().map(|row| row.get(0)).collect();
     assert!(names.contains(&format!("{table}_unsettled")), "{names:?}");
     drop(client);
-    // The existing row is kept, and purged by the new rule (released 5 days ago).
-    assert_eq!(
-        store
-            .claim("old", Fingerprint::of(b"other"), LEASE)
-            .await
-            .unwrap(),
-        Claim::FingerprintMismatch
-    );
-    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    // Released 5 days ago: kept by the migration, purged by the new rule.
+    scenarios::old_released_key_survives_then_is_purged(&store, "old").await;
     drop_table(&store).await;
 }
 

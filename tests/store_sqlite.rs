@@ -198,18 +198,6 @@ async fn purge_deletes_only_completed_keys_past_retention_in_batches() {
     );
 }
 
-/// Claims `key` with a fresh token, returning it.
-async fn acquire(store: &SqliteStore, key: &str, lease: Duration) -> FencingToken {
-    match store
-        .claim(key, Fingerprint::of(b"body"), lease)
-        .await
-        .unwrap()
-    {
-        Claim::Acquired(token) => token,
-        other => panic!("{key}: expected Acquired, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn purge_forgets_released_keys_and_abandoned_leases_after_unsettled_retention() {
     let clock = FixedClock::at_unix(1_700_000_000);
@@ -222,20 +210,20 @@ async fn purge_forgets_released_keys_and_abandoned_leases_after_unsettled_retent
         .unwrap();
     let fp = Fingerprint::of(b"body");
     for key in ["released-1", "released-2"] {
-        let token = acquire(&store, key, LEASE).await;
+        let token = scenarios::acquire(&store, key, LEASE).await;
         store.release(key, token, "boom").await.unwrap();
     }
     // Abandoned: claimed with a 30 s lease and never settled.
-    acquire(&store, "abandoned", LEASE).await;
+    scenarios::acquire(&store, "abandoned", LEASE).await;
     // A long lease still running when its claim is older than the retention.
-    acquire(&store, "long-lease", 3 * hour).await;
-    let done = acquire(&store, "done", LEASE).await;
+    scenarios::acquire(&store, "long-lease", 3 * hour).await;
+    let done = scenarios::acquire(&store, "done", LEASE).await;
     store.complete("done", done, 3 * DAY).await.unwrap();
 
     clock.advance(hour - Duration::from_secs(1));
     assert_eq!(store.purge_expired().await.unwrap(), 0, "within retention");
     // A released key retried within the retention starts its clock again.
-    let retried = acquire(&store, "released-2", LEASE).await;
+    let retried = scenarios::acquire(&store, "released-2", LEASE).await;
     assert_eq!(retried, FencingToken(2));
     store
         .release("released-2", retried, "boom again")
@@ -255,18 +243,8 @@ async fn purge_forgets_released_keys_and_abandoned_leases_after_unsettled_retent
         },
         "a lease is never purged before it ends"
     );
-    // Forgotten keys are new: their tokens start again, any body is accepted.
-    assert_eq!(
-        store
-            .claim("released-1", Fingerprint::of(b"other"), LEASE)
-            .await
-            .unwrap(),
-        Claim::Acquired(FencingToken(1))
-    );
-    assert_eq!(
-        store.claim("abandoned", fp, LEASE).await.unwrap(),
-        Claim::Acquired(FencingToken(1))
-    );
+    scenarios::assert_forgotten(&store, "released-1").await;
+    scenarios::assert_forgotten(&store, "abandoned").await;
 
     // The retried key's retention counts from its second release; the long
     // lease goes one retention after its end; the completed key keeps its own
@@ -279,10 +257,7 @@ async fn purge_forgets_released_keys_and_abandoned_leases_after_unsettled_retent
         store.claim("done", fp, LEASE).await.unwrap(),
         Claim::Completed
     );
-    assert_eq!(
-        store.claim("released-2", fp, LEASE).await.unwrap(),
-        Claim::Acquired(FencingToken(1))
-    );
+    scenarios::assert_forgotten(&store, "released-2").await;
 }
 
 #[tokio::test]
@@ -331,15 +306,8 @@ async fn migrate_adds_the_unsettled_index_to_an_existing_table() {
         indexes.contains(&format!("{table}_unsettled")),
         "{indexes:?}"
     );
-    // The existing row is kept, and purged by the new rule (released in 1970).
-    assert_eq!(
-        store
-            .claim("old", Fingerprint::of(b"other"), LEASE)
-            .await
-            .unwrap(),
-        Claim::FingerprintMismatch
-    );
-    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    // Released in 1970: kept by the migration, purged by the new rule.
+    scenarios::old_released_key_survives_then_is_purged(&store, "old").await;
 }
 
 #[tokio::test]

@@ -523,6 +523,53 @@ pub async fn complete_new_key(store: &dyn IdempotencyStore, key: &str) {
     assert_eq!(again, hookgate::Claim::Completed);
 }
 
+/// Claims `key` with the body `body` for `lease`, expecting to acquire it;
+/// returns the token.
+pub async fn acquire(store: &dyn IdempotencyStore, key: &str, lease: Duration) -> FencingToken {
+    match store
+        .claim(key, Fingerprint::of(b"body"), lease)
+        .await
+        .unwrap()
+    {
+        hookgate::Claim::Acquired(token) => token,
+        other => panic!("{key}: expected Acquired, got {other:?}"),
+    }
+}
+
+/// Checks that the store forgot `key`: a claim with another body acquires it,
+/// and its tokens start again at 1. The key is leased afterwards.
+pub async fn assert_forgotten(store: &dyn IdempotencyStore, key: &str) {
+    let claim = store
+        .claim(
+            key,
+            Fingerprint::of(b"another body"),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        claim,
+        hookgate::Claim::Acquired(FencingToken(1)),
+        "{key} should have been forgotten"
+    );
+}
+
+/// Checks that the released `key`, written by an earlier schema long ago with
+/// the body `body`, survived a migration and goes with the next purge.
+pub async fn old_released_key_survives_then_is_purged(store: &dyn IdempotencyStore, key: &str) {
+    let claim = store
+        .claim(key, Fingerprint::of(b"other"), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        claim,
+        hookgate::Claim::FingerprintMismatch,
+        "{key} was kept"
+    );
+    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    assert_forgotten(store, key).await;
+}
+
 /// Leases the new `key` for `lease` and checks that the `until` a second claim
 /// reports is one lease after the time `server_now` reads right after.
 pub async fn lease_ends_by_server_clock<F>(
