@@ -382,11 +382,11 @@ impl SqliteStoreBuilder {
 
     /// How long a released key, or a lease that ended without being settled,
     /// is kept before [`IdempotencyStore::purge_expired`] deletes it (default
-    /// 72 h, as in `RedisStore`): a released key
-    /// from its release, an abandoned lease from the end of its lease. Without
-    /// it every attempt that failed and was never retried would keep its row
-    /// forever; with it, a delivery retried later than this is treated as new
-    /// (its fencing tokens start again at 1).
+    /// 72 h, as in `RedisStore`), by the store's clock: a released key from its
+    /// release, an abandoned lease from the end of its lease. Without it every
+    /// attempt that failed and was never retried would keep its row forever;
+    /// with it, a delivery retried later than this is treated as new (its
+    /// fencing tokens start again at 1).
     pub fn unsettled_retention(mut self, retention: Duration) -> Self {
         self.unsettled_retention = retention;
         self
