@@ -74,7 +74,7 @@ pub enum MemoryStoreError {
 ///   (completed or released, in the order they were settled) are evicted; then
 ///   abandoned keys whose lease expired. An **in-flight** key (unexpired lease) is never evicted: if a
 ///   shard is full of them, `claim` fails with [`MemoryStoreError::Full`] inside
-///   [`StoreError::Unavailable`] (status 503, the provider retries) instead of
+///   [`StoreError::Unavailable`] (status 503, so the provider retries; GitHub needs a redelivery) instead of
 ///   growing. Watch [`MemoryStore::evictions`]: an evicted completed key is
 ///   forgotten, so a late retry of it would run again.
 /// - **Fencing**: tokens come from one counter per shard, so every claim of a key
