@@ -129,27 +129,24 @@ impl ToyStore {
     }
 
     async fn settle(&self, key: &str, token: FencingToken, next: State) -> Result<(), StoreError> {
-        let stale = || StoreError::StaleToken {
-            key: key.to_owned(),
-            token,
-        };
-        let current = self.records.lock().unwrap().get(key).copied();
-        let Some(record) = current else {
-            return Err(stale());
-        };
-        let in_flight = matches!(record.state, State::InFlight(_));
-        let token_ok =
-            record.token == token.0 || (self.flaw == Flaw::AcceptAnyTokenInFlight && in_flight);
-        let state_ok = in_flight
-            || self.flaw == Flaw::AcceptTokenAfterSettle
-            || (self.flaw == Flaw::AcceptReleasedToken && matches!(record.state, State::Released));
-        if !(token_ok && state_ok) {
-            return Err(stale());
-        }
         if self.flaw == Flaw::NonAtomicSettle {
+            // Check under one lock, write under another: the race the suite must catch.
+            let record =
+                self.check_settle(self.records.lock().unwrap().get(key).copied(), key, token)?;
             tokio::task::yield_now().await;
+            self.records.lock().unwrap().insert(
+                key.to_owned(),
+                Record {
+                    state: next,
+                    ..record
+                },
+            );
+            return Ok(());
         }
-        self.records.lock().unwrap().insert(
+        // A correct store checks and writes atomically.
+        let mut records = self.records.lock().unwrap();
+        let record = self.check_settle(records.get(key).copied(), key, token)?;
+        records.insert(
             key.to_owned(),
             Record {
                 state: next,
@@ -157,6 +154,31 @@ impl ToyStore {
             },
         );
         Ok(())
+    }
+
+    /// Whether `token` may settle the key's `current` record (as the flaw allows).
+    fn check_settle(
+        &self,
+        current: Option<Record>,
+        key: &str,
+        token: FencingToken,
+    ) -> Result<Record, StoreError> {
+        let stale = || StoreError::StaleToken {
+            key: key.to_owned(),
+            token,
+        };
+        let record = current.ok_or_else(stale)?;
+        let in_flight = matches!(record.state, State::InFlight(_));
+        let token_ok =
+            record.token == token.0 || (self.flaw == Flaw::AcceptAnyTokenInFlight && in_flight);
+        let state_ok = in_flight
+            || self.flaw == Flaw::AcceptTokenAfterSettle
+            || (self.flaw == Flaw::AcceptReleasedToken && matches!(record.state, State::Released));
+        if token_ok && state_ok {
+            Ok(record)
+        } else {
+            Err(stale())
+        }
     }
 }
 
