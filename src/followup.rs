@@ -621,6 +621,12 @@ mod runner {
             {
                 let mut pending = self.pending();
                 for handler in handlers {
+                    let job = PendingJob {
+                        event: event.clone(),
+                        handler: handler.shared_name(),
+                        attempts: 0,
+                        last_error: None,
+                    };
                     let reason = if pending.cancelled {
                         DeadLetterReason::ShutDown
                     } else if pending.jobs.len() >= self.max_pending {
@@ -629,20 +635,11 @@ mod runner {
                     } else {
                         let id = pending.next_id;
                         pending.next_id += 1;
-                        pending.jobs.insert(
-                            id,
-                            PendingJob {
-                                event: event.clone(),
-                                handler: handler.shared_name(),
-                                attempts: 0,
-                                last_error: None,
-                            },
-                        );
+                        pending.jobs.insert(id, job);
                         jobs.push(self.job(id, event.clone(), handler));
                         continue;
                     };
-                    let entry =
-                        DeadLetterEntry::new(event.clone(), handler.shared_name(), 0, reason, None);
+                    let entry = job.into_entry(reason);
                     if pending.orphans.len() + pending.sending < self.max_pending {
                         pending.orphans.push_back(entry);
                     } else {
