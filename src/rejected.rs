@@ -6,7 +6,8 @@
 //! its event id was first seen with a different body (422) — the provider may
 //! never send it in a usable form again. A delivery the replay guard refused
 //! (answered 200) comes here too: it is either an attack worth looking into or
-//! a legitimate delivery whose body was byte-identical to an earlier one. Register a hook with
+//! a legitimate delivery whose body was byte-identical to an earlier one.
+//! Register a hook with
 //! [`PipelineBuilder::on_rejected`](crate::PipelineBuilder::on_rejected) to keep
 //! these deliveries (body and headers included) for inspection or replay.
 //!

@@ -8,9 +8,10 @@
 //!    named in [`Pipeline::handle_for`]);
 //! 3. **verify** the signature over the raw bytes, then **identify** the event;
 //! 4. **route**: no handler for the kind means `Ignored`, without touching the store;
-//! 5. **claim** `provider:event_id` with the body's [`Fingerprint`] and the
-//!    provider's lease (under the [replay guard](PipelineBuilder::replay_guard):
-//!    the body's digest, with a fingerprint of the id and kind);
+//! 5. **claim** `provider:event_id` with the body's
+//!    [`Fingerprint`](crate::Fingerprint) and the provider's lease (under the
+//!    [replay guard](PipelineBuilder::replay_guard): the body's digest, with a
+//!    fingerprint of the id and kind);
 //! 6. run the **critical** handlers in order under the provider's deadline
 //!    (errors, timeouts and panics release the key);
 //! 7. **complete** the key (kept for the provider's retention) — only then is the
