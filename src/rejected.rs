@@ -4,7 +4,10 @@
 //! A delivery whose signature verified is real: the provider sent it. When the
 //! pipeline still cannot process it — its payload cannot be identified (400), or
 //! its event id was first seen with a different body (422) — the provider may
-//! never send it in a usable form again. Register a hook with
+//! never send it in a usable form again. A delivery the replay guard refused
+//! (answered 200) comes here too: it is either an attack worth looking into or
+//! a legitimate delivery whose body was byte-identical to an earlier one.
+//! Register a hook with
 //! [`PipelineBuilder::on_rejected`](crate::PipelineBuilder::on_rejected) to keep
 //! these deliveries (body and headers included) for inspection or replay.
 //!
@@ -30,6 +33,14 @@ pub enum RejectionReason {
     /// 422: this event id was first seen with a different body; no handler ran;
     /// [`OutcomeKind::FingerprintMismatch`](crate::OutcomeKind::FingerprintMismatch).
     FingerprintMismatch,
+    /// 200: the [replay guard](crate::PipelineBuilder::replay_guard) found this
+    /// body already claimed under another delivery id or kind (for Shopify,
+    /// also shop domain): someone sent a captured delivery again with fresh
+    /// unsigned headers, or the provider sent byte-identical bodies for two
+    /// deliveries. No handler ran; answered
+    /// [`OutcomeKind::Duplicate`](crate::OutcomeKind::Duplicate) and counted
+    /// in [`Stats::replays`](crate::Stats::replays).
+    Replayed,
 }
 
 /// A delivery whose signature verified but that the pipeline refused, with
@@ -41,7 +52,7 @@ pub struct RejectedDelivery {
     pub provider: Arc<str>,
     /// Why it was refused.
     pub reason: RejectionReason,
-    /// The status the pipeline answers (400 or 422).
+    /// The status the pipeline answers (400, 422, or 200 for a replay).
     pub status: u16,
     /// The event's deduplication id, when it could be identified.
     pub event_id: Option<String>,

@@ -50,7 +50,8 @@ counters! {
     unauthorized,
     /// 400: authentic but unusable payloads.
     unusable,
-    /// 200: duplicates of completed events.
+    /// 200: duplicates of completed events (replays refused by the replay
+    /// guard included; see `replays`).
     duplicate,
     /// 422: same id, different body.
     fingerprint_mismatch,
@@ -94,6 +95,10 @@ counters! {
     /// Calls of the [`on_rejected`](crate::PipelineBuilder::on_rejected) hook
     /// that panicked (the panic was caught; the delivery was answered as usual).
     rejected_hook_panics,
+    /// Deliveries the [replay guard](crate::PipelineBuilder::replay_guard)
+    /// refused: a body already claimed under another delivery id or kind. They
+    /// were answered 200 `Duplicate` and are counted in `duplicate` too.
+    replays,
 }
 
 impl Add for Stats {
