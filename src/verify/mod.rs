@@ -178,7 +178,9 @@ pub struct Identity {
     /// When the provider says the event happened, where it says so.
     pub occurred_at: Option<OffsetDateTime>,
     /// Further provider facts (e.g. Shopify's shared `event_id`, the shop domain),
-    /// as `(name, value)` pairs. Never used for deduplication.
+    /// as `(name, value)` pairs. Not part of the idempotency key; the replay guard
+    /// adds the entries its profile names
+    /// ([`ProviderProfile::identity_metadata`]) to the claim's fingerprint.
     pub metadata: Vec<(&'static str, String)>,
 }
 
