@@ -1223,3 +1223,184 @@ async fn jobs_finishing_around_the_shutdown_deadline_each_end_once() {
         "the deadline cut through the work: {stats:?}"
     );
 }
+
+/// A job whose task stops being polled (a host holding a `BestEffort` it no
+/// longer drives, a runtime shutting down) cannot hold shutdown: shutdown
+/// settles it once, and the job never resumes its handler afterwards.
+#[tokio::test]
+async fn work_no_longer_polled_is_settled_once_by_shutdown() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    let completed = Arc::new(AtomicUsize::new(0));
+    let dead_letter = MemoryDeadLetter::new();
+    let pipeline = pipeline_with(
+        best_effort("mail", gated_counting(&gate, &started, &completed)),
+        fast_policy(),
+        &dead_letter,
+    );
+    let mut held = Vec::new();
+    for n in 0..2 {
+        let (body, headers) = gh_delivery(&format!("d-held-{n}"), &issue_body(n));
+        let (_, work) = pipeline.handle_deferred(body, &headers).await;
+        let mut work = work.expect("best-effort work");
+        // Polled until its attempt waits for the gate, then left alone.
+        let polled = tokio::time::timeout(Duration::from_millis(5), &mut work).await;
+        assert!(polled.is_err(), "waiting for the gate");
+        held.push(work);
+    }
+    assert_eq!(started.load(Ordering::SeqCst), 2);
+
+    let report = pipeline.shutdown(Duration::from_millis(10)).await;
+    let mut abandoned: Vec<_> = report
+        .abandoned
+        .iter()
+        .map(|e| (e.event_id().to_owned(), e.reason, e.attempts))
+        .collect();
+    abandoned.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        abandoned,
+        [
+            ("d-held-0".to_owned(), DeadLetterReason::ShutDown, 1),
+            ("d-held-1".to_owned(), DeadLetterReason::ShutDown, 1),
+        ]
+    );
+    assert_eq!(report.still_running, 0);
+
+    // Polled again with its gate open, the work finishes without resuming
+    // the handler; dropped, it does not dead-letter a second time.
+    gate.add_permits(10);
+    let dropped = held.pop().unwrap();
+    let late = held.pop().unwrap().await;
+    drop(dropped);
+    tokio::task::yield_now().await;
+    assert_eq!((late.abandoned, late.succeeded), (1, 0));
+    assert_eq!(completed.load(Ordering::SeqCst), 0);
+    assert_eq!(dead_letter.len(), 2);
+    let stats = pipeline.stats();
+    assert_eq!(
+        (
+            stats.best_effort_dead_lettered,
+            stats.best_effort_dropped,
+            stats.best_effort_succeeded,
+            stats.best_effort_pending
+        ),
+        (2, 0, 0, 0)
+    );
+}
+
+/// A handler that blocks its thread inside a poll cannot be stopped: shutdown
+/// returns anyway, reports it as still running, and the job settles itself
+/// (here: succeeded) once the poll returns, never also in the dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_blocking_its_thread_is_reported_and_settles_itself_once() {
+    let (release, blocked) = std::sync::mpsc::channel::<()>();
+    let blocked = Arc::new(Mutex::new(blocked));
+    let started = Arc::new(AtomicUsize::new(0));
+    let blocking = {
+        let (blocked, started) = (blocked.clone(), started.clone());
+        handler_fn(move |_| {
+            let (blocked, started) = (blocked.clone(), started.clone());
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                // Blocks the worker thread until the test releases it.
+                blocked.lock().unwrap().recv().unwrap();
+                Ok::<(), HandlerError>(())
+            }
+        })
+    };
+    let dead_letter = MemoryDeadLetter::new();
+    let pipeline = pipeline_with(best_effort("sync", blocking), fast_policy(), &dead_letter);
+    let (body, headers) = gh_delivery("d-blocking", &issue_body(1));
+    assert_eq!(pipeline.handle(body, &headers).await.status(), 200);
+    eventually("the blocking attempt", || {
+        started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+
+    let report = pipeline.shutdown(Duration::from_millis(10)).await;
+    assert!(!report.drained);
+    assert!(report.abandoned.is_empty(), "{:?}", report.abandoned);
+    assert_eq!(report.still_running, 1);
+
+    release.send(()).unwrap();
+    eventually("the job settled", || {
+        pipeline.stats().best_effort_pending == 0
+    })
+    .await;
+    let stats = pipeline.stats();
+    assert_eq!(
+        (stats.best_effort_succeeded, stats.best_effort_dead_lettered),
+        (1, 0)
+    );
+    assert!(dead_letter.is_empty());
+    assert_eq!(started.load(Ordering::SeqCst), 1);
+}
+
+/// A waker may be the last handle of whatever it wakes, here other
+/// best-effort work: the pending table never releases one under its lock
+/// (the dropped work's guard takes that lock), so this neither deadlocks
+/// nor loses the dropped work.
+#[test]
+fn a_stored_waker_owning_other_work_is_released_outside_the_lock() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Wake, Waker};
+
+    struct Owner(#[allow(dead_code)] Mutex<Option<hookgate::BestEffort>>);
+    impl Wake for Owner {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    let (finished, finishing) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        current_thread().block_on(async {
+            // Never ready, and keeps no waker.
+            let (started, stuck) = numbered(|_, _| std::future::pending());
+            let dead_letter = MemoryDeadLetter::new();
+            let pipeline = pipeline_with(best_effort("stuck", stuck), fast_policy(), &dead_letter);
+            let mut works = Vec::new();
+            for n in 0..2 {
+                let (body, headers) = gh_delivery(&format!("d-waker-{n}"), &issue_body(n));
+                works.push(pipeline.handle_deferred(body, &headers).await.1.unwrap());
+            }
+            let owned = works.pop().unwrap();
+            let mut work = works.pop().unwrap();
+            let waker = Waker::from(Arc::new(Owner(Mutex::new(Some(owned)))));
+            let polled = Pin::new(&mut work).poll(&mut Context::from_waker(&waker));
+            assert!(polled.is_pending());
+            assert_eq!(started.load(Ordering::SeqCst), 1);
+            drop(waker);
+            // Dropping the polled work drops its attempt, then its guard
+            // takes it out of the table with the only handle of `owned`.
+            drop(work);
+
+            eventually("both works dead-lettered", || dead_letter.len() == 2).await;
+            let mut entries: Vec<_> = dead_letter
+                .entries()
+                .iter()
+                .map(|e| (e.event_id().to_owned(), e.reason, e.attempts))
+                .collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(
+                entries,
+                [
+                    (
+                        "d-waker-0".to_owned(),
+                        DeadLetterReason::BestEffortDropped,
+                        1
+                    ),
+                    (
+                        "d-waker-1".to_owned(),
+                        DeadLetterReason::BestEffortDropped,
+                        0
+                    ),
+                ]
+            );
+            assert_eq!(pipeline.stats().best_effort_pending, 0);
+        });
+        finished.send(()).unwrap();
+    });
+    finishing
+        .recv_timeout(Duration::from_secs(10))
+        .expect("finished, without a deadlock");
+}

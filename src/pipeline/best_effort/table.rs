@@ -6,6 +6,11 @@
 //! it settles it. While a job's future is being polled (`polling`), only that
 //! future may remove it: shutdown never settles work whose handler might be
 //! returning `Ok` at that moment.
+//!
+//! No waker is dropped or woken under the lock: dropping a waker may drop the
+//! last handle of a task, and so a job, whose drop guard takes the lock.
+//! Wakers leave the table into a `Vec` declared before the lock guard, so
+//! they go after it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -54,6 +59,31 @@ impl Pending {
         let entry = self.orphans.pop_front()?;
         self.sending += 1;
         Some(entry)
+    }
+
+    /// Takes a job out of the table, its waker into `released` (to be dropped
+    /// once the lock is released).
+    pub(super) fn remove(&mut self, id: u64, released: &mut Vec<Waker>) -> Option<PendingJob> {
+        let mut job = self.jobs.remove(&id)?;
+        released.extend(job.waker.take());
+        Some(job)
+    }
+
+    /// Takes every job `which` selects out of the table and queues its entry
+    /// for the dead letter with reason [`DeadLetterReason::ShutDown`].
+    fn shut_down(&mut self, which: impl Fn(&PendingJob) -> bool, released: &mut Vec<Waker>) {
+        let ids: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, job)| which(job))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(job) = self.remove(id, released) {
+                self.orphans
+                    .push_back(job.into_entry(DeadLetterReason::ShutDown));
+            }
+        }
     }
 
     /// Queues an entry for the dead letter; whether a background flush must
@@ -137,6 +167,7 @@ impl BestEffortRunner {
     /// A job's future is about to poll its handler's future: marks it as
     /// being polled (so nobody else settles it meanwhile) and keeps its waker.
     pub(super) fn enter(&self, id: u64, waker: &Waker) -> Enter {
+        let mut replaced = None;
         let mut pending = self.pending();
         let cancelled = pending.cancelled;
         let Some(job) = pending.jobs.get_mut(&id) else {
@@ -148,8 +179,10 @@ impl BestEffortRunner {
             return Enter::Cancelled;
         }
         if !job.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            job.waker = Some(waker.clone());
+            replaced = job.waker.replace(waker.clone());
         }
+        drop(pending);
+        drop(replaced);
         Enter::Run
     }
 
@@ -189,10 +222,11 @@ impl BestEffortRunner {
     /// so shutdown never sees a drained table with the count missing; a
     /// failure counts as being sent until its [`Outgoing`] ends.
     pub(super) fn settle(self: &Arc<Self>, id: u64, settled: Settled) -> Settlement {
+        let mut released = Vec::new();
         let mut flush = false;
         let settlement = {
             let mut pending = self.pending();
-            let Some(job) = pending.jobs.remove(&id) else {
+            let Some(job) = pending.remove(id, &mut released) else {
                 return Settlement::Abandoned;
             };
             let settlement = match settled {
@@ -224,9 +258,10 @@ impl BestEffortRunner {
     /// letter, reason [`DeadLetterReason::BestEffortDropped`]. Nothing to do
     /// if it was settled already.
     pub(super) fn orphan_job(self: &Arc<Self>, id: u64) {
+        let mut released = Vec::new();
         let flush = {
             let mut pending = self.pending();
-            let Some(job) = pending.jobs.remove(&id) else {
+            let Some(job) = pending.remove(id, &mut released) else {
                 return;
             };
             Recorder::bump(&self.stats.best_effort_dropped);
@@ -246,32 +281,17 @@ impl BestEffortRunner {
     /// [`DeadLetterReason::ShutDown`], no attempt made), and every other job
     /// is woken to settle itself. Counts one more shutdown sending orphans.
     pub(super) fn cancel_all(&self) {
-        let wakers: Vec<Waker> = {
+        let mut wakers = Vec::new();
+        {
             let mut pending = self.pending();
             pending.cancelled = true;
             pending.shutdowns += 1;
-            let unstarted: Vec<u64> = pending
-                .jobs
-                .iter()
-                .filter(|(_, job)| !job.started)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in unstarted {
-                if let Some(job) = pending.jobs.remove(&id) {
-                    pending
-                        .orphans
-                        .push_back(job.into_entry(DeadLetterReason::ShutDown));
-                }
-            }
+            pending.shut_down(|job| !job.started, &mut wakers);
             if pending.settled() {
                 self.drained.notify_waiters();
             }
-            pending
-                .jobs
-                .values_mut()
-                .filter_map(|job| job.waker.take())
-                .collect()
-        };
+            wakers.extend(pending.jobs.values_mut().filter_map(|job| job.waker.take()));
+        }
         for waker in wakers {
             waker.wake();
         }
@@ -282,19 +302,11 @@ impl BestEffortRunner {
     /// its entry is not lost. Returns how many jobs are inside a poll of
     /// their handler and stay with their own task.
     pub(super) fn take_unresponsive(&self) -> usize {
+        let mut released = Vec::new();
         let mut pending = self.pending();
-        let idle: Vec<u64> = pending
-            .jobs
-            .iter()
-            .filter(|(_, job)| !job.polling)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in idle {
-            if let Some(job) = pending.jobs.remove(&id) {
-                pending
-                    .orphans
-                    .push_back(job.into_entry(DeadLetterReason::ShutDown));
-            }
+        pending.shut_down(|job| !job.polling, &mut released);
+        if pending.settled() {
+            self.drained.notify_waiters();
         }
         pending.jobs.len()
     }
