@@ -3,13 +3,22 @@
 //! The visitor reads only the top-level keys it knows (`id`, `type`, `object`,
 //! `created`, `action`), borrows their string values from the body where no escape
 //! forces a copy, and skips everything else without building values. A repeated key
-//! keeps its last value, as `JSON.parse` does in the providers' SDKs.
+//! keeps its last value, as `JSON.parse` does in the providers' SDKs and as
+//! `serde_json::Value` does.
+//!
+//! Skipping uses serde's `IgnoredAny`, which serde_json checks more loosely than a
+//! full parse (no UTF-8 or surrogate check in skipped strings, no number range,
+//! no nesting limit). So every entry point here first asks [`json::check`] whether
+//! serde_json would accept the whole body: a body is read only when
+//! `serde_json::from_slice::<serde_json::Value>` would accept it too.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+
+use super::json::{self, Invalid};
 
 /// A top-level JSON value, reduced to what identification needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,11 +51,32 @@ pub(crate) struct Envelope<'a> {
     pub(crate) action: Option<Scalar<'a>>,
 }
 
+/// Why a body's envelope could not be read.
+#[derive(Debug)]
+pub(crate) enum EnvelopeError {
+    /// serde_json would refuse the body.
+    Invalid(Invalid),
+    /// The reader itself failed on a body [`json::check`] accepted. Unreachable
+    /// while both agree; kept as an error rather than a panic.
+    Read(serde_json::Error),
+}
+
+impl fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnvelopeError::Invalid(invalid) => invalid.fmt(f),
+            EnvelopeError::Read(err) => err.fmt(f),
+        }
+    }
+}
+
 impl<'a> Envelope<'a> {
-    /// Parses `body` as one JSON document (trailing bytes other than whitespace are
-    /// an error). A document that is not an object yields an empty envelope.
-    pub(crate) fn parse(body: &'a [u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(body)
+    /// Parses `body` as one JSON document, which must be one serde_json accepts
+    /// (see [`json::check`]). A document that is not an object yields an empty
+    /// envelope.
+    pub(crate) fn parse(body: &'a [u8]) -> Result<Self, EnvelopeError> {
+        json::check(body).map_err(EnvelopeError::Invalid)?;
+        serde_json::from_slice(body).map_err(EnvelopeError::Read)
     }
 }
 
@@ -109,22 +139,21 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
     }
 }
 
-/// The value of the first top-level `action` key of a JSON object, reading the body
-/// only up to that key's value.
+/// The value of the first top-level `action` key of a JSON object, after checking
+/// that serde_json accepts the whole body.
 ///
-/// GitHub puts `action` first, so this avoids scanning a payload of up to 25 MB to
-/// name the event. `None` when the body is not a JSON object, has no top-level
-/// `action`, or is malformed before reaching it. Unlike [`Envelope::parse`], a
-/// repeated `action` key keeps its *first* value and bytes after it are not
-/// checked: the body is GitHub's own (the MAC was verified), and handlers that
-/// parse it still see any error.
-pub(crate) fn first_action(body: &[u8]) -> Option<Scalar<'_>> {
+/// Once the body is known to be valid, GitHub's `action` (its first key) is read
+/// without walking the rest again. `Ok(None)` when the body is not a JSON object
+/// or has no top-level `action`. Unlike [`Envelope::parse`], a repeated `action`
+/// key keeps its *first* value (as the pipeline has always routed it).
+pub(crate) fn first_action(body: &[u8]) -> Result<Option<Scalar<'_>>, Invalid> {
+    json::check(body)?;
     let mut found = None;
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     // Reaching `action` ends the parse with a deliberate error; every other error
     // simply means there is no usable action, so the result itself is not needed.
     let _stopped = deserializer.deserialize_any(FirstActionVisitor { found: &mut found });
-    found
+    Ok(found)
 }
 
 struct FirstActionVisitor<'o, 'de> {
@@ -263,7 +292,11 @@ mod tests {
 
     #[test]
     fn first_action_stops_at_the_first_top_level_action() {
-        let action = |body: &[u8]| first_action(body).and_then(|s| s.as_str().map(str::to_owned));
+        let action = |body: &[u8]| {
+            first_action(body)
+                .unwrap()
+                .and_then(|s| s.as_str().map(str::to_owned))
+        };
         assert_eq!(
             action(br#"{"action":"opened","issue":{"action":"x"}}"#).as_deref(),
             Some("opened")
@@ -273,20 +306,41 @@ mod tests {
             Some("closed")
         );
         assert!(matches!(
-            first_action(br#"{"action":"a","rest":"#),
-            Some(Scalar::Str(Cow::Borrowed("a")))
+            first_action(br#"{"action":"a","rest":1}"#),
+            Ok(Some(Scalar::Str(Cow::Borrowed("a"))))
         ));
         assert_eq!(
             action(br#"{"action":"first","action":"second"}"#).as_deref(),
             Some("first")
         );
-        assert_eq!(first_action(br#"{"action":3}"#), Some(Scalar::Int(3)));
-        assert_eq!(first_action(br#"{"action":[1]}"#), Some(Scalar::Other));
-        assert_eq!(first_action(br#"{"ref":"main"}"#), None);
-        assert_eq!(first_action(br#"{"ref": ,"action":"x"}"#), None);
-        assert_eq!(first_action(b"payload=%7B%22action%22%7D"), None);
-        assert_eq!(first_action(br#"["action","x"]"#), None);
-        assert_eq!(first_action(b""), None);
+        assert_eq!(first_action(br#"{"action":3}"#), Ok(Some(Scalar::Int(3))));
+        assert_eq!(first_action(br#"{"action":[1]}"#), Ok(Some(Scalar::Other)));
+        assert_eq!(first_action(br#"{"ref":"main"}"#), Ok(None));
+        assert_eq!(first_action(br#"["action","x"]"#), Ok(None));
+    }
+
+    #[test]
+    fn nothing_is_read_from_a_body_serde_json_refuses() {
+        for body in [
+            &br#"{"action":"a","rest":"#[..],
+            br#"{"ref": ,"action":"x"}"#,
+            b"payload=%7B%22action%22%7D",
+            b"",
+            br#"{"action":"a","skipped":"\ud800"}"#,
+            b"{\"action\":\"a\",\"skipped\":\"\xff\"}",
+            br#"{"action":"a","n":1e400}"#,
+        ] {
+            assert!(
+                first_action(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+            assert!(
+                Envelope::parse(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]

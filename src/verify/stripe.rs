@@ -172,6 +172,8 @@ impl Verifier for Stripe {
     }
 
     fn identify(&self, body: &[u8], _headers: &Headers) -> Result<Identity, IdentifyError> {
+        // A body serde_json would refuse (as `Event::json` would) is refused here,
+        // before anything is claimed or routed.
         let envelope =
             Envelope::parse(body).map_err(|e| IdentifyError::InvalidJson(e.to_string()))?;
         if envelope.object.as_ref().and_then(Scalar::as_str) == Some("v2.core.event") {
