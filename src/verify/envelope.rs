@@ -1,21 +1,19 @@
-//! A borrowed parse of the few top-level JSON fields that name an event.
+//! A borrowed read of the few top-level JSON fields that name an event.
 //!
-//! The visitor reads only the top-level keys it knows (`id`, `type`, `object`,
-//! `created`, `action`), borrows their string values from the body where no escape
-//! forces a copy, and skips everything else without building values. A repeated key
-//! keeps its last value, as `JSON.parse` does in the providers' SDKs and as
-//! `serde_json::Value` does.
-//!
-//! Skipping uses serde's `IgnoredAny`, which serde_json checks more loosely than a
-//! full parse (no UTF-8 or surrogate check in skipped strings, no number range,
-//! no nesting limit). So every entry point here first asks [`json::check`] whether
-//! serde_json would accept the whole body: a body is read only when
-//! `serde_json::from_slice::<serde_json::Value>` would accept it too.
+//! [`json::check_members`] validates the whole body exactly as serde_json would
+//! (so nothing is read from a body `Event::json` would refuse) and reports where
+//! each top-level member's value lies; only the values of the keys identification
+//! needs (`id`, `type`, `object`, `created`, `action`) are then decoded, by
+//! serde_json, borrowing strings from the body where no escape forces a copy. A
+//! key written with escapes (`"i\u0064"`) is recognised as `JSON.parse` would. A
+//! repeated key keeps its last value in an [`Envelope`], as `JSON.parse` and
+//! `serde_json::Value` do; [`first_action`] keeps the first.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::json::{self, Invalid};
@@ -31,12 +29,21 @@ pub(crate) enum Scalar<'a> {
     Other,
 }
 
-impl Scalar<'_> {
+impl<'a> Scalar<'a> {
     /// The string value, if this is a string.
     pub(crate) fn as_str(&self) -> Option<&str> {
         match self {
             Scalar::Str(s) => Some(s),
             _ => None,
+        }
+    }
+
+    /// Reads one value that [`json::check`] accepted as part of a document. Only
+    /// strings and numbers are decoded; the rest is recognised by its first byte.
+    fn read(text: &'a [u8]) -> Result<Self, serde_json::Error> {
+        match text.first() {
+            Some(b'"' | b'-' | b'0'..=b'9') => serde_json::from_slice(text),
+            _ => Ok(Scalar::Other),
         }
     }
 }
@@ -56,8 +63,8 @@ pub(crate) struct Envelope<'a> {
 pub(crate) enum EnvelopeError {
     /// serde_json would refuse the body.
     Invalid(Invalid),
-    /// The reader itself failed on a body [`json::check`] accepted. Unreachable
-    /// while both agree; kept as an error rather than a panic.
+    /// serde_json failed on a value of a body [`json::check`] accepted.
+    /// Unreachable while both agree; kept as an error rather than a panic.
     Read(serde_json::Error),
 }
 
@@ -70,151 +77,86 @@ impl fmt::Display for EnvelopeError {
     }
 }
 
-impl<'a> Envelope<'a> {
-    /// Parses `body` as one JSON document, which must be one serde_json accepts
-    /// (see [`json::check`]). A document that is not an object yields an empty
-    /// envelope.
-    pub(crate) fn parse(body: &'a [u8]) -> Result<Self, EnvelopeError> {
-        json::check(body).map_err(EnvelopeError::Invalid)?;
-        serde_json::from_slice(body).map_err(EnvelopeError::Read)
-    }
-}
-
-impl<'de> Deserialize<'de> for Envelope<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(EnvelopeVisitor)
-    }
-}
-
-struct EnvelopeVisitor;
-
-impl<'de> Visitor<'de> for EnvelopeVisitor {
-    type Value = Envelope<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON document")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut envelope = Envelope::default();
-        while let Some(key) = map.next_key::<Key>()? {
-            let slot = match key {
-                Key::Id => &mut envelope.id,
-                Key::Type => &mut envelope.kind,
-                Key::Object => &mut envelope.object,
-                Key::Created => &mut envelope.created,
-                Key::Action => &mut envelope.action,
-                Key::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
-            };
-            *slot = Some(map.next_value::<Scalar<'de>>()?);
-        }
-        Ok(envelope)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Envelope::default())
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Envelope::default())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Envelope::default())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Envelope::default())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Envelope::default())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Envelope::default())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Envelope::default())
-    }
-}
-
-/// The value of the first top-level `action` key of a JSON object, after checking
-/// that serde_json accepts the whole body.
-///
-/// Once the body is known to be valid, GitHub's `action` (its first key) is read
-/// without walking the rest again. `Ok(None)` when the body is not a JSON object
-/// or has no top-level `action`. Unlike [`Envelope::parse`], a repeated `action`
-/// key keeps its *first* value (as the pipeline has always routed it).
-pub(crate) fn first_action(body: &[u8]) -> Result<Option<Scalar<'_>>, Invalid> {
-    json::check(body)?;
-    let mut found = None;
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    // Reaching `action` ends the parse with a deliberate error; every other error
-    // simply means there is no usable action, so the result itself is not needed.
-    let _stopped = deserializer.deserialize_any(FirstActionVisitor { found: &mut found });
-    Ok(found)
-}
-
-struct FirstActionVisitor<'o, 'de> {
-    found: &'o mut Option<Scalar<'de>>,
-}
-
-impl<'de> Visitor<'de> for FirstActionVisitor<'_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while let Some(key) = map.next_key::<Key>()? {
-            if matches!(key, Key::Action) {
-                *self.found = Some(map.next_value::<Scalar<'de>>()?);
-                return Err(de::Error::custom("stopped at the first top-level `action`"));
-            }
-            map.next_value::<IgnoredAny>()?;
-        }
-        Ok(())
-    }
-}
-
-enum Key {
+/// The top-level keys identification reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
     Id,
     Type,
     Object,
     Created,
     Action,
-    Other,
 }
 
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
+impl Field {
+    const COUNT: usize = 5;
 
-struct KeyVisitor;
-
-impl Visitor<'_> for KeyVisitor {
-    type Value = Key;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-
-    // serde_json calls this for borrowed and unescaped-into-scratch keys alike, so a
-    // key written with escapes (`"i\u0064"`) is recognised as `JSON.parse` would.
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-        Ok(match key {
-            "id" => Key::Id,
-            "type" => Key::Type,
-            "object" => Key::Object,
-            "created" => Key::Created,
-            "action" => Key::Action,
-            _ => Key::Other,
+    /// The field a key names, from the key's JSON text (quotes included).
+    fn of(key: &[u8]) -> Option<Self> {
+        let decoded;
+        let name: &[u8] = if key.contains(&b'\\') {
+            // Escaped keys are rare: let serde_json decode them.
+            decoded = serde_json::from_slice::<String>(key).ok()?;
+            decoded.as_bytes()
+        } else {
+            key.get(1..key.len().saturating_sub(1))?
+        };
+        Some(match name {
+            b"id" => Field::Id,
+            b"type" => Field::Type,
+            b"object" => Field::Object,
+            b"created" => Field::Created,
+            b"action" => Field::Action,
+            _ => return None,
         })
     }
+}
+
+/// Reads the value at `span` of `body`, if there is one.
+fn read_at(body: &[u8], span: Option<Range<usize>>) -> Result<Option<Scalar<'_>>, EnvelopeError> {
+    span.and_then(|span| body.get(span))
+        .map(Scalar::read)
+        .transpose()
+        .map_err(EnvelopeError::Read)
+}
+
+impl<'a> Envelope<'a> {
+    /// Reads `body`, which must be one JSON document serde_json accepts (see
+    /// [`json::check`]). A document that is not an object yields an empty
+    /// envelope.
+    pub(crate) fn parse(body: &'a [u8]) -> Result<Self, EnvelopeError> {
+        let mut spans: [Option<Range<usize>>; Field::COUNT] = Default::default();
+        json::check_members(body, |key, value| {
+            if let Some(field) = Field::of(key) {
+                spans[field as usize] = Some(value);
+            }
+        })
+        .map_err(EnvelopeError::Invalid)?;
+        let [id, kind, object, created, action] = spans;
+        Ok(Self {
+            id: read_at(body, id)?,
+            kind: read_at(body, kind)?,
+            object: read_at(body, object)?,
+            created: read_at(body, created)?,
+            action: read_at(body, action)?,
+        })
+    }
+}
+
+/// The value of the first top-level `action` key of a JSON object, once the whole
+/// body is known to be a document serde_json accepts.
+///
+/// `Ok(None)` when the body is not a JSON object or has no top-level `action`.
+/// Unlike [`Envelope::parse`], a repeated `action` key keeps its *first* value
+/// (as the pipeline has always routed GitHub deliveries).
+pub(crate) fn first_action(body: &[u8]) -> Result<Option<Scalar<'_>>, EnvelopeError> {
+    let mut first = None;
+    json::check_members(body, |key, value| {
+        if first.is_none() && Field::of(key) == Some(Field::Action) {
+            first = Some(value);
+        }
+    })
+    .map_err(EnvelopeError::Invalid)?;
+    read_at(body, first)
 }
 
 impl<'de> Deserialize<'de> for Scalar<'de> {
@@ -229,7 +171,7 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     type Value = Scalar<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
+        f.write_str("a JSON string or number")
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
@@ -250,18 +192,10 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
         Ok(Scalar::Other)
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Scalar::Other)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Scalar::Other)
-    }
+    // A number arrives as a map when a dependent enables serde_json's
+    // `arbitrary_precision` feature.
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Scalar::Other)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Scalar::Other)
     }
 }
@@ -310,13 +244,34 @@ mod tests {
             Ok(Some(Scalar::Str(Cow::Borrowed("a"))))
         ));
         assert_eq!(
+            first_action(br#"{"action":"first","action":"second"}"#)
+                .unwrap()
+                .and_then(|s| s.as_str().map(str::to_owned))
+                .as_deref(),
+            Some("first")
+        );
+        assert_eq!(
             action(br#"{"action":"first","action":"second"}"#).as_deref(),
             Some("first")
         );
-        assert_eq!(first_action(br#"{"action":3}"#), Ok(Some(Scalar::Int(3))));
-        assert_eq!(first_action(br#"{"action":[1]}"#), Ok(Some(Scalar::Other)));
-        assert_eq!(first_action(br#"{"ref":"main"}"#), Ok(None));
-        assert_eq!(first_action(br#"["action","x"]"#), Ok(None));
+        assert_eq!(
+            first_action(br#"{"action":3}"#).unwrap(),
+            Some(Scalar::Int(3))
+        );
+        assert_eq!(
+            first_action(br#"{"action":[1]}"#).unwrap(),
+            Some(Scalar::Other)
+        );
+        assert_eq!(
+            first_action(br#"{"action":{"a":1}}"#).unwrap(),
+            Some(Scalar::Other)
+        );
+        assert_eq!(
+            first_action(br#"{"\u0061ction":"esc"}"#).unwrap(),
+            Some(Scalar::Str("esc".into()))
+        );
+        assert_eq!(first_action(br#"{"ref":"main"}"#).unwrap(), None);
+        assert_eq!(first_action(br#"["action","x"]"#).unwrap(), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! hostile documents.
 
 use std::fmt;
+use std::ops::Range;
 
 /// How deeply containers may nest: serde_json's recursion limit (it starts at 128
 /// and refuses the container that would bring it to 0).
@@ -43,11 +44,22 @@ impl fmt::Display for Invalid {
 /// `Ok` exactly when serde_json parses `body` as one JSON document (a value,
 /// optionally surrounded by white space).
 pub(crate) fn check(body: &[u8]) -> Result<(), Invalid> {
+    check_members(body, |_, _| {})
+}
+
+/// [`check`], calling `member(key, value)` on the way for each member of a
+/// top-level object, in document order: `key` is the key's JSON text (quotes
+/// included, escapes not decoded), `value` the byte range of the member's value.
+/// What was reported means something only when the result is `Ok`.
+pub(crate) fn check_members(
+    body: &[u8],
+    member: impl FnMut(&[u8], Range<usize>),
+) -> Result<(), Invalid> {
     Scanner {
         bytes: body,
         pos: 0,
     }
-    .document()
+    .document(member)
 }
 
 struct Scanner<'a> {
@@ -83,21 +95,28 @@ impl Scanner<'_> {
         Ok(())
     }
 
-    /// An object key and its colon, after white space.
-    fn key(&mut self) -> Result<(), Invalid> {
+    /// An object key, its colon and the white space after it; returns the key's
+    /// range, quotes included.
+    fn key(&mut self) -> Result<Range<usize>, Invalid> {
         self.skip_whitespace();
         if self.peek() != Some(b'"') {
             return self.fail("expected a string key");
         }
+        let start = self.pos;
         self.string()?;
-        self.expect(b':', "expected `:` after an object key")
+        let key = start..self.pos;
+        self.expect(b':', "expected `:` after an object key")?;
+        self.skip_whitespace();
+        Ok(key)
     }
 
     /// The whole document, iteratively: `open` holds one bit per open container
     /// (1 = object, 0 = array), innermost lowest; `MAX_DEPTH` bits fit in a u128.
-    fn document(mut self) -> Result<(), Invalid> {
+    /// `pending` is the key and value start of the top-level member being read.
+    fn document(mut self, mut member: impl FnMut(&[u8], Range<usize>)) -> Result<(), Invalid> {
         let mut open: u128 = 0;
         let mut depth: u32 = 0;
+        let mut pending: Option<(Range<usize>, usize)> = None;
         loop {
             // A value starts here (after white space).
             self.skip_whitespace();
@@ -117,7 +136,10 @@ impl Scanner<'_> {
                         depth -= 1;
                         open >>= 1;
                     } else if object {
-                        self.key()?;
+                        let key = self.key()?;
+                        if depth == 1 {
+                            pending = Some((key, self.pos));
+                        }
                         continue;
                     } else {
                         continue;
@@ -133,6 +155,11 @@ impl Scanner<'_> {
             }
             // After a value: close containers until one continues with `,`.
             loop {
+                if depth == 1 {
+                    if let Some((key, start)) = pending.take() {
+                        member(&self.bytes[key], start..self.pos);
+                    }
+                }
                 self.skip_whitespace();
                 if depth == 0 {
                     return match self.peek() {
@@ -145,7 +172,10 @@ impl Scanner<'_> {
                     (Some(b','), _) => {
                         self.pos += 1;
                         if object {
-                            self.key()?;
+                            let key = self.key()?;
+                            if depth == 1 {
+                                pending = Some((key, self.pos));
+                            }
                         } else {
                             self.skip_whitespace();
                             if self.peek() == Some(b']') {
@@ -435,6 +465,34 @@ mod tests {
                 serde_json::from_slice::<serde_json::Value>(&nested(n)).is_ok()
             );
         }
+    }
+
+    #[test]
+    fn top_level_members_are_reported_in_order_with_their_value_spans() {
+        let body =
+            br#" { "id" : "evt_1" , "data":{"id":[1,{}]},"e":{}, "i\u0064":[ ] ,"n":-1.5e3} "#;
+        let mut seen = Vec::new();
+        check_members(body, |key, value| {
+            seen.push((
+                String::from_utf8(key.to_vec()).unwrap(),
+                String::from_utf8(body[value].to_vec()).unwrap(),
+            ))
+        })
+        .unwrap();
+        let seen: Vec<(&str, &str)> = seen.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        assert_eq!(
+            seen,
+            [
+                ("\"id\"", "\"evt_1\""),
+                ("\"data\"", r#"{"id":[1,{}]}"#),
+                ("\"e\"", "{}"),
+                ("\"i\\u0064\"", "[ ]"),
+                ("\"n\"", "-1.5e3"),
+            ]
+        );
+        let mut calls = 0;
+        check_members(br#"[{"id":1}]"#, |_, _| calls += 1).unwrap();
+        assert_eq!(calls, 0, "only the members of a top-level object");
     }
 
     #[test]
