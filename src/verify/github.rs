@@ -52,6 +52,12 @@ const METADATA: [(&str, &str); 3] = [
 /// GitHub signs no timestamp, so there is no replay window: deduplicate on the
 /// delivery id.
 ///
+/// [`identify`](Verifier::identify) names the event `X-GitHub-Event`, refined
+/// with the body's first top-level string `action` (`issues.opened`). A JSON body
+/// serde_json would refuse (so `Event::json` would fail) is
+/// [`IdentifyError::InvalidJson`]; a form-encoded body (`payload=…`) is not JSON
+/// and keeps the bare event name.
+///
 /// ```
 /// use hookgate::{testing, GitHub, Headers, Verifier};
 /// use time::OffsetDateTime;

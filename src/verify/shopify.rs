@@ -84,6 +84,11 @@ fn is_xml(body: &[u8]) -> bool {
 /// The dedup id is `X-Shopify-Webhook-Id`; `X-Shopify-Event-Id` is shared by every
 /// topic one merchant action triggers, so it is only metadata (`event_id`).
 ///
+/// [`identify`](Verifier::identify) names the event from the headers, and still
+/// refuses a JSON body serde_json would refuse with
+/// [`IdentifyError::InvalidJson`], so a handler's `Event::json` never meets one. An
+/// XML body (a subscription created with format `XML`) is not checked.
+///
 /// ```
 /// use hookgate::{testing, Headers, Shopify, Verifier};
 /// use time::OffsetDateTime;

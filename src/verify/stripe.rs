@@ -32,6 +32,11 @@ const HEADER: &str = "Stripe-Signature";
 /// pass (opt into a limit with [`StripeBuilder::max_future_skew`]). See the README's
 /// "Verification rules" for every rule.
 ///
+/// [`identify`](Verifier::identify) reads the top-level `id`, `type` and `created`
+/// (a repeated key keeps its last value, as `serde_json::Value` does) and refuses
+/// any body serde_json would refuse with [`IdentifyError::InvalidJson`], so a
+/// handler's `Event::json` never meets one.
+///
 /// ```
 /// use hookgate::{testing, Headers, Stripe, Verifier};
 /// use time::OffsetDateTime;
