@@ -2,15 +2,19 @@
 //!
 //! [`check`] gives the verdict `serde_json::from_slice::<serde_json::Value>` gives,
 //! for every input, without allocating: strings are UTF-8 (outside strings only
-//! ASCII is valid JSON anyway), the grammar is RFC 8259's with serde_json's limits (containers nested at most
-//! [`MAX_DEPTH`] deep, no control characters in strings, `\u` escapes that name
-//! scalar values: a high surrogate must be followed by an escaped low one), and
-//! numbers must be finite. Numbers whose range is in question (an exponent, or
-//! more integer digits than a `u64` always holds) are handed to serde_json itself,
-//! so its number parsing (including its `float_roundtrip` and
-//! `arbitrary_precision` features, if a dependent enables them) decides.
-//! `tests/identify_props.rs` holds the verdict equal to serde_json's on generated
-//! hostile documents.
+//! ASCII is valid JSON anyway), the grammar is RFC 8259's with serde_json's
+//! limits (containers nested at most [`MAX_DEPTH`] deep, no control characters in
+//! strings, `\u` escapes that name scalar values: a high surrogate must be
+//! followed by an escaped low one), and numbers must be finite. Numbers whose
+//! range is in question (an exponent, or more integer digits than a `u64` always
+//! holds) are handed to serde_json itself, so its number parsing (including its
+//! `float_roundtrip` and `arbitrary_precision` features, if a dependent enables
+//! them) decides. `tests/identify_props.rs` holds the verdict equal to
+//! serde_json's on generated hostile documents.
+//!
+//! Why not serde's `IgnoredAny`: serde_json skips with it more loosely than it
+//! parses (no UTF-8 or surrogate check in skipped strings, no number range, no
+//! depth limit), which is how such bodies used to get through identification.
 
 use std::fmt;
 use std::ops::Range;
@@ -288,8 +292,8 @@ impl Scanner<'_> {
         Ok(value)
     }
 
-    /// A number: JSON's grammar here, the range of any number that could leave it
-    /// by serde_json.
+    /// A number. Its grammar is checked here; whether one with an exponent or a
+    /// long integer part is in range, serde_json decides.
     fn number(&mut self) -> Result<(), Invalid> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
