@@ -1,15 +1,22 @@
-//! A borrowed parse of the few top-level JSON fields that name an event.
+//! A borrowed read of the few top-level JSON fields that name an event.
 //!
-//! The visitor reads only the top-level keys it knows (`id`, `type`, `object`,
-//! `created`, `action`), borrows their string values from the body where no escape
-//! forces a copy, and skips everything else without building values. A repeated key
-//! keeps its last value, as `JSON.parse` does in the providers' SDKs.
+//! [`json::check_members`] validates the whole body exactly as serde_json would
+//! (so nothing is read from a body `Event::json` would refuse) and reports where
+//! each top-level member's value lies; only the values of the keys identification
+//! needs (`id`, `type`, `object`, `created`, `action`) are then decoded, by
+//! serde_json, borrowing strings from the body where no escape forces a copy. A
+//! key written with escapes (`"i\u0064"`) is recognised as `JSON.parse` would. A
+//! repeated key keeps its last value in an [`Envelope`], as `JSON.parse` and
+//! `serde_json::Value` do; [`first_action`] keeps the first.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+
+use super::json::{self, Invalid};
 
 /// A top-level JSON value, reduced to what identification needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,12 +29,21 @@ pub(crate) enum Scalar<'a> {
     Other,
 }
 
-impl Scalar<'_> {
+impl<'a> Scalar<'a> {
     /// The string value, if this is a string.
     pub(crate) fn as_str(&self) -> Option<&str> {
         match self {
             Scalar::Str(s) => Some(s),
             _ => None,
+        }
+    }
+
+    /// Reads one value that [`json::check`] accepted as part of a document. Only
+    /// strings and numbers are decoded; the rest is recognised by its first byte.
+    fn read(text: &'a [u8]) -> Result<Self, serde_json::Error> {
+        match text.first() {
+            Some(b'"' | b'-' | b'0'..=b'9') => serde_json::from_slice(text),
+            _ => Ok(Scalar::Other),
         }
     }
 }
@@ -42,150 +58,105 @@ pub(crate) struct Envelope<'a> {
     pub(crate) action: Option<Scalar<'a>>,
 }
 
-impl<'a> Envelope<'a> {
-    /// Parses `body` as one JSON document (trailing bytes other than whitespace are
-    /// an error). A document that is not an object yields an empty envelope.
-    pub(crate) fn parse(body: &'a [u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(body)
-    }
+/// Why a body's envelope could not be read.
+#[derive(Debug)]
+pub(crate) enum EnvelopeError {
+    /// serde_json would refuse the body.
+    Invalid(Invalid),
+    /// serde_json failed on a value of a body [`json::check`] accepted.
+    /// Unreachable while both agree; kept as an error rather than a panic.
+    Read(serde_json::Error),
 }
 
-impl<'de> Deserialize<'de> for Envelope<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(EnvelopeVisitor)
-    }
-}
-
-struct EnvelopeVisitor;
-
-impl<'de> Visitor<'de> for EnvelopeVisitor {
-    type Value = Envelope<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON document")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut envelope = Envelope::default();
-        while let Some(key) = map.next_key::<Key>()? {
-            let slot = match key {
-                Key::Id => &mut envelope.id,
-                Key::Type => &mut envelope.kind,
-                Key::Object => &mut envelope.object,
-                Key::Created => &mut envelope.created,
-                Key::Action => &mut envelope.action,
-                Key::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
-            };
-            *slot = Some(map.next_value::<Scalar<'de>>()?);
+impl fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnvelopeError::Invalid(invalid) => invalid.fmt(f),
+            EnvelopeError::Read(err) => err.fmt(f),
         }
-        Ok(envelope)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Envelope::default())
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Envelope::default())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Envelope::default())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Envelope::default())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Envelope::default())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Envelope::default())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Envelope::default())
     }
 }
 
-/// The value of the first top-level `action` key of a JSON object, reading the body
-/// only up to that key's value.
-///
-/// GitHub puts `action` first, so this avoids scanning a payload of up to 25 MB to
-/// name the event. `None` when the body is not a JSON object, has no top-level
-/// `action`, or is malformed before reaching it. Unlike [`Envelope::parse`], a
-/// repeated `action` key keeps its *first* value and bytes after it are not
-/// checked: the body is GitHub's own (the MAC was verified), and handlers that
-/// parse it still see any error.
-pub(crate) fn first_action(body: &[u8]) -> Option<Scalar<'_>> {
-    let mut found = None;
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    // Reaching `action` ends the parse with a deliberate error; every other error
-    // simply means there is no usable action, so the result itself is not needed.
-    let _stopped = deserializer.deserialize_any(FirstActionVisitor { found: &mut found });
-    found
-}
-
-struct FirstActionVisitor<'o, 'de> {
-    found: &'o mut Option<Scalar<'de>>,
-}
-
-impl<'de> Visitor<'de> for FirstActionVisitor<'_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while let Some(key) = map.next_key::<Key>()? {
-            if matches!(key, Key::Action) {
-                *self.found = Some(map.next_value::<Scalar<'de>>()?);
-                return Err(de::Error::custom("stopped at the first top-level `action`"));
-            }
-            map.next_value::<IgnoredAny>()?;
-        }
-        Ok(())
-    }
-}
-
-enum Key {
+/// The top-level keys identification reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
     Id,
     Type,
     Object,
     Created,
     Action,
-    Other,
 }
 
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
+impl Field {
+    const COUNT: usize = 5;
 
-struct KeyVisitor;
-
-impl Visitor<'_> for KeyVisitor {
-    type Value = Key;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-
-    // serde_json calls this for borrowed and unescaped-into-scratch keys alike, so a
-    // key written with escapes (`"i\u0064"`) is recognised as `JSON.parse` would.
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-        Ok(match key {
-            "id" => Key::Id,
-            "type" => Key::Type,
-            "object" => Key::Object,
-            "created" => Key::Created,
-            "action" => Key::Action,
-            _ => Key::Other,
+    /// The field a key names, from the key's JSON text (quotes included).
+    fn of(key: &[u8]) -> Option<Self> {
+        let decoded;
+        let name: &[u8] = if key.contains(&b'\\') {
+            // Escaped keys are rare: let serde_json decode them.
+            decoded = serde_json::from_slice::<String>(key).ok()?;
+            decoded.as_bytes()
+        } else {
+            key.get(1..key.len().saturating_sub(1))?
+        };
+        Some(match name {
+            b"id" => Field::Id,
+            b"type" => Field::Type,
+            b"object" => Field::Object,
+            b"created" => Field::Created,
+            b"action" => Field::Action,
+            _ => return None,
         })
     }
+}
+
+/// Reads the value at `span` of `body`, if there is one.
+fn read_at(body: &[u8], span: Option<Range<usize>>) -> Result<Option<Scalar<'_>>, EnvelopeError> {
+    span.and_then(|span| body.get(span))
+        .map(Scalar::read)
+        .transpose()
+        .map_err(EnvelopeError::Read)
+}
+
+impl<'a> Envelope<'a> {
+    /// Reads `body`, which must be one JSON document serde_json accepts (see
+    /// [`json::check`]). A document that is not an object yields an empty
+    /// envelope.
+    pub(crate) fn parse(body: &'a [u8]) -> Result<Self, EnvelopeError> {
+        let mut spans: [Option<Range<usize>>; Field::COUNT] = Default::default();
+        json::check_members(body, |key, value| {
+            if let Some(field) = Field::of(key) {
+                spans[field as usize] = Some(value);
+            }
+        })
+        .map_err(EnvelopeError::Invalid)?;
+        let [id, kind, object, created, action] = spans;
+        Ok(Self {
+            id: read_at(body, id)?,
+            kind: read_at(body, kind)?,
+            object: read_at(body, object)?,
+            created: read_at(body, created)?,
+            action: read_at(body, action)?,
+        })
+    }
+}
+
+/// The value of the first top-level `action` key of a JSON object, once the whole
+/// body is known to be a document serde_json accepts.
+///
+/// `Ok(None)` when the body is not a JSON object or has no top-level `action`.
+/// Unlike [`Envelope::parse`], a repeated `action` key keeps its *first* value
+/// (as the pipeline has always routed GitHub deliveries).
+pub(crate) fn first_action(body: &[u8]) -> Result<Option<Scalar<'_>>, EnvelopeError> {
+    let mut first = None;
+    json::check_members(body, |key, value| {
+        if first.is_none() && Field::of(key) == Some(Field::Action) {
+            first = Some(value);
+        }
+    })
+    .map_err(EnvelopeError::Invalid)?;
+    read_at(body, first)
 }
 
 impl<'de> Deserialize<'de> for Scalar<'de> {
@@ -200,7 +171,7 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     type Value = Scalar<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
+        f.write_str("a JSON string or number")
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
@@ -221,18 +192,10 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
         Ok(Scalar::Other)
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Scalar::Other)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Scalar::Other)
-    }
+    // A number arrives as a map when a dependent enables serde_json's
+    // `arbitrary_precision` feature.
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Scalar::Other)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Scalar::Other)
     }
 }
@@ -263,7 +226,11 @@ mod tests {
 
     #[test]
     fn first_action_stops_at_the_first_top_level_action() {
-        let action = |body: &[u8]| first_action(body).and_then(|s| s.as_str().map(str::to_owned));
+        let action = |body: &[u8]| {
+            first_action(body)
+                .unwrap()
+                .and_then(|s| s.as_str().map(str::to_owned))
+        };
         assert_eq!(
             action(br#"{"action":"opened","issue":{"action":"x"}}"#).as_deref(),
             Some("opened")
@@ -273,20 +240,62 @@ mod tests {
             Some("closed")
         );
         assert!(matches!(
-            first_action(br#"{"action":"a","rest":"#),
-            Some(Scalar::Str(Cow::Borrowed("a")))
+            first_action(br#"{"action":"a","rest":1}"#),
+            Ok(Some(Scalar::Str(Cow::Borrowed("a"))))
         ));
+        assert_eq!(
+            first_action(br#"{"action":"first","action":"second"}"#)
+                .unwrap()
+                .and_then(|s| s.as_str().map(str::to_owned))
+                .as_deref(),
+            Some("first")
+        );
         assert_eq!(
             action(br#"{"action":"first","action":"second"}"#).as_deref(),
             Some("first")
         );
-        assert_eq!(first_action(br#"{"action":3}"#), Some(Scalar::Int(3)));
-        assert_eq!(first_action(br#"{"action":[1]}"#), Some(Scalar::Other));
-        assert_eq!(first_action(br#"{"ref":"main"}"#), None);
-        assert_eq!(first_action(br#"{"ref": ,"action":"x"}"#), None);
-        assert_eq!(first_action(b"payload=%7B%22action%22%7D"), None);
-        assert_eq!(first_action(br#"["action","x"]"#), None);
-        assert_eq!(first_action(b""), None);
+        assert_eq!(
+            first_action(br#"{"action":3}"#).unwrap(),
+            Some(Scalar::Int(3))
+        );
+        assert_eq!(
+            first_action(br#"{"action":[1]}"#).unwrap(),
+            Some(Scalar::Other)
+        );
+        assert_eq!(
+            first_action(br#"{"action":{"a":1}}"#).unwrap(),
+            Some(Scalar::Other)
+        );
+        assert_eq!(
+            first_action(br#"{"\u0061ction":"esc"}"#).unwrap(),
+            Some(Scalar::Str("esc".into()))
+        );
+        assert_eq!(first_action(br#"{"ref":"main"}"#).unwrap(), None);
+        assert_eq!(first_action(br#"["action","x"]"#).unwrap(), None);
+    }
+
+    #[test]
+    fn nothing_is_read_from_a_body_serde_json_refuses() {
+        for body in [
+            &br#"{"action":"a","rest":"#[..],
+            br#"{"ref": ,"action":"x"}"#,
+            b"payload=%7B%22action%22%7D",
+            b"",
+            br#"{"action":"a","skipped":"\ud800"}"#,
+            b"{\"action\":\"a\",\"skipped\":\"\xff\"}",
+            br#"{"action":"a","n":1e400}"#,
+        ] {
+            assert!(
+                first_action(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+            assert!(
+                Envelope::parse(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]

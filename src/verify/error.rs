@@ -87,7 +87,9 @@ pub enum IdentifyError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The body is not the JSON document the provider sends.
+    /// The body is not a JSON document serde_json accepts (so `Event::json` would
+    /// fail on it): malformed, invalid UTF-8 in a string, a lone surrogate escape,
+    /// a number out of range, or containers nested deeper than 127 levels.
     #[error("the body is not valid JSON: {0}")]
     InvalidJson(String),
     /// A field the event needs is absent or has the wrong type.

@@ -22,6 +22,17 @@ const PREFIX: &[u8] = b"sha256=";
 const DELIVERY: &str = "X-GitHub-Delivery";
 const EVENT: &str = "X-GitHub-Event";
 
+/// How a form-encoded delivery (content type `application/x-www-form-urlencoded`)
+/// starts: GitHub sends `payload=<the JSON, URL-encoded>`.
+const FORM_PREFIX: &[u8] = b"payload=";
+
+/// Whether `body` is GitHub's form encoding rather than JSON. Decided on the
+/// signed bytes, not the unsigned `Content-Type`: no JSON document starts with
+/// `p`, so the two never overlap.
+fn is_form_encoded(body: &[u8]) -> bool {
+    body.starts_with(FORM_PREFIX)
+}
+
 /// Metadata names [`GitHub::identify`] records, with the header each comes from.
 const METADATA: [(&str, &str); 3] = [
     ("hook_id", "X-GitHub-Hook-ID"),
@@ -42,6 +53,12 @@ const METADATA: [(&str, &str); 3] = [
 /// lowercase hex digits of the HMAC-SHA256 of the body under one of the secrets.
 /// GitHub signs no timestamp, so there is no replay window: deduplicate on the
 /// delivery id.
+///
+/// [`identify`](Verifier::identify) names the event `X-GitHub-Event`, refined
+/// with the body's first top-level string `action` (`issues.opened`). A JSON body
+/// serde_json would refuse (so `Event::json` would fail) is
+/// [`IdentifyError::InvalidJson`]; a form-encoded body (`payload=…`) is not JSON
+/// and keeps the bare event name.
 ///
 /// ```
 /// use hookgate::{testing, GitHub, Headers, Verifier};
@@ -137,10 +154,15 @@ impl Verifier for GitHub {
         let event = required_header(headers, EVENT)?;
         // The action refines the kind when the body is a JSON object with a string
         // `action`; form-encoded or non-object payloads keep the bare event name.
-        // Only the body up to that key is read (GitHub sends `action` first).
-        let action = match first_action(body) {
-            Some(Scalar::Str(action)) if !action.is_empty() => Some(action),
-            _ => None,
+        // A JSON body serde_json would refuse (as `Event::json` would) is refused
+        // here, before anything is claimed or routed.
+        let action = if is_form_encoded(body) {
+            None
+        } else {
+            match first_action(body).map_err(|e| IdentifyError::InvalidJson(e.to_string()))? {
+                Some(Scalar::Str(action)) if !action.is_empty() => Some(action),
+                _ => None,
+            }
         };
         let kind = match action {
             Some(action) => format!("{event}.{action}"),

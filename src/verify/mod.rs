@@ -66,6 +66,7 @@ mod encoding;
 mod envelope;
 mod error;
 mod github;
+mod json;
 mod profile;
 mod shopify;
 mod stripe;

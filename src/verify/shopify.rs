@@ -12,6 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::encoding::decode_base64_tag;
+use super::json;
 use super::{check_secrets, optional_header, required_header, signature_header, verify_body_tag};
 use super::{
     ConfigError, IdentifyError, Identity, ProviderProfile, Verified, Verifier, VerifyError,
@@ -66,6 +67,17 @@ fn names_for(headers: &Headers) -> Names {
     }
 }
 
+/// Whether `body` is an XML document (a subscription created with format `XML`)
+/// rather than JSON: its first byte after white space or a byte-order mark is
+/// `<`, where no JSON document can start. Decided on the signed bytes, not the
+/// unsigned `Content-Type`.
+fn is_xml(body: &[u8]) -> bool {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'<')
+}
+
 /// Verifies Shopify webhook deliveries.
 ///
 /// Default behaviour is `@shopify/shopify-api`'s `webhooks.validate`: a non-empty
@@ -73,6 +85,11 @@ fn names_for(headers: &Headers) -> Names {
 /// equals the `X-Shopify-Hmac-Sha256` header exactly. Shopify signs no timestamp.
 /// The dedup id is `X-Shopify-Webhook-Id`; `X-Shopify-Event-Id` is shared by every
 /// topic one merchant action triggers, so it is only metadata (`event_id`).
+///
+/// [`identify`](Verifier::identify) names the event from the headers, and still
+/// refuses a JSON body serde_json would refuse with
+/// [`IdentifyError::InvalidJson`], so a handler's `Event::json` never meets one. An
+/// XML body (a subscription created with format `XML`) is not checked.
 ///
 /// ```
 /// use hookgate::{testing, Headers, Shopify, Verifier};
@@ -143,7 +160,7 @@ impl Verifier for Shopify {
         verify_body_tag(&self.secrets, body, candidate)
     }
 
-    fn identify(&self, _body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError> {
+    fn identify(&self, body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError> {
         let names = names_for(headers);
         let topic = required_header(headers, names.topic)?;
         let domain = required_header(headers, names.domain)?;
@@ -167,6 +184,12 @@ impl Verifier for Shopify {
         }
         if let Some(name) = optional_header(headers, "X-Shopify-Name") {
             identity = identity.with_metadata("name", name);
+        }
+        // The identity comes from the headers, but a JSON body serde_json would
+        // refuse (as `Event::json` would) is refused too, before anything is
+        // claimed or routed. XML subscriptions are left to their handlers.
+        if !is_xml(body) {
+            json::check(body).map_err(|e| IdentifyError::InvalidJson(e.to_string()))?;
         }
         Ok(identity)
     }

@@ -34,6 +34,11 @@ const HEADER: &str = "Stripe-Signature";
 /// pass (opt into a limit with [`StripeBuilder::max_future_skew`]). See the README's
 /// "Verification rules" for every rule.
 ///
+/// [`identify`](Verifier::identify) reads the top-level `id`, `type` and `created`
+/// (a repeated key keeps its last value, as `serde_json::Value` does) and refuses
+/// any body serde_json would refuse with [`IdentifyError::InvalidJson`], so a
+/// handler's `Event::json` never meets one.
+///
 /// ```
 /// use hookgate::{testing, Headers, Stripe, Verifier};
 /// use time::OffsetDateTime;
@@ -184,6 +189,8 @@ impl Verifier for Stripe {
     }
 
     fn identify(&self, body: &[u8], _headers: &Headers) -> Result<Identity, IdentifyError> {
+        // A body serde_json would refuse (as `Event::json` would) is refused here,
+        // before anything is claimed or routed.
         let envelope =
             Envelope::parse(body).map_err(|e| IdentifyError::InvalidJson(e.to_string()))?;
         if envelope.object.as_ref().and_then(Scalar::as_str) == Some("v2.core.event") {
