@@ -689,12 +689,12 @@ impl Pipeline {
             .claim(&key, fingerprint, provider.limits.lease)
             .await
         {
-            Ok(Claim::Acquired(token)) => token,
+            Ok(Claim::Acquired(token) | Claim::AcquiredBodyChanged(token)) => token,
             Ok(Claim::Completed) => return finish(outcome, OutcomeKind::Duplicate),
             Ok(Claim::InFlight { until }) => {
                 return finish(outcome, OutcomeKind::InFlight { until })
             }
-            Ok(Claim::FingerprintMismatch) => {
+            Ok(Claim::CompletedBodyChanged) => {
                 self.reject(
                     &outcome,
                     RejectionReason::FingerprintMismatch,
