@@ -122,7 +122,7 @@ fn group(c: &mut Criterion<Clock>, rt: &Runtime, provider: Provider) {
                     let outcome = pipeline.handle(body, &headers).await;
                     debug_assert!(matches!(outcome.kind, OutcomeKind::Processed { .. }));
                     // The headers are dropped with the outputs, outside the timed section.
-                    (outcome.status, headers)
+                    (outcome.status(), headers)
                 },
                 BatchSize::NumIterations(16),
             )
@@ -131,7 +131,7 @@ fn group(c: &mut Criterion<Clock>, rt: &Runtime, provider: Provider) {
             b.to_async(rt).iter(|| async {
                 let outcome = pipeline.handle(dup_body.clone(), &dup_headers).await;
                 debug_assert!(matches!(outcome.kind, OutcomeKind::Duplicate));
-                outcome.status
+                outcome.status()
             })
         });
     }

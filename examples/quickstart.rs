@@ -230,7 +230,7 @@ async fn deliver(pipeline: &Pipeline, title: &str, body: &str, headers: &Headers
     let outcome = pipeline.handle(body.to_owned(), headers).await;
     println!(
         "  ← {} {:?} ({}; event {})",
-        outcome.status,
+        outcome.status(),
         outcome.body(),
         outcome.kind.name(),
         outcome.event_id.as_deref().unwrap_or("-"),
@@ -254,7 +254,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .with_max_attempts(4)
                 .with_initial_backoff(Duration::from_millis(50)),
         )
-        .dead_letter(dead_letter.clone())
+        .memory_dead_letter(dead_letter.clone())
         .build()?;
 
     let first = checkout(

@@ -39,7 +39,7 @@
 //! let headers = Headers::from_pairs(testing::stripe_headers("whsec_endpoint_secret", body, time::OffsetDateTime::now_utc()));
 //!
 //! let outcome = pipeline.handle(&body[..], &headers).await;
-//! assert_eq!((outcome.status, outcome.body()), (200, "ok")); // answer with these
+//! assert_eq!((outcome.status(), outcome.body()), (200, "ok")); // answer with these
 //!
 //! // Stripe retries: the critical work does not run twice.
 //! let again = pipeline.handle(&body[..], &headers).await;
@@ -61,8 +61,8 @@
 //! | situation | status | [`OutcomeKind`] |
 //! |---|---|---|
 //! | body larger than the provider's limit | 413 | `TooLarge` (nothing parsed) |
-//! | no signature header, unknown provider, malformed header | 400 | `Rejected` |
-//! | signature mismatch, timestamp outside tolerance | 401 | `Rejected` (reason not in the body) |
+//! | no signature header, unknown provider, malformed header | 400 | `VerificationFailed` |
+//! | signature mismatch, timestamp outside tolerance | 401 | `VerificationFailed` (reason not in the body) |
 //! | verified but payload unusable (bad JSON, no id) | 400 | `Unusable` |
 //! | duplicate of a completed event | 200 | `Duplicate` (handlers not run) |
 //! | same id, different body | 422 | `FingerprintMismatch` (handlers not run) |
@@ -121,7 +121,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `tokio` | yes | [`Pipeline`] and [`FollowUp`]: the tokio runtime for deadlines, retry sleeps and best-effort tasks |
+//! | `tokio` | yes | [`Pipeline`], [`Registry`] and [`BestEffort`]: the tokio runtime for deadlines, retry sleeps and best-effort tasks |
 //! | `http` | no | `From<&http::HeaderMap>` for [`Headers`] |
 //! | `sqlite` | no | `store::sqlite::SqliteStore`: an idempotency store in an SQLite file (bundled SQLite, via rusqlite) |
 //! | `postgres` | no | `store::postgres::PostgresStore`: an idempotency store in PostgreSQL shared by every instance (tokio-postgres + deadpool-postgres) |
@@ -132,16 +132,19 @@
 #![warn(unreachable_pub, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod clock;
+pub mod dead_letter;
 pub mod event;
-pub mod followup;
 pub mod handler;
 pub mod headers;
 pub mod outcome;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod pipeline;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod registry;
 pub mod rejected;
+pub mod retry;
 pub mod secret;
 pub mod stats;
 pub mod store;
@@ -149,23 +152,26 @@ pub mod testing;
 pub mod verify;
 
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use event::{Event, PayloadError};
-pub use followup::{
-    DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterReason, MemoryDeadLetter, RetryPolicy,
+pub use dead_letter::{
+    DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterReason, MemoryDeadLetter,
 };
-#[cfg(feature = "tokio")]
-pub use followup::{FollowUp, FollowUpReport, ShutdownReport};
+pub use event::{Event, PayloadError};
 pub use handler::{handler_fn, Handler, HandlerError};
 pub use headers::{HeaderError, Headers};
 pub use outcome::{CriticalFailure, Outcome, OutcomeKind};
 #[cfg(feature = "tokio")]
-pub use pipeline::{BuildError, PermanentFailurePolicy, Pipeline, PipelineBuilder, ProviderLimits};
+pub use pipeline::{
+    BestEffort, BestEffortReport, BuildError, PermanentFailurePolicy, Pipeline, PipelineBuilder,
+    ProviderLimits, ShutdownReport,
+};
+#[cfg(feature = "tokio")]
 pub use registry::Registry;
 pub use rejected::{RejectedDelivery, RejectionReason};
+pub use retry::RetryPolicy;
 pub use secret::{Secret, SecretSet};
 pub use stats::Stats;
 pub use store::{Claim, FencingToken, Fingerprint, IdempotencyStore, MemoryStore, StoreError};
 pub use verify::{
-    ConfigError, GitHub, GitHubBuilder, IdentifyError, Identity, Shopify, ShopifyBuilder, Stripe,
-    StripeBuilder, Verified, Verifier, VerifyError,
+    ConfigError, GitHub, GitHubBuilder, IdentifyError, Identity, ProviderProfile, Shopify,
+    ShopifyBuilder, Stripe, StripeBuilder, Verified, Verifier, VerifyError,
 };

@@ -16,8 +16,6 @@ use crate::verify::{IdentifyError, VerifyError};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Outcome {
-    /// The HTTP status to answer with.
-    pub status: u16,
     /// What happened, one variant per row of the status table.
     pub kind: OutcomeKind,
     /// The provider, once detected.
@@ -43,7 +41,7 @@ pub enum OutcomeKind {
     /// 400 (not a well-formed signed delivery, unknown provider) or 401 (bad
     /// signature, timestamp outside tolerance); see [`VerifyError::status`]. The
     /// reason is for your logs; the response body does not reveal it.
-    Rejected(VerifyError),
+    VerificationFailed(VerifyError),
     /// 400: the delivery is authentic but its payload cannot be identified (bad
     /// JSON, no id).
     Unusable(IdentifyError),
@@ -116,7 +114,7 @@ impl OutcomeKind {
     pub fn status(&self) -> u16 {
         match self {
             OutcomeKind::TooLarge { .. } => 413,
-            OutcomeKind::Rejected(err) => err.status(),
+            OutcomeKind::VerificationFailed(err) => err.status(),
             OutcomeKind::Unusable(err) => err.status(),
             OutcomeKind::Duplicate | OutcomeKind::Ignored | OutcomeKind::Processed { .. } => 200,
             OutcomeKind::FingerprintMismatch => 422,
@@ -138,8 +136,8 @@ impl OutcomeKind {
     pub fn name(&self) -> &'static str {
         match self {
             OutcomeKind::TooLarge { .. } => "too_large",
-            OutcomeKind::Rejected(err) if err.status() == 401 => "unauthorized",
-            OutcomeKind::Rejected(_) => "bad_request",
+            OutcomeKind::VerificationFailed(err) if err.status() == 401 => "unauthorized",
+            OutcomeKind::VerificationFailed(_) => "bad_request",
             OutcomeKind::Unusable(_) => "unusable",
             OutcomeKind::Duplicate => "duplicate",
             OutcomeKind::FingerprintMismatch => "fingerprint_mismatch",
@@ -158,8 +156,8 @@ impl OutcomeKind {
     pub fn body(&self) -> &'static str {
         match self {
             OutcomeKind::TooLarge { .. } => "payload too large",
-            OutcomeKind::Rejected(err) if err.status() == 401 => "invalid signature",
-            OutcomeKind::Rejected(_) => "not a signed webhook delivery",
+            OutcomeKind::VerificationFailed(err) if err.status() == 401 => "invalid signature",
+            OutcomeKind::VerificationFailed(_) => "not a signed webhook delivery",
             OutcomeKind::Unusable(_) => "unusable payload",
             OutcomeKind::Duplicate => "duplicate: already processed",
             OutcomeKind::FingerprintMismatch => "event id already used with a different body",
@@ -180,15 +178,19 @@ impl OutcomeKind {
 }
 
 impl Outcome {
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // used by the pipeline
+    #[cfg(feature = "tokio")]
     pub(crate) fn new(kind: OutcomeKind) -> Self {
         Self {
-            status: kind.status(),
             kind,
             provider: None,
             event_id: None,
             event_kind: None,
         }
+    }
+
+    /// The HTTP status to answer with; see [`OutcomeKind::status`].
+    pub fn status(&self) -> u16 {
+        self.kind.status()
     }
 
     /// A short response body that is safe to send back; see [`OutcomeKind::body`].
@@ -198,6 +200,6 @@ impl Outcome {
 
     /// Whether the status is 2xx: the provider considers the delivery done.
     pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
+        (200..300).contains(&self.status())
     }
 }

@@ -16,7 +16,8 @@ use crate::handler::Handler;
 /// Kind patterns: an exact kind (`checkout.session.completed`), a prefix
 /// (`checkout.*` matches every kind starting with `checkout.`), or `*` (every
 /// kind). GitHub kinds are `event.action` (`issues.opened`) and also match the
-/// bare event name (`issues`). The provider is a verifier's name, or `*` for any
+/// bare event name (`issues`), as the verifier's
+/// [`ProviderProfile::kinds_carry_action`](crate::ProviderProfile::kinds_carry_action) says. The provider is a verifier's name, or `*` for any
 /// provider. An invalid pattern (a `*` anywhere else, an empty pattern) never
 /// matches and makes [`PipelineBuilder::build`](crate::PipelineBuilder::build) fail.
 ///
@@ -26,9 +27,7 @@ use crate::handler::Handler;
 /// registry
 ///     .critical("stripe", "checkout.session.completed", "mark_paid", handler_fn(|_| async { Ok::<(), HandlerError>(()) }))
 ///     .best_effort("github", "issues", "notify", handler_fn(|_| async { Ok::<(), HandlerError>(()) }));
-/// let routes = registry.route("github", "issues.opened");
-/// assert_eq!(routes.best_effort().map(|h| h.name()).collect::<Vec<_>>(), ["notify"]);
-/// assert!(registry.route("stripe", "invoice.paid").is_empty());
+/// assert!(!registry.is_empty());
 /// ```
 #[derive(Default, Clone)]
 pub struct Registry {
@@ -52,23 +51,22 @@ enum Role {
 /// A registered handler and the name it was registered with (used in outcomes,
 /// dead letters and statistics).
 #[derive(Clone)]
-pub struct NamedHandler {
+pub(crate) struct NamedHandler {
     name: Arc<str>,
     handler: Arc<dyn Handler>,
 }
 
 impl NamedHandler {
     /// The name given at registration.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The handler.
-    pub fn handler(&self) -> &Arc<dyn Handler> {
+    pub(crate) fn handler(&self) -> &Arc<dyn Handler> {
         &self.handler
     }
 
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // used by the pipeline
     pub(crate) fn shared_name(&self) -> Arc<str> {
         self.name.clone()
     }
@@ -149,7 +147,7 @@ impl Registry {
     }
 
     /// Every registration that can never match as intended.
-    pub fn validate(&self) -> Result<(), RouteError> {
+    pub(crate) fn validate(&self) -> Result<(), RouteError> {
         for route in &self.routes {
             if route.provider.is_empty() {
                 return Err(RouteError::EmptyProvider {
@@ -167,17 +165,24 @@ impl Registry {
     }
 
     /// The provider names handlers are registered for (`*` included).
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // used by the pipeline
     pub(crate) fn providers(&self) -> impl Iterator<Item = &str> {
         self.routes.iter().map(|r| r.provider.as_str())
     }
 
-    /// The handlers for an event of `provider` and `kind`.
-    pub fn route<'a>(&'a self, provider: &'a str, kind: &'a str) -> Routes<'a> {
+    /// The handlers for an event of `provider` and `kind`; with
+    /// `kinds_carry_action` (the provider's profile says kinds are
+    /// `event.action`), a pattern naming the bare event matches too.
+    pub(crate) fn route<'a>(
+        &'a self,
+        provider: &'a str,
+        kind: &'a str,
+        kinds_carry_action: bool,
+    ) -> Routes<'a> {
         Routes {
             registry: self,
             provider,
             kind,
+            kinds_carry_action,
         }
     }
 
@@ -195,7 +200,16 @@ fn pattern_is_valid(pattern: &str) -> bool {
     !exact.is_empty() && !exact.contains('*')
 }
 
-fn matches(provider: &str, pattern: &str, event_provider: &str, kind: &str) -> bool {
+/// Whether a route for `provider` and `pattern` takes an event of
+/// `event_provider` and `kind`; `kinds_carry_action` (from the provider's
+/// profile) lets a bare event name match `event.action` kinds.
+fn matches(
+    provider: &str,
+    pattern: &str,
+    event_provider: &str,
+    kind: &str,
+    kinds_carry_action: bool,
+) -> bool {
     if provider != "*" && provider != event_provider {
         return false;
     }
@@ -213,16 +227,16 @@ fn matches(provider: &str, pattern: &str, event_provider: &str, kind: &str) -> b
         return false;
     }
     kind == pattern
-        || (event_provider == "github"
-            && kind.split_once('.').map(|(event, _)| event) == Some(pattern))
+        || (kinds_carry_action && kind.split_once('.').map(|(event, _)| event) == Some(pattern))
 }
 
 /// The handlers that match one event; see [`Registry::route`].
 #[derive(Clone, Copy)]
-pub struct Routes<'a> {
+pub(crate) struct Routes<'a> {
     registry: &'a Registry,
     provider: &'a str,
     kind: &'a str,
+    kinds_carry_action: bool,
 }
 
 impl<'a> Routes<'a> {
@@ -231,35 +245,40 @@ impl<'a> Routes<'a> {
             registry,
             provider,
             kind,
+            kinds_carry_action,
         } = self;
         registry
             .routes
             .iter()
-            .filter(move |r| r.role == role && matches(&r.provider, &r.pattern, provider, kind))
+            .filter(move |r| {
+                r.role == role
+                    && matches(&r.provider, &r.pattern, provider, kind, kinds_carry_action)
+            })
             .map(|r| &r.handler)
     }
 
     /// Critical handlers, in registration order.
-    pub fn critical(self) -> impl Iterator<Item = &'a NamedHandler> + 'a {
+    pub(crate) fn critical(self) -> impl Iterator<Item = &'a NamedHandler> + 'a {
         self.of(Role::Critical)
     }
 
     /// Best-effort handlers, in registration order.
-    pub fn best_effort(self) -> impl Iterator<Item = &'a NamedHandler> + 'a {
+    pub(crate) fn best_effort(self) -> impl Iterator<Item = &'a NamedHandler> + 'a {
         self.of(Role::BestEffort)
     }
 
     /// Whether no handler of either kind matches.
-    pub fn is_empty(self) -> bool {
+    pub(crate) fn is_empty(self) -> bool {
         let Routes {
             registry,
             provider,
             kind,
+            kinds_carry_action,
         } = self;
         !registry
             .routes
             .iter()
-            .any(|r| matches(&r.provider, &r.pattern, provider, kind))
+            .any(|r| matches(&r.provider, &r.pattern, provider, kind, kinds_carry_action))
     }
 }
 
@@ -285,5 +304,131 @@ impl fmt::Debug for Registry {
             ));
         }
         list.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{handler_fn, HandlerError};
+
+    fn noop() -> impl Handler + 'static {
+        handler_fn(|_| async { Ok::<(), HandlerError>(()) })
+    }
+
+    fn names<'a>(handlers: impl Iterator<Item = &'a NamedHandler>) -> Vec<String> {
+        handlers.map(|h| h.name().to_owned()).collect()
+    }
+
+    #[test]
+    fn routing_table() {
+        let mut registry = Registry::new();
+        registry
+            .critical("stripe", "checkout.session.completed", "exact", noop())
+            .critical("stripe", "checkout.*", "prefix", noop())
+            .critical("stripe", "*", "any_stripe", noop())
+            .critical("github", "issues", "gh_event", noop())
+            .critical("github", "issues.opened", "gh_exact", noop())
+            .critical("github", "pull_request.*", "gh_prefix", noop())
+            .critical("shopify", "orders/create", "shop_exact", noop())
+            .critical("*", "*", "everything", noop());
+
+        let table: &[(&str, &str, &[&str])] = &[
+            (
+                "stripe",
+                "checkout.session.completed",
+                &["exact", "prefix", "any_stripe", "everything"],
+            ),
+            (
+                "stripe",
+                "checkout.session.expired",
+                &["prefix", "any_stripe", "everything"],
+            ),
+            ("stripe", "checkout", &["any_stripe", "everything"]),
+            ("stripe", "checkoutx.session", &["any_stripe", "everything"]),
+            ("stripe", "invoice.paid", &["any_stripe", "everything"]),
+            (
+                "github",
+                "issues.opened",
+                &["gh_event", "gh_exact", "everything"],
+            ),
+            ("github", "issues.closed", &["gh_event", "everything"]),
+            ("github", "issues", &["gh_event", "everything"]),
+            ("github", "issues_comment.created", &["everything"]),
+            (
+                "github",
+                "pull_request.opened",
+                &["gh_prefix", "everything"],
+            ),
+            ("github", "pull_request", &["everything"]),
+            ("shopify", "orders/create", &["shop_exact", "everything"]),
+            ("shopify", "orders/create.x", &["everything"]),
+            ("slack", "message", &["everything"]),
+        ];
+        for (provider, kind, expected) in table {
+            let got = names(
+                registry
+                    .route(provider, kind, *provider == "github")
+                    .critical(),
+            );
+            assert_eq!(&got, expected, "{provider} {kind}");
+        }
+    }
+
+    #[test]
+    fn bare_event_name_matches_action_kinds_only_for_github() {
+        let mut registry = Registry::new();
+        registry.critical("*", "checkout", "bare", noop()).critical(
+            "*",
+            "issues",
+            "bare_issues",
+            noop(),
+        );
+        assert!(registry
+            .route("stripe", "checkout.session.completed", false)
+            .is_empty());
+        assert_eq!(
+            names(registry.route("github", "issues.opened", true).critical()),
+            ["bare_issues"]
+        );
+    }
+
+    #[test]
+    fn critical_and_best_effort_are_listed_apart_in_registration_order() {
+        let mut registry = Registry::new();
+        registry
+            .best_effort("github", "*", "notify_b", noop())
+            .critical("github", "push", "second", noop())
+            .best_effort("github", "push", "notify_a", noop());
+        registry.critical("github", "*", "third", noop());
+        let routes = registry.route("github", "push", true);
+        assert_eq!(names(routes.critical()), ["second", "third"]);
+        assert_eq!(names(routes.best_effort()), ["notify_b", "notify_a"]);
+        assert!(!routes.is_empty());
+    }
+
+    #[test]
+    fn invalid_patterns_never_match_and_fail_validation() {
+        for pattern in ["check*", "*.completed", "a.*.b", "", ".*", "**"] {
+            let mut registry = Registry::new();
+            registry.critical("stripe", pattern, "bad", noop());
+            assert!(
+                matches!(registry.validate(), Err(RouteError::InvalidPattern { .. })),
+                "{pattern:?}"
+            );
+            assert!(
+                registry
+                    .route("stripe", "checkout.session.completed", false)
+                    .is_empty(),
+                "{pattern:?}"
+            );
+        }
+        let mut registry = Registry::new();
+        registry.best_effort("", "*", "nobody", noop());
+        assert!(matches!(
+            registry.validate(),
+            Err(RouteError::EmptyProvider { .. })
+        ));
+        assert!(Registry::new().validate().is_ok());
     }
 }

@@ -67,28 +67,3 @@ impl fmt::Debug for RejectedDelivery {
             .finish()
     }
 }
-
-/// The host's hook for rejected deliveries; see
-/// [`PipelineBuilder::on_rejected`](crate::PipelineBuilder::on_rejected).
-#[derive(Clone)]
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))] // used by the pipeline
-pub(crate) struct RejectedHook(Arc<dyn Fn(RejectedDelivery) + Send + Sync>);
-
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))] // used by the pipeline
-impl RejectedHook {
-    pub(crate) fn new(hook: impl Fn(RejectedDelivery) + Send + Sync + 'static) -> Self {
-        Self(Arc::new(hook))
-    }
-
-    /// Calls the hook; a panic in it is caught so it cannot change the answer.
-    pub(crate) fn call(&self, rejected: RejectedDelivery) -> bool {
-        let hook = &self.0;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(rejected))).is_ok()
-    }
-}
-
-impl fmt::Debug for RejectedHook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RejectedHook")
-    }
-}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::pipeline::*;
 use hookgate::{
-    BuildError, GitHub, MemoryStore, Pipeline, ProviderLimits, Registry, Shopify, Stripe,
+    BuildError, GitHub, MemoryStore, Pipeline, ProviderLimits, Registry, Shopify, Stripe, Verifier,
 };
 
 fn with_handler(provider: &str, pattern: &str) -> Registry {
@@ -105,7 +105,11 @@ fn provider_defaults_follow_their_answer_times_and_retry_windows() {
     assert_eq!(github.critical_deadline, Duration::from_secs(8));
     assert_eq!(github.retention, Duration::from_secs(30 * 24 * 3600));
     let shopify = pipeline.limits("shopify").unwrap();
-    assert_eq!(shopify, ProviderLimits::defaults_for("shopify"));
+    assert_eq!(
+        shopify,
+        ProviderLimits::from_profile(&Shopify::builder("s").build().unwrap().profile())
+    );
+    assert_eq!(shopify.critical_deadline, Duration::from_secs(4));
     assert!(shopify.critical_deadline < Duration::from_secs(5));
     assert_eq!(shopify.body_limit, 1024 * 1024);
     assert_eq!(shopify.retention, Duration::from_secs(72 * 3600));
@@ -117,4 +121,109 @@ fn provider_defaults_follow_their_answer_times_and_retry_windows() {
         "the lease follows an overridden deadline"
     );
     assert!(pipeline.limits("slack").is_none());
+}
+
+/// GitHub's scheme under another provider name.
+#[derive(Debug)]
+struct Renamed(&'static str, GitHub);
+
+impl Verifier for Renamed {
+    fn provider(&self) -> &str {
+        self.0
+    }
+    fn detect(&self, headers: &hookgate::Headers) -> bool {
+        self.1.detect(headers)
+    }
+    fn verify(
+        &self,
+        body: &[u8],
+        headers: &hookgate::Headers,
+        now: time::OffsetDateTime,
+    ) -> Result<hookgate::Verified, hookgate::VerifyError> {
+        self.1.verify(body, headers, now)
+    }
+    fn identify(
+        &self,
+        body: &[u8],
+        headers: &hookgate::Headers,
+    ) -> Result<hookgate::Identity, hookgate::IdentifyError> {
+        self.1.identify(body, headers)
+    }
+}
+
+#[test]
+fn provider_names_whose_keys_could_collide_are_refused() {
+    // `acme` with event id `eu:42` and `acme:eu` with id `42` would share the
+    // idempotency key `acme:eu:42`.
+    for name in ["acme:eu", "", "*"] {
+        let err = Pipeline::builder()
+            .verifier(Renamed(name, github()))
+            .store(store())
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, BuildError::InvalidProviderName(n) if n == name),
+            "{name:?}: {err}"
+        );
+    }
+    assert!(Pipeline::builder()
+        .verifier(Renamed("acme", github()))
+        .verifier(Renamed("acme-eu", github()))
+        .store(store())
+        .build()
+        .is_ok());
+}
+
+#[test]
+fn extreme_limits_are_typed_errors_not_panics() {
+    // The default lease is 3 × the deadline: it saturates instead of overflowing.
+    let err = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .critical_deadline("github", Duration::MAX)
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, BuildError::LeaseNotLongerThanDeadline { .. }));
+    let err = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .critical_deadline("github", Duration::MAX)
+        .lease("github", Duration::MAX)
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, BuildError::LeaseNotLongerThanDeadline { .. }));
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .critical_deadline("*", Duration::from_secs(u64::MAX / 4))
+        .body_limit("*", usize::MAX)
+        .retention("*", Duration::MAX)
+        .build()
+        .unwrap();
+    let limits = pipeline.limits("github").unwrap();
+    assert_eq!(limits.lease, Duration::from_secs(u64::MAX / 4 * 3));
+    assert_eq!(limits.body_limit, usize::MAX);
+}
+
+#[test]
+fn limits_for_every_provider_yield_to_a_providers_own() {
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .verifier(Shopify::builder("s").build().unwrap())
+        .store(store())
+        .body_limit("*", 2048)
+        .retention("*", Duration::from_secs(60))
+        .body_limit("github", 4096)
+        .build()
+        .unwrap();
+    let github = pipeline.limits("github").unwrap();
+    let shopify = pipeline.limits("shopify").unwrap();
+    assert_eq!((github.body_limit, shopify.body_limit), (4096, 2048));
+    assert_eq!(github.retention, Duration::from_secs(60));
+    assert_eq!(shopify.retention, Duration::from_secs(60));
+    assert_eq!(
+        pipeline.max_body_size(&hookgate::Headers::new()),
+        4096,
+        "the largest limit caps an undetected delivery"
+    );
 }

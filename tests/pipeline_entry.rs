@@ -26,16 +26,16 @@ async fn explicit_provider_skips_detection_and_still_verifies() {
     let (body, headers) = gh_delivery("d-explicit", &issue_body(1));
 
     let outcome = pipeline.handle_for("github", body.clone(), &headers).await;
-    assert_eq!(outcome.status, 200);
+    assert_eq!(outcome.status(), 200);
     assert_eq!(outcome.provider.as_deref(), Some("github"));
     assert_eq!(tally.count("d-explicit"), 1);
 
     // Named as Stripe, the GitHub delivery lacks Stripe's signature header.
     let wrong = pipeline.handle_for("stripe", body, &headers).await;
-    assert_eq!(wrong.status, 400);
+    assert_eq!(wrong.status(), 400);
     assert!(matches!(
         wrong.kind,
-        OutcomeKind::Rejected(VerifyError::MissingHeader(_))
+        OutcomeKind::VerificationFailed(VerifyError::MissingHeader(_))
     ));
     assert_eq!(tally.count("d-explicit"), 1);
 }

@@ -182,7 +182,7 @@ async fn panicking_critical_handler_gets_500_and_its_key_released() {
     let (body, headers) = gh_delivery("d-panic", &issue_body(1));
 
     let outcome = pipeline.handle(body.clone(), &headers).await;
-    assert_eq!(outcome.status, 500);
+    assert_eq!(outcome.status(), 500);
     assert!(matches!(
         &outcome.kind,
         OutcomeKind::CriticalFailed { failure: CriticalFailure::Panic(message), .. }
@@ -190,7 +190,8 @@ async fn panicking_critical_handler_gets_500_and_its_key_released() {
     ));
     let retry = pipeline.handle(body, &headers).await;
     assert_eq!(
-        retry.status, 200,
+        retry.status(),
+        200,
         "the key was released and the pipeline still works"
     );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -220,13 +221,13 @@ async fn critical_handler_past_the_deadline_gets_500_and_its_key_released() {
     let (body, headers) = gh_delivery("d-slow", &issue_body(2));
 
     let outcome = pipeline.handle(body.clone(), &headers).await;
-    assert_eq!(outcome.status, 500);
+    assert_eq!(outcome.status(), 500);
     assert!(matches!(
         outcome.kind,
         OutcomeKind::CriticalFailed { failure: CriticalFailure::Timeout(d), .. } if d == Duration::from_millis(50)
     ));
     let retry = pipeline.handle(body, &headers).await;
-    assert_eq!(retry.status, 200, "released at once, not after the lease");
+    assert_eq!(retry.status(), 200, "released at once, not after the lease");
     assert_eq!(
         finished.count("d-slow"),
         1,
@@ -317,7 +318,7 @@ async fn timed_out_attempt_cannot_release_a_newer_attempts_key() {
     let a = scene.start_attempt().await;
     // A's lease expires (say, its instance froze); attempt B takes the key and completes.
     scene.expire_lease();
-    assert_eq!(scene.deliver().await.status, 200);
+    assert_eq!(scene.deliver().await.status(), 200);
 
     // A passes its deadline and releases with its old token: refused by the store.
     let a = a.await.unwrap();
@@ -351,7 +352,7 @@ async fn attempt_that_lost_its_lease_gets_500_and_cannot_complete_the_newer_clai
     // A finishes its work late: its completion is refused, so it must not answer 2xx.
     gate_a.notify_one();
     let a = a.await.unwrap();
-    assert_eq!(a.status, 500);
+    assert_eq!(a.status(), 500);
     assert!(matches!(
         a.kind,
         OutcomeKind::CriticalFailed {
@@ -364,7 +365,7 @@ async fn attempt_that_lost_its_lease_gets_500_and_cannot_complete_the_newer_clai
     assert!(matches!(c.kind, OutcomeKind::InFlight { .. }), "{c:?}");
 
     gate_b.notify_one();
-    assert_eq!(b.await.unwrap().status, 200);
+    assert_eq!(b.await.unwrap().status(), 200);
     assert!(matches!(scene.deliver().await.kind, OutcomeKind::Duplicate));
 }
 
@@ -381,9 +382,9 @@ async fn cancelled_attempt_holds_the_key_until_its_lease_ends() {
     assert!(cancelled.await.unwrap_err().is_cancelled());
 
     let early = scene.deliver().await;
-    assert_eq!(early.status, 409, "nothing was recorded as done");
+    assert_eq!(early.status(), 409, "nothing was recorded as done");
     scene.expire_lease();
     let after_lease = scene.deliver().await;
-    assert_eq!(after_lease.status, 200);
+    assert_eq!(after_lease.status(), 200);
     assert_eq!(scene.tally.count("d-cancelled"), 1);
 }

@@ -56,7 +56,7 @@ async fn body_over_the_limit_gets_413_and_is_not_parsed() {
         ("X-GitHub-Delivery", "d-big".to_owned()),
     ]);
     let outcome = pipeline.handle(body.clone(), &headers).await;
-    assert_eq!(outcome.status, 413);
+    assert_eq!(outcome.status(), 413);
     assert!(matches!(
         outcome.kind,
         OutcomeKind::TooLarge { size, limit: 64 } if size == body.len()
@@ -72,19 +72,19 @@ async fn missing_unknown_or_malformed_signature_gets_400() {
     let body = issue_body(1);
 
     let none = pipeline.handle(body.clone(), &Headers::new()).await;
-    assert_eq!(none.status, 400);
+    assert_eq!(none.status(), 400);
     assert!(matches!(
         none.kind,
-        OutcomeKind::Rejected(VerifyError::UnknownProvider)
+        OutcomeKind::VerificationFailed(VerifyError::UnknownProvider)
     ));
 
     let unknown = pipeline
         .handle_for("stripe", body.clone(), &gh_delivery("d-1", &body).1)
         .await;
-    assert_eq!(unknown.status, 400);
+    assert_eq!(unknown.status(), 400);
     assert!(matches!(
         unknown.kind,
-        OutcomeKind::Rejected(VerifyError::UnknownProvider)
+        OutcomeKind::VerificationFailed(VerifyError::UnknownProvider)
     ));
 
     let malformed = Headers::from_pairs([
@@ -93,8 +93,8 @@ async fn missing_unknown_or_malformed_signature_gets_400() {
         ("X-GitHub-Delivery", "d-1"),
     ]);
     let outcome = pipeline.handle(body, &malformed).await;
-    assert_eq!(outcome.status, 400);
-    assert!(matches!(outcome.kind, OutcomeKind::Rejected(_)));
+    assert_eq!(outcome.status(), 400);
+    assert!(matches!(outcome.kind, OutcomeKind::VerificationFailed(_)));
     assert_eq!(outcome.provider.as_deref(), Some("github"));
     assert_eq!(pipeline.stats().bad_request, 3);
 }
@@ -109,20 +109,20 @@ async fn bad_signature_or_stale_timestamp_gets_401_without_leaking_the_reason() 
 
     let forged = Headers::from_pairs(testing::stripe_headers("whsec_wrong", body, now));
     let outcome = pipeline.handle(&body[..], &forged).await;
-    assert_eq!(outcome.status, 401);
+    assert_eq!(outcome.status(), 401);
     assert!(matches!(
         outcome.kind,
-        OutcomeKind::Rejected(VerifyError::SignatureMismatch { .. })
+        OutcomeKind::VerificationFailed(VerifyError::SignatureMismatch { .. })
     ));
     assert_eq!(outcome.body(), "invalid signature");
 
     let old = now - time::Duration::seconds(301);
     let replayed = Headers::from_pairs(testing::stripe_headers(STRIPE_SECRET, body, old));
     let outcome = pipeline.handle(&body[..], &replayed).await;
-    assert_eq!(outcome.status, 401);
+    assert_eq!(outcome.status(), 401);
     assert!(matches!(
         outcome.kind,
-        OutcomeKind::Rejected(VerifyError::TimestampOutsideTolerance { .. })
+        OutcomeKind::VerificationFailed(VerifyError::TimestampOutsideTolerance { .. })
     ));
     assert_eq!(
         outcome.body(),
@@ -141,7 +141,7 @@ async fn verified_but_unusable_payload_gets_400_and_is_recorded() {
     for body in [&b"not json"[..], br#"{"type":"invoice.paid"}"#] {
         let headers = Headers::from_pairs(testing::stripe_headers(STRIPE_SECRET, body, now));
         let outcome = pipeline.handle(body, &headers).await;
-        assert_eq!(outcome.status, 400);
+        assert_eq!(outcome.status(), 400);
         assert!(
             matches!(outcome.kind, OutcomeKind::Unusable(_)),
             "{outcome:?}"
@@ -172,7 +172,7 @@ async fn duplicate_of_completed_event_gets_200_and_runs_nothing() {
     first.1.expect("best-effort work").await;
 
     let again = pipeline.handle_deferred(body, &headers).await;
-    assert_eq!(again.0.status, 200);
+    assert_eq!(again.0.status(), 200);
     assert!(matches!(again.0.kind, OutcomeKind::Duplicate));
     assert!(again.1.is_none(), "no best-effort work for a duplicate");
     assert_eq!(critical.count("d-dup"), 1);
@@ -184,11 +184,11 @@ async fn same_id_with_different_body_gets_422() {
     let tally = Tally::default();
     let pipeline = pipeline(registry_with_critical(tally.handler()));
     let (body, headers) = gh_delivery("d-same", &issue_body(1));
-    assert_eq!(pipeline.handle(body, &headers).await.status, 200);
+    assert_eq!(pipeline.handle(body, &headers).await.status(), 200);
 
     let (other, headers) = gh_delivery("d-same", &issue_body(2));
     let outcome = pipeline.handle(other, &headers).await;
-    assert_eq!(outcome.status, 422);
+    assert_eq!(outcome.status(), 422);
     assert!(matches!(outcome.kind, OutcomeKind::FingerprintMismatch));
     assert_eq!(
         tally.count("d-same"),
@@ -224,11 +224,11 @@ async fn duplicate_while_another_attempt_holds_the_lease_gets_409() {
     entered.notified().await;
 
     let second = pipeline.handle(body, &headers).await;
-    assert_eq!(second.status, 409);
+    assert_eq!(second.status(), 409);
     assert!(matches!(second.kind, OutcomeKind::InFlight { .. }));
 
     go_on.notify_one();
-    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(first.await.unwrap().status(), 200);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
@@ -240,7 +240,7 @@ async fn event_without_handler_gets_200_ignored_and_recorded() {
     let pipeline = pipeline(registry);
     let (body, headers) = gh_delivery("d-ignored", &issue_body(4));
     let outcome = pipeline.handle(body, &headers).await;
-    assert_eq!(outcome.status, 200);
+    assert_eq!(outcome.status(), 200);
     assert!(matches!(outcome.kind, OutcomeKind::Ignored));
     assert_eq!(outcome.event_kind.as_deref(), Some("issues.opened"));
     assert_eq!(pipeline.stats().ignored, 1);
@@ -268,8 +268,8 @@ async fn critical_success_gets_200_then_best_effort_starts() {
     let pipeline = pipeline(registry);
     let (body, headers) = gh_delivery("d-ok", &issue_body(5));
 
-    let (outcome, follow_up) = pipeline.handle_deferred(body, &headers).await;
-    assert_eq!(outcome.status, 200);
+    let (outcome, work) = pipeline.handle_deferred(body, &headers).await;
+    assert_eq!(outcome.status(), 200);
     assert!(matches!(
         outcome.kind,
         OutcomeKind::Processed { best_effort: 1 }
@@ -282,7 +282,7 @@ async fn critical_success_gets_200_then_best_effort_starts() {
         "critical in registration order, best-effort not yet"
     );
 
-    let report = follow_up.expect("best-effort work").await;
+    let report = work.expect("best-effort work").await;
     assert_eq!(report.succeeded, 1);
     assert_eq!(*order.lock().unwrap(), ["first", "second", "email"]);
 }
@@ -305,7 +305,7 @@ async fn critical_transient_failure_gets_500_and_the_retry_runs_again() {
     let (body, headers) = gh_delivery("d-flaky", &issue_body(6));
 
     let failed = pipeline.handle(body.clone(), &headers).await;
-    assert_eq!(failed.status, 500);
+    assert_eq!(failed.status(), 500);
     match &failed.kind {
         OutcomeKind::CriticalFailed {
             handler,
@@ -322,7 +322,7 @@ async fn critical_transient_failure_gets_500_and_the_retry_runs_again() {
     );
 
     let retried = pipeline.handle(body, &headers).await;
-    assert_eq!(retried.status, 200, "the key was released for the retry");
+    assert_eq!(retried.status(), 200, "the key was released for the retry");
     assert_eq!(tally.count("d-flaky"), 1);
 }
 
@@ -338,12 +338,12 @@ async fn critical_permanent_failure_follows_the_policy() {
         .verifier(github())
         .store(store())
         .registry(registry_with_critical(failing()))
-        .dead_letter(dead_letter.clone())
+        .memory_dead_letter(dead_letter.clone())
         .build()
         .unwrap();
     let (body, headers) = gh_delivery("d-perm", &issue_body(8));
     let outcome = pipeline.handle(body.clone(), &headers).await;
-    assert_eq!(outcome.status, 200);
+    assert_eq!(outcome.status(), 200);
     assert!(matches!(
         outcome.kind,
         OutcomeKind::PermanentFailure {
@@ -375,7 +375,7 @@ async fn critical_permanent_failure_follows_the_policy() {
         .unwrap();
     for _ in 0..2 {
         let outcome = pipeline.handle(body.clone(), &headers).await;
-        assert_eq!(outcome.status, 500);
+        assert_eq!(outcome.status(), 500);
         assert!(matches!(
             outcome.kind,
             OutcomeKind::PermanentFailure {
@@ -391,11 +391,11 @@ async fn critical_permanent_failure_follows_the_policy() {
         .verifier(github())
         .store(store())
         .registry(registry_with_critical(failing()))
-        .dead_letter(full)
+        .memory_dead_letter(full)
         .build()
         .unwrap();
     let outcome = pipeline.handle(body, &headers).await;
-    assert_eq!(outcome.status, 500);
+    assert_eq!(outcome.status(), 500);
     assert_eq!(pipeline.stats().dead_letter_failures, 1);
 }
 
@@ -411,7 +411,7 @@ async fn store_unavailable_gets_503_and_runs_nothing() {
         .unwrap();
     let (body, headers) = gh_delivery("d-down", &issue_body(9));
     let outcome = pipeline.handle(body, &headers).await;
-    assert_eq!(outcome.status, 503);
+    assert_eq!(outcome.status(), 503);
     assert!(matches!(outcome.kind, OutcomeKind::StoreUnavailable(_)));
     assert_eq!(tally.total(), 0, "nothing runs without a claim");
     assert_eq!(store.calls.load(Ordering::SeqCst), 1);
@@ -427,12 +427,13 @@ async fn store_unavailable_gets_503_and_runs_nothing() {
         .unwrap();
     let (body, headers) = gh_delivery("d-complete", &issue_body(10));
     let outcome = pipeline.handle(body.clone(), &headers).await;
-    assert_eq!(outcome.status, 503);
+    assert_eq!(outcome.status(), 503);
     assert!(matches!(outcome.kind, OutcomeKind::StoreUnavailable(_)));
     assert_eq!(tally.count("d-complete"), 1);
     let retry = pipeline.handle(body, &headers).await;
     assert_eq!(
-        retry.status, 503,
+        retry.status(),
+        503,
         "the key was released, so the retry claims and runs again"
     );
     assert_eq!(tally.count("d-complete"), 2);
@@ -466,7 +467,7 @@ async fn authentic_refusals_reach_the_rejected_hook_and_forged_ones_never_do() {
         body,
         OffsetDateTime::now_utc(),
     ));
-    assert_eq!(pipeline.handle(body, &headers).await.status, 400);
+    assert_eq!(pipeline.handle(body, &headers).await.status(), 400);
     let rejected = taken();
     assert_eq!(rejected.len(), 1);
     let unusable = &rejected[0];
@@ -479,9 +480,12 @@ async fn authentic_refusals_reach_the_rejected_hook_and_forged_ones_never_do() {
 
     // 422 fingerprint mismatch: the altered body, its id and kind.
     let (first, headers) = gh_delivery("d-altered", &issue_body(1));
-    assert_eq!(pipeline.handle(first, &headers).await.status, 200);
+    assert_eq!(pipeline.handle(first, &headers).await.status(), 200);
     let (altered, headers) = gh_delivery("d-altered", &issue_body(2));
-    assert_eq!(pipeline.handle(altered.clone(), &headers).await.status, 422);
+    assert_eq!(
+        pipeline.handle(altered.clone(), &headers).await.status(),
+        422
+    );
     let rejected = taken();
     assert_eq!(rejected.len(), 1);
     let mismatch = &rejected[0];
@@ -506,10 +510,10 @@ async fn authentic_refusals_reach_the_rejected_hook_and_forged_ones_never_do() {
         body,
         OffsetDateTime::now_utc(),
     ));
-    assert_eq!(pipeline.handle(body, &forged).await.status, 401);
-    assert_eq!(pipeline.handle(body, &Headers::new()).await.status, 400);
+    assert_eq!(pipeline.handle(body, &forged).await.status(), 401);
+    assert_eq!(pipeline.handle(body, &Headers::new()).await.status(), 400);
     let (again, headers) = gh_delivery("d-altered", &issue_body(1));
-    assert_eq!(pipeline.handle(again, &headers).await.status, 200);
+    assert_eq!(pipeline.handle(again, &headers).await.status(), 200);
     assert!(taken().is_empty());
     assert_eq!(tally.count("d-altered"), 1);
 }
@@ -529,7 +533,7 @@ async fn a_panicking_rejected_hook_does_not_change_the_answer() {
         OffsetDateTime::now_utc(),
     ));
     let outcome = pipeline.handle(body, &headers).await;
-    assert_eq!(outcome.status, 400);
+    assert_eq!(outcome.status(), 400);
     assert!(matches!(outcome.kind, OutcomeKind::Unusable(_)));
     let stats = pipeline.stats();
     assert_eq!((stats.unusable, stats.rejected_hook_panics), (1, 1));

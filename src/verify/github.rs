@@ -10,7 +10,9 @@ use time::OffsetDateTime;
 use super::encoding::decode_lower_hex;
 use super::envelope::{first_action, Scalar};
 use super::{check_secrets, optional_header, required_header, signature_header, verify_body_tag};
-use super::{ConfigError, IdentifyError, Identity, Verified, Verifier, VerifyError};
+use super::{
+    ConfigError, IdentifyError, Identity, ProviderProfile, Verified, Verifier, VerifyError,
+};
 use crate::headers::Headers;
 use crate::secret::{Secret, SecretSet};
 
@@ -68,6 +70,20 @@ impl GitHub {
 impl Verifier for GitHub {
     fn provider(&self) -> &str {
         "github"
+    }
+
+    /// GitHub sends payloads of up to 25 MB, waits 10 s for an answer, never
+    /// retries on its own (failed deliveries wait for a manual or API
+    /// redelivery), and names events `event.action`. Completed events are
+    /// remembered 30 days, beyond GitHub's redelivery window.
+    fn profile(&self) -> ProviderProfile {
+        ProviderProfile {
+            body_limit: 25 * 1024 * 1024,
+            answer_within: std::time::Duration::from_secs(10),
+            retention: std::time::Duration::from_secs(30 * 24 * 60 * 60),
+            retries: false,
+            kinds_carry_action: true,
+        }
     }
 
     fn detect(&self, headers: &Headers) -> bool {

@@ -66,11 +66,13 @@ mod encoding;
 mod envelope;
 mod error;
 mod github;
+mod profile;
 mod shopify;
 mod stripe;
 
 pub use error::{ConfigError, IdentifyError, VerifyError};
 pub use github::{GitHub, GitHubBuilder};
+pub use profile::ProviderProfile;
 pub use shopify::{Shopify, ShopifyBuilder};
 pub use stripe::{Stripe, StripeBuilder};
 
@@ -100,6 +102,13 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     /// Names a verified delivery: dedup id, kind and metadata. Called only after
     /// [`Verifier::verify`] succeeded on the same body and headers.
     fn identify(&self, body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError>;
+
+    /// What this provider does around its signatures (body size, answer time,
+    /// retry window, event naming), from which the pipeline derives its
+    /// defaults. Defaults to [`ProviderProfile::default`].
+    fn profile(&self) -> ProviderProfile {
+        ProviderProfile::default()
+    }
 }
 
 impl<V: Verifier + ?Sized> Verifier for Box<V> {
@@ -120,6 +129,9 @@ impl<V: Verifier + ?Sized> Verifier for Box<V> {
     fn identify(&self, body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError> {
         (**self).identify(body, headers)
     }
+    fn profile(&self) -> ProviderProfile {
+        (**self).profile()
+    }
 }
 
 impl<V: Verifier + ?Sized> Verifier for Arc<V> {
@@ -139,6 +151,9 @@ impl<V: Verifier + ?Sized> Verifier for Arc<V> {
     }
     fn identify(&self, body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError> {
         (**self).identify(body, headers)
+    }
+    fn profile(&self) -> ProviderProfile {
+        (**self).profile()
     }
 }
 
@@ -235,36 +250,6 @@ impl From<HeaderError> for VerifyError {
             },
         }
     }
-}
-
-/// Picks the verifier whose [`Verifier::detect`] recognises the headers, trying them
-/// in order.
-///
-/// Detection only looks for a provider's signature header; the chosen verifier must
-/// still [`verify`](Verifier::verify) the delivery.
-///
-/// ```
-/// use hookgate::{verify::detect_provider, GitHub, Headers, Stripe, Verifier, VerifyError};
-/// let verifiers: Vec<Box<dyn Verifier>> = vec![
-///     Box::new(Stripe::builder("whsec_a").build()?),
-///     Box::new(GitHub::builder("gh").build()?),
-/// ];
-/// let headers = Headers::from_pairs([("X-Hub-Signature-256", "sha256=00")]);
-/// assert_eq!(detect_provider(&verifiers, &headers)?.provider(), "github");
-/// assert_eq!(
-///     detect_provider(&verifiers, &Headers::new()).unwrap_err(),
-///     VerifyError::UnknownProvider
-/// );
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn detect_provider<'v, V: Verifier>(
-    verifiers: &'v [V],
-    headers: &Headers,
-) -> Result<&'v V, VerifyError> {
-    verifiers
-        .iter()
-        .find(|v| v.detect(headers))
-        .ok_or(VerifyError::UnknownProvider)
 }
 
 /// Refuses a secret set holding an empty secret.

@@ -13,7 +13,9 @@ use time::OffsetDateTime;
 
 use super::encoding::decode_base64_tag;
 use super::{check_secrets, optional_header, required_header, signature_header, verify_body_tag};
-use super::{ConfigError, IdentifyError, Identity, Verified, Verifier, VerifyError};
+use super::{
+    ConfigError, IdentifyError, Identity, ProviderProfile, Verified, Verifier, VerifyError,
+};
 use crate::headers::Headers;
 use crate::secret::{Secret, SecretSet};
 
@@ -102,6 +104,15 @@ impl Shopify {
 impl Verifier for Shopify {
     fn provider(&self) -> &str {
         "shopify"
+    }
+
+    /// Shopify waits 5 s for an answer (1 s to connect) and retries 8 times
+    /// over 4 hours; completed events are remembered 72 h.
+    fn profile(&self) -> ProviderProfile {
+        ProviderProfile {
+            answer_within: std::time::Duration::from_secs(5),
+            ..ProviderProfile::default()
+        }
     }
 
     fn detect(&self, headers: &Headers) -> bool {

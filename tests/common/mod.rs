@@ -104,6 +104,7 @@ pub fn assert_raw_bytes_verify(
 }
 
 /// Helpers of the pipeline tests.
+#[cfg(feature = "tokio")]
 pub mod pipeline;
 /// A TCP proxy that can cut a store's connections.
 pub mod proxy;

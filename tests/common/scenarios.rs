@@ -215,8 +215,8 @@ pub async fn exactly_once_across_instances(
                 let instance =
                     (mix(slot as u64 * 7_919 + attempt) % pipelines.len() as u64) as usize;
                 let outcome = delivery.send(&pipelines[instance]).await;
-                answers.push(outcome.status);
-                match outcome.status {
+                answers.push(outcome.status());
+                match outcome.status() {
                     200 => return answers,
                     409 | 500 => tokio::time::sleep(Duration::from_millis(1)).await,
                     other => panic!(
@@ -298,10 +298,10 @@ pub async fn abandoned_attempt_is_reclaimed(first: Store, second: Store) {
         matches!(first_retry.kind, OutcomeKind::InFlight { .. }),
         "{first_retry:?}"
     );
-    assert_eq!(first_retry.status, 409);
+    assert_eq!(first_retry.status(), 409);
     let recovered = loop {
         let outcome = delivery.send(&healthy).await;
-        match outcome.status {
+        match outcome.status() {
             409 => tokio::time::sleep(Duration::from_millis(25)).await,
             200 => break claimed_at.elapsed(),
             other => panic!("retry answered {other}: {outcome:?}"),
@@ -380,7 +380,7 @@ pub async fn unreachable_store_is_unavailable(store: Store, has_purge: bool) {
         );
         let delivery = Delivery::new(&key, 0);
         let outcome = delivery.send(&pipeline).await;
-        assert_eq!(outcome.status, 503, "{outcome:?}");
+        assert_eq!(outcome.status(), 503, "{outcome:?}");
         assert!(matches!(outcome.kind, OutcomeKind::StoreUnavailable(_)));
         assert_eq!(ledger.of(&delivery.id), (0, 0));
     };
@@ -411,7 +411,7 @@ pub async fn cut_connections_recover(store: Store, proxy: &Proxy) -> (u32, usize
     let before: Vec<Delivery> = (0..10).map(|n| Delivery::new(&run, n)).collect();
     let during: Vec<Delivery> = (10..20).map(|n| Delivery::new(&run, n)).collect();
     for delivery in &before {
-        assert_eq!(delivery.send(&pipeline).await.status, 200);
+        assert_eq!(delivery.send(&pipeline).await.status(), 200);
     }
 
     proxy.cut();
@@ -419,7 +419,7 @@ pub async fn cut_connections_recover(store: Store, proxy: &Proxy) -> (u32, usize
         let outcome = tokio::time::timeout(Duration::from_secs(30), delivery.send(&pipeline))
             .await
             .expect("a cut store must fail fast, not hang");
-        assert_eq!(outcome.status, 503, "{outcome:?}");
+        assert_eq!(outcome.status(), 503, "{outcome:?}");
     }
     for delivery in &during {
         assert_eq!(ledger.of(&delivery.id), (0, 0));
@@ -478,7 +478,7 @@ pub async fn deliver_until_success(
     let mut unavailable = 0;
     loop {
         let outcome = delivery.send(pipeline).await;
-        match outcome.status {
+        match outcome.status() {
             200 => return unavailable,
             503 => unavailable += 1,
             409 | 500 => {}

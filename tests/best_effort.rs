@@ -1,5 +1,5 @@
 //! Best-effort work: retries with backoff, the dead letter, caught panics,
-//! bounded concurrency, deferred follow-ups and shutdown.
+//! bounded concurrency, deferred best-effort works and shutdown.
 #![cfg(feature = "tokio")]
 
 mod common;
@@ -32,7 +32,7 @@ fn pipeline_with(
         .store(store())
         .registry(registry)
         .retry_policy(policy)
-        .dead_letter(dead_letter.clone())
+        .memory_dead_letter(dead_letter.clone())
         .build()
         .unwrap()
 }
@@ -91,12 +91,13 @@ async fn retries_are_counted_and_backoff_is_respected() {
     );
     let (body, headers) = gh_delivery("d-retry", &issue_body(1));
 
-    let (outcome, follow_up) = pipeline.handle_deferred(body, &headers).await;
+    let (outcome, work) = pipeline.handle_deferred(body, &headers).await;
     assert_eq!(
-        outcome.status, 200,
+        outcome.status(),
+        200,
         "best-effort failures never change the answer"
     );
-    let report = follow_up.unwrap().await;
+    let report = work.unwrap().await;
     assert_eq!(report.succeeded, 1);
 
     let starts = flaky.starts();
@@ -151,8 +152,8 @@ async fn exhausted_work_reaches_the_dead_letter_with_its_error() {
     );
     let (body, headers) = gh_delivery("d-exhausted", &issue_body(2));
 
-    let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
-    let report = follow_up.unwrap().await;
+    let (_, work) = pipeline.handle_deferred(body, &headers).await;
+    let report = work.unwrap().await;
     assert_eq!(report.dead_lettered, 1);
 
     let entries = dead_letter.entries();
@@ -184,8 +185,8 @@ async fn permanent_error_is_dead_lettered_without_retry() {
         &dead_letter,
     );
     let (body, headers) = gh_delivery("d-permanent", &issue_body(3));
-    let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
-    follow_up.unwrap().await;
+    let (_, work) = pipeline.handle_deferred(body, &headers).await;
+    work.unwrap().await;
     assert_eq!(flaky.starts().len(), 1);
     let entries = dead_letter.drain();
     assert_eq!(entries[0].reason, DeadLetterReason::Permanent);
@@ -209,8 +210,8 @@ async fn panics_and_timeouts_are_caught_and_retried() {
         .with_attempt_timeout(Duration::from_millis(50));
     let pipeline = pipeline_with(best_effort("relay", handler), policy, &dead_letter);
     let (body, headers) = gh_delivery("d-panic", &issue_body(4));
-    let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
-    let report = follow_up.unwrap().await;
+    let (_, work) = pipeline.handle_deferred(body, &headers).await;
+    let report = work.unwrap().await;
     assert_eq!(report.succeeded, 1);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     assert_eq!(pipeline.stats().best_effort_retries, 2);
@@ -219,8 +220,8 @@ async fn panics_and_timeouts_are_caught_and_retried() {
     let always = handler_fn(|_| async { panic!("always broken") });
     let pipeline = pipeline_with(best_effort("broken", always), policy, &dead_letter);
     let (body, headers) = gh_delivery("d-broken", &issue_body(5));
-    let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
-    follow_up.unwrap().await;
+    let (_, work) = pipeline.handle_deferred(body, &headers).await;
+    work.unwrap().await;
     let entries = dead_letter.drain();
     assert_eq!(entries.len(), 1);
     assert!(entries[0]
@@ -330,7 +331,7 @@ async fn shutdown_drains_pending_work() {
     let pipeline = pipeline_with(best_effort("slow", slow), fast_policy(), &dead_letter);
     for n in 0..5 {
         let (body, headers) = gh_delivery(&format!("d-drain-{n}"), &issue_body(n));
-        assert_eq!(pipeline.handle(body, &headers).await.status, 200);
+        assert_eq!(pipeline.handle(body, &headers).await.status(), 200);
     }
     assert_eq!(done.total(), 0, "best-effort work runs after the answer");
 
@@ -342,7 +343,7 @@ async fn shutdown_drains_pending_work() {
 
     let (body, headers) = gh_delivery("d-late", &issue_body(9));
     let late = pipeline.handle(body, &headers).await;
-    assert_eq!(late.status, 503);
+    assert_eq!(late.status(), 503);
     assert!(matches!(late.kind, OutcomeKind::ShuttingDown));
 }
 
@@ -367,8 +368,8 @@ async fn shutdown_hands_back_and_dead_letters_what_it_cannot_finish() {
     pipeline.handle(body, &headers).await;
     // Never-driven deferred work is not pending: dropping it dead-letters it.
     let (body, headers) = gh_delivery("d-dropped", &issue_body(9));
-    let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
-    drop(follow_up);
+    let (_, work) = pipeline.handle_deferred(body, &headers).await;
+    drop(work);
     while flaky.starts().is_empty() {
         tokio::task::yield_now().await;
     }
@@ -399,7 +400,7 @@ async fn shutdown_hands_back_and_dead_letters_what_it_cannot_finish() {
         [
             (
                 "d-dropped".to_owned(),
-                DeadLetterReason::FollowUpDropped,
+                DeadLetterReason::BestEffortDropped,
                 false
             ),
             // The last error travels with the work.
@@ -452,12 +453,12 @@ fn gated_pipeline(
 async fn deliver_all(pipeline: &Pipeline, prefix: &str, numbers: std::ops::Range<u64>) {
     for n in numbers {
         let (body, headers) = gh_delivery(&format!("{prefix}-{n}"), &issue_body(n));
-        assert_eq!(pipeline.handle(body, &headers).await.status, 200);
+        assert_eq!(pipeline.handle(body, &headers).await.status(), 200);
     }
 }
 
 #[tokio::test]
-async fn dropped_follow_up_is_dead_lettered_at_once_and_shutdown_does_not_wait_for_it() {
+async fn dropped_work_is_dead_lettered_at_once_and_shutdown_does_not_wait_for_it() {
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let calls = Arc::new(AtomicUsize::new(0));
     let dead_letter = MemoryDeadLetter::new();
@@ -467,11 +468,11 @@ async fn dropped_follow_up_is_dead_lettered_at_once_and_shutdown_does_not_wait_f
         &dead_letter,
     );
     let (body, headers) = gh_delivery("d-drop", &issue_body(1));
-    let (outcome, follow_up) = pipeline.handle_deferred(body, &headers).await;
-    assert_eq!(outcome.status, 200);
-    let follow_up = follow_up.expect("best-effort work");
+    let (outcome, work) = pipeline.handle_deferred(body, &headers).await;
+    assert_eq!(outcome.status(), 200);
+    let work = work.expect("best-effort work");
     assert_eq!(pipeline.stats().best_effort_pending, 1);
-    drop(follow_up);
+    drop(work);
 
     eventually("the dropped work in the dead letter", || {
         dead_letter.len() == 1
@@ -485,7 +486,7 @@ async fn dropped_follow_up_is_dead_lettered_at_once_and_shutdown_does_not_wait_f
             entry.reason,
             entry.attempts
         ),
-        ("d-drop", "slow", DeadLetterReason::FollowUpDropped, 0)
+        ("d-drop", "slow", DeadLetterReason::BestEffortDropped, 0)
     );
     let stats = pipeline.stats();
     assert_eq!(
@@ -503,12 +504,12 @@ async fn dropped_follow_up_is_dead_lettered_at_once_and_shutdown_does_not_wait_f
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aborted_follow_up_hands_its_attempts_and_last_error_to_the_dead_letter() {
+async fn aborted_work_hands_its_attempts_and_last_error_to_the_dead_letter() {
     let dead_letter = MemoryDeadLetter::new();
     let (flaky, pipeline) = failing_then_waiting(&dead_letter);
     let (body, headers) = gh_delivery("d-abort", &issue_body(2));
-    let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
-    let task = tokio::spawn(follow_up.expect("best-effort work"));
+    let (_, work) = pipeline.handle_deferred(body, &headers).await;
+    let task = tokio::spawn(work.expect("best-effort work"));
     eventually("the first attempt", || !flaky.starts().is_empty()).await;
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
@@ -518,7 +519,7 @@ async fn aborted_follow_up_hands_its_attempts_and_last_error_to_the_dead_letter(
     })
     .await;
     let entry = &dead_letter.entries()[0];
-    assert_eq!(entry.reason, DeadLetterReason::FollowUpDropped);
+    assert_eq!(entry.reason, DeadLetterReason::BestEffortDropped);
     assert_eq!(entry.attempts, 1);
     assert!(entry
         .error
@@ -547,20 +548,20 @@ async fn pending_work_is_bounded_and_overflow_goes_to_the_dead_letter_at_once() 
 
     // The third is answered 200 (its critical work is done) but never started.
     let (body, headers) = gh_delivery("d-overflow", &issue_body(3));
-    let (outcome, follow_up) = pipeline.handle_deferred(body, &headers).await;
+    let (outcome, work) = pipeline.handle_deferred(body, &headers).await;
     assert!(matches!(
         outcome.kind,
         OutcomeKind::Processed { best_effort: 1 }
     ));
-    let follow_up = follow_up.expect("the refused work is reported");
-    assert_eq!((follow_up.len(), follow_up.refused()), (1, 1));
+    let work = work.expect("the refused work is reported");
+    assert_eq!((work.len(), work.refused()), (1, 1));
     eventually("the overflow in the dead letter", || dead_letter.len() == 1).await;
     let entry = &dead_letter.entries()[0];
     assert_eq!(
         (entry.event_id(), entry.reason, entry.attempts),
         ("d-overflow", DeadLetterReason::Overflow, 0)
     );
-    let report = follow_up.await;
+    let report = work.await;
     assert_eq!(
         (report.refused, report.succeeded, report.dead_lettered),
         (1, 0, 0)
@@ -576,8 +577,8 @@ async fn pending_work_is_bounded_and_overflow_goes_to_the_dead_letter_at_once() 
     })
     .await;
     let (body, headers) = gh_delivery("d-after", &issue_body(4));
-    let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
-    let report = follow_up.unwrap().await;
+    let (_, work) = pipeline.handle_deferred(body, &headers).await;
+    let report = work.unwrap().await;
     assert_eq!((report.succeeded, report.refused), (1, 0));
     assert_eq!(
         calls.load(Ordering::SeqCst),
@@ -614,10 +615,10 @@ async fn default_dead_letter_is_readable_and_drainable_from_the_pipeline() {
 
     let (body, headers) = gh_delivery("d-critical", &issue_body(1));
     let outcome = pipeline.handle(body, &headers).await;
-    assert_eq!(outcome.status, 200);
+    assert_eq!(outcome.status(), 200);
     let (body, headers) = gh_delivery("d-best-effort", &issue_body(2));
-    let (_, follow_up) = pipeline.handle_deferred(body, &headers).await;
-    assert_eq!(follow_up.unwrap().await.dead_lettered, 1);
+    let (_, work) = pipeline.handle_deferred(body, &headers).await;
+    assert_eq!(work.unwrap().await.dead_lettered, 1);
 
     assert_eq!(dead_letter.len(), 2);
     let drained: Vec<_> = dead_letter
@@ -677,9 +678,9 @@ async fn a_dead_letter_refusal_is_counted_and_reported_never_acknowledged() {
         .build()
         .unwrap();
     let (body, headers) = gh_delivery("d-refused", &issue_body(1));
-    let (outcome, follow_up) = pipeline.handle_deferred(body, &headers).await;
-    assert_eq!(outcome.status, 200, "the critical work is done");
-    let report = follow_up.unwrap().await;
+    let (outcome, work) = pipeline.handle_deferred(body, &headers).await;
+    assert_eq!(outcome.status(), 200, "the critical work is done");
+    let report = work.unwrap().await;
     assert_eq!((report.dead_letter_refused, report.dead_lettered), (1, 0));
     let stats = pipeline.stats();
     assert_eq!(
@@ -695,14 +696,14 @@ async fn a_dead_letter_refusal_is_counted_and_reported_never_acknowledged() {
         .verifier(github())
         .store(store())
         .registry(registry_with_critical(failing))
-        .dead_letter(full.clone())
+        .memory_dead_letter(full.clone())
         .build()
         .unwrap();
     let (first, first_headers) = gh_delivery("d-fills", &issue_body(2));
-    assert_eq!(pipeline.handle(first, &first_headers).await.status, 200);
+    assert_eq!(pipeline.handle(first, &first_headers).await.status(), 200);
     let (second, headers) = gh_delivery("d-refused-critical", &issue_body(3));
     let refused = pipeline.handle(second.clone(), &headers).await;
-    assert_eq!(refused.status, 500);
+    assert_eq!(refused.status(), 500);
     assert!(matches!(
         refused.kind,
         OutcomeKind::PermanentFailure {
@@ -713,7 +714,7 @@ async fn a_dead_letter_refusal_is_counted_and_reported_never_acknowledged() {
     assert_eq!(pipeline.stats().dead_letter_failures, 1);
     assert_eq!(full.drain().len(), 1);
     let redelivered = pipeline.handle(second, &headers).await;
-    assert_eq!(redelivered.status, 200);
+    assert_eq!(redelivered.status(), 200);
     assert!(matches!(
         redelivered.kind,
         OutcomeKind::PermanentFailure {
@@ -764,7 +765,7 @@ async fn racing_deliveries_drops_aborts_and_overflow_settle_every_job_exactly_on
         .verifier(github())
         .store(store())
         .registry(best_effort("work", work))
-        .dead_letter(dead_letter.clone())
+        .memory_dead_letter(dead_letter.clone())
         .max_concurrent_best_effort(4)
         .max_pending_best_effort(16)
         .build()
@@ -779,12 +780,12 @@ async fn racing_deliveries_drops_aborts_and_overflow_settle_every_job_exactly_on
                     match n % 6 {
                         0 => drop(pipeline.handle_deferred(body, &headers).await.1),
                         1 => {
-                            let follow_up = pipeline.handle_deferred(body, &headers).await.1;
-                            let task = tokio::spawn(follow_up.unwrap());
+                            let work = pipeline.handle_deferred(body, &headers).await.1;
+                            let task = tokio::spawn(work.unwrap());
                             tokio::task::yield_now().await;
                             task.abort();
                         }
-                        _ => assert_eq!(pipeline.handle(body, &headers).await.status, 200),
+                        _ => assert_eq!(pipeline.handle(body, &headers).await.status(), 200),
                     }
                 }
             })
@@ -822,7 +823,7 @@ async fn racing_deliveries_drops_aborts_and_overflow_settle_every_job_exactly_on
     );
     assert_eq!(
         stats.best_effort_dropped,
-        with_reason(DeadLetterReason::FollowUpDropped)
+        with_reason(DeadLetterReason::BestEffortDropped)
     );
     assert!(stats.best_effort_overflow > 0, "the bound was reached");
     assert!(stats.best_effort_succeeded > 0, "{stats:?}");
@@ -872,7 +873,7 @@ async fn overflow_waits_for_a_slow_dead_letter_instead_of_queueing_without_bound
         .await
         .expect("answered once the dead letter took the entry")
         .unwrap();
-    assert_eq!(outcome.status, 200);
+    assert_eq!(outcome.status(), 200);
     eventually("both overflows stored", || dead_letter.inner.len() == 2).await;
     let mut ids: Vec<_> = dead_letter
         .inner
@@ -903,14 +904,14 @@ async fn memory_dead_letter_is_bounded_by_body_bytes_too() {
         .verifier(github())
         .store(store())
         .registry(registry_with_critical(failing))
-        .dead_letter(dead_letter.clone())
+        .memory_dead_letter(dead_letter.clone())
         .build()
         .unwrap();
     let statuses: Vec<u16> = {
         let mut statuses = Vec::new();
         for n in 10..13 {
             let (body, headers) = gh_delivery(&format!("d-bytes-{n}"), &issue_body(n));
-            statuses.push(pipeline.handle(body, &headers).await.status);
+            statuses.push(pipeline.handle(body, &headers).await.status());
         }
         statuses
     };
@@ -921,5 +922,5 @@ async fn memory_dead_letter_is_bounded_by_body_bytes_too() {
     assert_eq!(dead_letter.drain().len(), 2);
     assert_eq!(dead_letter.bytes(), 0);
     let (body, headers) = gh_delivery("d-bytes-12", &issue_body(12));
-    assert_eq!(pipeline.handle(body, &headers).await.status, 200);
+    assert_eq!(pipeline.handle(body, &headers).await.status(), 200);
 }

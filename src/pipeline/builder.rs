@@ -1,0 +1,405 @@
+//! [`PipelineBuilder`]: a pipeline's settings, checked once by `build()`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::best_effort::BestEffortRunner;
+use super::limits::{resolve_limits, LimitOverrides, PermanentFailurePolicy};
+use super::recorder::Recorder;
+use super::rejected_hook::RejectedHook;
+use super::{Inner, Pipeline, Provider};
+use crate::clock::{Clock, SystemClock};
+use crate::dead_letter::{DeadLetter, MemoryDeadLetter};
+use crate::registry::{Registry, RouteError};
+use crate::rejected::RejectedDelivery;
+use crate::retry::RetryPolicy;
+use crate::store::IdempotencyStore;
+use crate::verify::Verifier;
+
+/// The provider name that stands for every provider in limit settings (as in
+/// [`Registry`] routes).
+const ANY_PROVIDER: &str = "*";
+
+/// Why a pipeline could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No verifier was added: no delivery could ever be accepted.
+    #[error("a pipeline needs at least one verifier: add one with `PipelineBuilder::verifier`")]
+    NoVerifier,
+    /// No idempotency store was set.
+    #[error("a pipeline needs an idempotency store: set one with `PipelineBuilder::store`")]
+    NoStore,
+    /// Two verifiers have the same provider name.
+    #[error("two verifiers are named `{0}`: add several secrets to one verifier instead")]
+    DuplicateProvider(String),
+    /// A verifier's provider name is empty, is `*`, or holds `:`, which would
+    /// make idempotency keys (`provider:event_id`) of two providers collide.
+    #[error("invalid provider name `{0}`: use a non-empty name without `:` (and not `*`)")]
+    InvalidProviderName(String),
+    /// A setting or a handler names a provider that no verifier has.
+    #[error("{what} names provider `{provider}`, but no verifier has that name")]
+    UnknownProvider {
+        /// The provider name.
+        provider: String,
+        /// Which setting or handler.
+        what: String,
+    },
+    /// A lease is not longer than its critical deadline.
+    #[error("the lease of `{provider}` ({lease:?}) must be longer than its critical deadline ({deadline:?}), or a live attempt could lose its key")]
+    LeaseNotLongerThanDeadline {
+        /// The provider.
+        provider: String,
+        /// The lease.
+        lease: Duration,
+        /// The deadline.
+        deadline: Duration,
+    },
+    /// A limit that must be positive is zero.
+    #[error("`{0}` must be greater than zero")]
+    Zero(&'static str),
+    /// A handler registration is invalid.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
+
+/// Builds a [`Pipeline`]; start with [`Pipeline::builder`].
+///
+/// **Set a durable dead letter in production** ([`PipelineBuilder::dead_letter`]):
+/// events whose critical handler fails permanently are answered 200 once they
+/// are in the dead letter, and best-effort work that cannot be done ends there.
+/// The default is an in-process [`MemoryDeadLetter`] (10,000 entries, 256 MiB
+/// of bodies), readable
+/// and drainable through [`Pipeline::memory_dead_letter`], but gone when the
+/// process ends.
+pub struct PipelineBuilder {
+    verifiers: Vec<Box<dyn Verifier>>,
+    store: Option<Arc<dyn IdempotencyStore>>,
+    registry: Registry,
+    clock: Arc<dyn Clock>,
+    overrides: HashMap<String, LimitOverrides>,
+    permanent_failure_policy: PermanentFailurePolicy,
+    retry_policy: RetryPolicy,
+    dead_letter: Arc<dyn DeadLetter>,
+    memory_dead_letter: Option<MemoryDeadLetter>,
+    max_concurrent_best_effort: usize,
+    max_pending_best_effort: usize,
+    on_rejected: Option<RejectedHook>,
+}
+
+impl PipelineBuilder {
+    /// Adds a verifier. Deliveries go to the first verifier whose
+    /// [`Verifier::detect`] recognises their headers, or to the one named in
+    /// [`Pipeline::handle_for`].
+    #[must_use]
+    pub fn verifier(mut self, verifier: impl Verifier + 'static) -> Self {
+        self.verifiers.push(Box::new(verifier));
+        self
+    }
+
+    /// Sets the idempotency store (required). Share one store between every
+    /// instance of your service.
+    #[must_use]
+    pub fn store(mut self, store: impl IdempotencyStore + 'static) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Sets the handlers. Default: none (every verified delivery is `Ignored`).
+    #[must_use]
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Sets the clock used for signature timestamps. Default: [`SystemClock`].
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The settings of `provider`; `*` stands for every provider (a provider's
+    /// own setting wins over it).
+    fn limits_of(&mut self, provider: &str) -> &mut LimitOverrides {
+        self.overrides.entry(provider.to_owned()).or_default()
+    }
+
+    /// Sets the largest accepted body for `provider` (`"*"`: every provider
+    /// without a setting of its own); see [`ProviderLimits::body_limit`](crate::ProviderLimits::body_limit).
+    #[must_use]
+    pub fn body_limit(mut self, provider: &str, bytes: usize) -> Self {
+        self.limits_of(provider).body_limit = Some(bytes);
+        self
+    }
+
+    /// Sets the critical deadline of `provider` (`"*"`: every provider without
+    /// a setting of its own); see [`ProviderLimits::critical_deadline`](crate::ProviderLimits::critical_deadline).
+    ///
+    /// ```
+    /// # use hookgate::{GitHub, MemoryStore, Pipeline, Shopify};
+    /// # use std::time::Duration;
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(GitHub::builder("gh").build()?)
+    ///     .verifier(Shopify::builder("shp").build()?)
+    ///     .store(MemoryStore::new())
+    ///     .critical_deadline("*", Duration::from_secs(2))
+    ///     .critical_deadline("github", Duration::from_secs(5))
+    ///     .build()?;
+    /// assert_eq!(pipeline.limits("shopify").unwrap().critical_deadline, Duration::from_secs(2));
+    /// assert_eq!(pipeline.limits("github").unwrap().critical_deadline, Duration::from_secs(5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn critical_deadline(mut self, provider: &str, deadline: Duration) -> Self {
+        self.limits_of(provider).critical_deadline = Some(deadline);
+        self
+    }
+
+    /// Sets the lease of `provider` (`"*"`: every provider without a setting of
+    /// its own); see [`ProviderLimits::lease`](crate::ProviderLimits::lease).
+    #[must_use]
+    pub fn lease(mut self, provider: &str, lease: Duration) -> Self {
+        self.limits_of(provider).lease = Some(lease);
+        self
+    }
+
+    /// Sets how long completed events of `provider` (`"*"`: every provider
+    /// without a setting of its own) are remembered; see
+    /// [`ProviderLimits::retention`](crate::ProviderLimits::retention).
+    #[must_use]
+    pub fn retention(mut self, provider: &str, retention: Duration) -> Self {
+        self.limits_of(provider).retention = Some(retention);
+        self
+    }
+
+    /// Sets what happens when a critical handler fails permanently. Default:
+    /// [`PermanentFailurePolicy::DeadLetter`].
+    #[must_use]
+    pub fn permanent_failure_policy(mut self, policy: PermanentFailurePolicy) -> Self {
+        self.permanent_failure_policy = policy;
+        self
+    }
+
+    /// Sets how best-effort work is retried. Default: [`RetryPolicy::default`].
+    #[must_use]
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry_policy = policy;
+        self
+    }
+
+    /// Sets where work that cannot be done goes: critical events that failed
+    /// permanently (with [`PermanentFailurePolicy::DeadLetter`]) and best-effort
+    /// work that failed, overflowed or was abandoned. See [`DeadLetter`] for what
+    /// happens when it refuses an entry.
+    ///
+    /// Default: an in-process [`MemoryDeadLetter`] holding 10,000 entries and
+    /// 256 MiB of bodies, read
+    /// and drained through [`Pipeline::memory_dead_letter`]. It does not survive
+    /// a restart: production services should set a durable sink (a table, a
+    /// queue). A [`MemoryDeadLetter`] set here is also returned by
+    /// [`Pipeline::memory_dead_letter`].
+    #[must_use]
+    pub fn dead_letter(mut self, dead_letter: impl DeadLetter + 'static) -> Self {
+        self.memory_dead_letter = None;
+        self.dead_letter = Arc::new(dead_letter);
+        self
+    }
+
+    /// Sets an in-memory dead letter of your choosing (say, with another
+    /// capacity), returned by [`Pipeline::memory_dead_letter`] as the default
+    /// one is. Keep a clone to read it: clones share their entries.
+    #[must_use]
+    pub fn memory_dead_letter(mut self, dead_letter: MemoryDeadLetter) -> Self {
+        self.dead_letter = Arc::new(dead_letter.clone());
+        self.memory_dead_letter = Some(dead_letter);
+        self
+    }
+
+    /// Sets how many best-effort attempts may run at once across the pipeline
+    /// (at most tokio's semaphore limit). Default: 64.
+    #[must_use]
+    pub fn max_concurrent_best_effort(mut self, max: usize) -> Self {
+        self.max_concurrent_best_effort = max;
+        self
+    }
+
+    /// Sets how many best-effort jobs (one per handler and delivery) the
+    /// pipeline holds at once: running, waiting for a permit, sleeping before a
+    /// retry, or handed out in a [`BestEffort`](crate::BestEffort) not yet run. Each holds its event,
+    /// body included, so this bounds memory. Work beyond it is never started:
+    /// it goes to the dead letter at once with [`DeadLetterReason::Overflow`](crate::DeadLetterReason::Overflow) and
+    /// is counted in [`Stats::best_effort_overflow`](crate::Stats::best_effort_overflow) — from a background task
+    /// while fewer than `max` entries wait for the dead letter, otherwise before
+    /// `handle` returns (back-pressure: a dead letter that falls behind slows the
+    /// answers rather than growing a queue). So at most about `2 × max` events
+    /// are held for best-effort work (fewer bodies when several handlers share
+    /// one). Default: 1,024.
+    #[must_use]
+    pub fn max_pending_best_effort(mut self, max: usize) -> Self {
+        self.max_pending_best_effort = max;
+        self
+    }
+
+    /// Sets a hook that receives every delivery whose signature verified but
+    /// that the pipeline refused — an unusable payload (400) or an event id
+    /// already used with a different body (422) — with its raw body and headers,
+    /// so you can keep it for inspection or replay (see [`crate::rejected`]).
+    /// Deliveries that fail verification never reach it.
+    ///
+    /// It is called inline, before `handle` returns: keep it quick (push into a
+    /// channel, spawn a task). A panic in it is caught and does not change the
+    /// answer. Default: none (such deliveries are only counted in [`Stats`](crate::Stats)).
+    ///
+    /// ```
+    /// # use hookgate::{GitHub, MemoryStore, Pipeline, RejectedDelivery};
+    /// let (tx, rx) = std::sync::mpsc::channel::<RejectedDelivery>();
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(GitHub::builder("secret").build()?)
+    ///     .store(MemoryStore::new())
+    ///     .on_rejected(move |rejected| {
+    ///         let _ = tx.send(rejected); // a task stores them durably
+    ///     })
+    ///     .build()?;
+    /// # drop(rx);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn on_rejected(mut self, hook: impl Fn(RejectedDelivery) + Send + Sync + 'static) -> Self {
+        self.on_rejected = Some(RejectedHook::new(hook));
+        self
+    }
+
+    /// Checks the settings and builds the pipeline.
+    ///
+    /// # Errors
+    /// A [`BuildError`] naming the first setting that cannot work.
+    pub fn build(self) -> Result<Pipeline, BuildError> {
+        if self.verifiers.is_empty() {
+            return Err(BuildError::NoVerifier);
+        }
+        let store = self.store.ok_or(BuildError::NoStore)?;
+        if self.max_concurrent_best_effort == 0 {
+            return Err(BuildError::Zero("max_concurrent_best_effort"));
+        }
+        if self.max_pending_best_effort == 0 {
+            return Err(BuildError::Zero("max_pending_best_effort"));
+        }
+        self.registry.validate()?;
+        let known = |name: &str| self.verifiers.iter().any(|v| v.provider() == name);
+        for provider in self.registry.providers() {
+            if provider != ANY_PROVIDER && !known(provider) {
+                return Err(BuildError::UnknownProvider {
+                    provider: provider.to_owned(),
+                    what: "a registered handler".to_owned(),
+                });
+            }
+        }
+        if let Some(provider) = self
+            .overrides
+            .keys()
+            .find(|p| p.as_str() != ANY_PROVIDER && !known(p))
+        {
+            return Err(BuildError::UnknownProvider {
+                provider: provider.clone(),
+                what: "a limit setting".to_owned(),
+            });
+        }
+        let every = self
+            .overrides
+            .get(ANY_PROVIDER)
+            .copied()
+            .unwrap_or_default();
+        let mut providers: Vec<Provider> = Vec::with_capacity(self.verifiers.len());
+        for verifier in self.verifiers {
+            let name: Arc<str> = verifier.provider().into();
+            check_provider_name(&name)?;
+            if providers.iter().any(|p| p.name == name) {
+                return Err(BuildError::DuplicateProvider(name.to_string()));
+            }
+            let profile = verifier.profile();
+            let set = self.overrides.get(&*name).copied().unwrap_or_default();
+            let limits = resolve_limits(&name, &profile, set.or(every))?;
+            providers.push(Provider {
+                name,
+                verifier,
+                profile,
+                limits,
+            });
+        }
+        let max_body_limit = providers
+            .iter()
+            .map(|p| p.limits.body_limit)
+            .max()
+            .unwrap_or(0);
+        let stats = Arc::new(Recorder::default());
+        let best_effort = Arc::new(BestEffortRunner::new(
+            self.retry_policy,
+            self.dead_letter.clone(),
+            self.max_concurrent_best_effort,
+            self.max_pending_best_effort,
+            stats.clone(),
+        ));
+        Ok(Pipeline {
+            inner: Arc::new(Inner {
+                providers,
+                max_body_limit,
+                store,
+                registry: self.registry,
+                clock: self.clock,
+                permanent_failure_policy: self.permanent_failure_policy,
+                dead_letter: self.dead_letter,
+                memory_dead_letter: self.memory_dead_letter,
+                on_rejected: self.on_rejected,
+                best_effort,
+                stats,
+                closing: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+/// Refuses a provider name that could make two idempotency keys collide: keys
+/// are `provider:event_id`, so a name holding `:` (`acme:eu` with id `42`
+/// against `acme` with id `eu:42`) or an empty name is ambiguous.
+fn check_provider_name(name: &str) -> Result<(), BuildError> {
+    if name.is_empty() || name.contains(':') || name == ANY_PROVIDER {
+        return Err(BuildError::InvalidProviderName(name.to_owned()));
+    }
+    Ok(())
+}
+
+impl PipelineBuilder {
+    /// The defaults: no verifier, no store, no handlers, the system clock, the
+    /// in-memory dead letter.
+    pub(super) fn new() -> Self {
+        let memory_dead_letter = MemoryDeadLetter::new();
+        PipelineBuilder {
+            verifiers: Vec::new(),
+            store: None,
+            registry: Registry::new(),
+            clock: Arc::new(SystemClock),
+            overrides: HashMap::new(),
+            permanent_failure_policy: PermanentFailurePolicy::default(),
+            retry_policy: RetryPolicy::default(),
+            dead_letter: Arc::new(memory_dead_letter.clone()),
+            memory_dead_letter: Some(memory_dead_letter),
+            max_concurrent_best_effort: 64,
+            max_pending_best_effort: 1024,
+            on_rejected: None,
+        }
+    }
+}
+
+impl fmt::Debug for PipelineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineBuilder")
+            .field("verifiers", &self.verifiers)
+            .field("store", &self.store)
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}

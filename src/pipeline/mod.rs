@@ -1,0 +1,533 @@
+//! From a delivery's raw bytes to exactly-once critical work and an answer.
+//!
+//! [`Pipeline::handle`] takes each delivery through the same steps, and stops at
+//! the first that fails with the [`Outcome`] that says why:
+//!
+//! 1. **size**: a body over the provider's limit is refused before anything reads it;
+//! 2. **detect**: the first verifier whose signature header is present (or the one
+//!    named in [`Pipeline::handle_for`]);
+//! 3. **verify** the signature over the raw bytes, then **identify** the event;
+//! 4. **route**: no handler for the kind means `Ignored`, without touching the store;
+//! 5. **claim** `provider:event_id` with the body's [`Fingerprint`] and the
+//!    provider's lease;
+//! 6. run the **critical** handlers in order under the provider's deadline
+//!    (errors, timeouts and panics release the key);
+//! 7. **complete** the key (kept for the provider's retention) — only then is the
+//!    answer 2xx, and only then does best-effort work start.
+//!
+//! A fencing token ties steps 5–7 together, so an attempt whose lease expired
+//! can neither complete nor release a newer attempt's claim.
+
+mod attempt;
+mod best_effort;
+mod builder;
+mod limits;
+mod recorder;
+mod rejected_hook;
+
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+
+pub use best_effort::{BestEffort, BestEffortReport, ShutdownReport};
+pub use builder::{BuildError, PipelineBuilder};
+pub use limits::{PermanentFailurePolicy, ProviderLimits};
+
+use attempt::Attempt;
+use best_effort::BestEffortRunner;
+use recorder::Recorder;
+use rejected_hook::RejectedHook;
+
+use crate::clock::Clock;
+use crate::dead_letter::{DeadLetter, DeadLetterEntry, DeadLetterReason, MemoryDeadLetter};
+use crate::event::{idempotency_key, Event};
+use crate::handler::{HandlerError, HandlerPanicked};
+use crate::headers::Headers;
+use crate::outcome::{CriticalFailure, Outcome, OutcomeKind};
+use crate::registry::{NamedHandler, Registry, Routes};
+use crate::rejected::{RejectedDelivery, RejectionReason};
+use crate::stats::Stats;
+use crate::store::{Claim, Fingerprint, IdempotencyStore};
+use crate::verify::{ProviderProfile, Verifier, VerifyError};
+
+/// Turns deliveries into exactly-once critical work, best-effort work and
+/// the status to answer; see the crate documentation for the full protocol.
+///
+/// Cheap to clone (one `Arc`): share it between your HTTP handlers.
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+/// Everything a pipeline holds, shared by its clones.
+struct Inner {
+    providers: Vec<Provider>,
+    max_body_limit: usize,
+    store: Arc<dyn IdempotencyStore>,
+    registry: Registry,
+    clock: Arc<dyn Clock>,
+    permanent_failure_policy: PermanentFailurePolicy,
+    dead_letter: Arc<dyn DeadLetter>,
+    memory_dead_letter: Option<MemoryDeadLetter>,
+    on_rejected: Option<RejectedHook>,
+    best_effort: Arc<BestEffortRunner>,
+    stats: Arc<Recorder>,
+    closing: AtomicBool,
+}
+
+/// One verifier with its name, profile and the limits resolved for it.
+struct Provider {
+    name: Arc<str>,
+    verifier: Box<dyn Verifier>,
+    profile: ProviderProfile,
+    limits: ProviderLimits,
+}
+
+impl Pipeline {
+    /// A builder with safe defaults; add at least one verifier and a store.
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder::new()
+    }
+
+    /// Handles one delivery whose provider is detected from its headers, and
+    /// spawns its best-effort work on the current tokio runtime.
+    ///
+    /// Pass the body exactly as received (no re-encoding) and every header.
+    /// Answer the returned [`Outcome::status`] with [`Outcome::body`].
+    ///
+    /// If this future is dropped before it finishes (say, your HTTP server
+    /// cancels the request), the critical handlers stop where they were and the
+    /// claim is left to expire: the provider's retries get 409 until the lease
+    /// ends, then run the work again. Nothing is recorded as done.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (deadlines and best-effort tasks need one).
+    pub async fn handle(&self, raw_body: impl Into<Bytes>, headers: &Headers) -> Outcome {
+        let (outcome, best_effort_work) = self.handle_deferred(raw_body, headers).await;
+        if let Some(best_effort_work) = best_effort_work {
+            best_effort_work.spawn();
+        }
+        outcome
+    }
+
+    /// Like [`Pipeline::handle`], for a provider chosen by name (e.g. from the
+    /// URL path) rather than detected. An unknown name is rejected with 400.
+    pub async fn handle_for(
+        &self,
+        provider: &str,
+        raw_body: impl Into<Bytes>,
+        headers: &Headers,
+    ) -> Outcome {
+        let (outcome, best_effort_work) =
+            self.handle_for_deferred(provider, raw_body, headers).await;
+        if let Some(best_effort_work) = best_effort_work {
+            best_effort_work.spawn();
+        }
+        outcome
+    }
+
+    /// Like [`Pipeline::handle`], but hands the best-effort work back instead of
+    /// spawning it: run the [`BestEffort`] yourself (await it after answering, or
+    /// spawn it on your executor). `None` when there is nothing to do. Dropping
+    /// the `BestEffort` unfinished sends its work to the dead letter
+    /// ([`DeadLetterReason::BestEffortDropped`]).
+    ///
+    /// # Panics
+    /// Outside a tokio runtime with its time driver enabled: the critical
+    /// deadline and the retry delays use tokio's timer.
+    pub async fn handle_deferred(
+        &self,
+        raw_body: impl Into<Bytes>,
+        headers: &Headers,
+    ) -> (Outcome, Option<BestEffort>) {
+        let body = raw_body.into();
+        let index = self
+            .inner
+            .providers
+            .iter()
+            .position(|p| p.verifier.detect(headers));
+        self.process(index, body, headers).await
+    }
+
+    /// Like [`Pipeline::handle_for`], handing the best-effort work back as
+    /// [`Pipeline::handle_deferred`] does.
+    pub async fn handle_for_deferred(
+        &self,
+        provider: &str,
+        raw_body: impl Into<Bytes>,
+        headers: &Headers,
+    ) -> (Outcome, Option<BestEffort>) {
+        let index = self
+            .inner
+            .providers
+            .iter()
+            .position(|p| &*p.name == provider);
+        self.process(index, raw_body.into(), headers).await
+    }
+
+    async fn process(
+        &self,
+        index: Option<usize>,
+        body: Bytes,
+        headers: &Headers,
+    ) -> (Outcome, Option<BestEffort>) {
+        let (outcome, best_effort_work) = self.run(index, body, headers).await;
+        self.inner.stats.delivery(&outcome.kind);
+        (outcome, best_effort_work)
+    }
+
+    async fn run(
+        &self,
+        index: Option<usize>,
+        body: Bytes,
+        headers: &Headers,
+    ) -> (Outcome, Option<BestEffort>) {
+        let inner = &*self.inner;
+        let done = |kind| (Outcome::new(kind), None);
+        if inner.closing.load(Ordering::Acquire) {
+            return done(OutcomeKind::ShuttingDown);
+        }
+        // Nothing larger than every provider's limit is even looked at.
+        if body.len() > inner.max_body_limit {
+            return done(OutcomeKind::TooLarge {
+                size: body.len(),
+                limit: inner.max_body_limit,
+            });
+        }
+        let Some(provider) = index.map(|i| &inner.providers[i]) else {
+            return done(OutcomeKind::VerificationFailed(
+                VerifyError::UnknownProvider,
+            ));
+        };
+        let mut outcome = Outcome::new(OutcomeKind::Ignored);
+        outcome.provider = Some(provider.name.clone());
+        let finish = |mut outcome: Outcome, kind| {
+            outcome.kind = kind;
+            (outcome, None)
+        };
+        if body.len() > provider.limits.body_limit {
+            let kind = OutcomeKind::TooLarge {
+                size: body.len(),
+                limit: provider.limits.body_limit,
+            };
+            return finish(outcome, kind);
+        }
+        if let Err(err) = provider.verifier.verify(&body, headers, inner.clock.now()) {
+            return finish(outcome, OutcomeKind::VerificationFailed(err));
+        }
+        let identity = match provider.verifier.identify(&body, headers) {
+            Ok(identity) => identity,
+            Err(err) => {
+                self.reject(
+                    &outcome,
+                    RejectionReason::Unusable(err.clone()),
+                    &body,
+                    headers,
+                );
+                return finish(outcome, OutcomeKind::Unusable(err));
+            }
+        };
+        outcome.event_id = Some(identity.id.clone());
+        outcome.event_kind = Some(identity.kind.clone());
+        if inner
+            .registry
+            .route(
+                &provider.name,
+                &identity.kind,
+                provider.profile.kinds_carry_action,
+            )
+            .is_empty()
+        {
+            return finish(outcome, OutcomeKind::Ignored);
+        }
+        let fingerprint = Fingerprint::of(&body);
+        let key = idempotency_key(&provider.name, &identity.id);
+        let token = match inner
+            .store
+            .claim(&key, fingerprint, provider.limits.lease)
+            .await
+        {
+            Ok(Claim::Acquired(token) | Claim::AcquiredBodyChanged(token)) => token,
+            Ok(Claim::Completed) => return finish(outcome, OutcomeKind::Duplicate),
+            Ok(Claim::InFlight { until }) => {
+                return finish(outcome, OutcomeKind::InFlight { until })
+            }
+            Ok(Claim::CompletedBodyChanged) => {
+                self.reject(
+                    &outcome,
+                    RejectionReason::FingerprintMismatch,
+                    &body,
+                    headers,
+                );
+                return finish(outcome, OutcomeKind::FingerprintMismatch);
+            }
+            Err(err) => return finish(outcome, OutcomeKind::StoreUnavailable(Arc::new(err))),
+        };
+        let attempt = Attempt {
+            inner,
+            key,
+            token,
+            limits: provider.limits,
+        };
+        // Built only once the key is held: duplicates never pay for it.
+        let event = Event::new(provider.name.clone(), identity, body);
+        let routes = inner.registry.route(
+            event.provider(),
+            event.kind(),
+            provider.profile.kinds_carry_action,
+        );
+        let kind = match self.run_critical(&attempt, &event, routes).await {
+            Ok(last) => match attempt.complete(handler_name(last)).await {
+                Ok(()) => {
+                    let best_effort: Vec<NamedHandler> = routes.best_effort().cloned().collect();
+                    let count = best_effort.len();
+                    let best_effort_work = if count > 0 {
+                        Some(inner.best_effort.register(&event, best_effort).await)
+                    } else {
+                        None
+                    };
+                    outcome.kind = OutcomeKind::Processed { best_effort: count };
+                    return (outcome, best_effort_work);
+                }
+                Err(kind) => kind,
+            },
+            Err(kind) => kind,
+        };
+        finish(outcome, kind)
+    }
+
+    /// Hands an authentic but refused delivery to the host's hook, if any.
+    fn reject(&self, outcome: &Outcome, reason: RejectionReason, body: &Bytes, headers: &Headers) {
+        let Some(hook) = &self.inner.on_rejected else {
+            return;
+        };
+        let status = match &reason {
+            RejectionReason::Unusable(err) => err.status(),
+            RejectionReason::FingerprintMismatch => OutcomeKind::FingerprintMismatch.status(),
+        };
+        let Some(provider) = outcome.provider.clone() else {
+            return;
+        };
+        let delivered = hook.call(RejectedDelivery {
+            provider,
+            reason,
+            status,
+            event_id: outcome.event_id.clone(),
+            event_kind: outcome.event_kind.clone(),
+            body: body.clone(),
+            headers: headers.clone(),
+        });
+        if !delivered {
+            Recorder::bump(&self.inner.stats.rejected_hook_panics);
+        }
+    }
+
+    /// Runs the critical handlers in order under the deadline and settles the
+    /// failures; `Ok` (with the last handler run) means every handler succeeded
+    /// and the key is still held.
+    async fn run_critical<'r>(
+        &self,
+        attempt: &Attempt<'_>,
+        event: &Event,
+        routes: Routes<'r>,
+    ) -> Result<Option<&'r NamedHandler>, OutcomeKind> {
+        let deadline = attempt.limits.critical_deadline;
+        let mut current = None;
+        let chain = async {
+            for handler in routes.critical() {
+                current = Some(handler);
+                let run = AssertUnwindSafe(async { handler.handler().handle(event).await });
+                match run.catch_unwind().await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => return Err(Failure::Error(err)),
+                    Err(panic) => {
+                        return Err(Failure::Panic(HandlerPanicked::from_payload(&*panic)))
+                    }
+                }
+            }
+            Ok(())
+        };
+        let failure = match tokio::time::timeout(deadline, chain).await {
+            Ok(Ok(())) => return Ok(current),
+            Ok(Err(failure)) => failure,
+            Err(_) => Failure::Timeout,
+        };
+        let handler = handler_name(current);
+        let kind = match failure {
+            Failure::Error(err) if !err.is_transient() => {
+                return Err(self.settle_permanent(attempt, event, handler, err).await)
+            }
+            Failure::Error(err) => CriticalFailure::Transient(Arc::new(err)),
+            Failure::Panic(panic) => CriticalFailure::Panic(panic.message),
+            Failure::Timeout => CriticalFailure::Timeout(deadline),
+        };
+        attempt.release(&failure_reason(&handler, &kind)).await;
+        Err(OutcomeKind::CriticalFailed {
+            handler,
+            failure: kind,
+        })
+    }
+
+    async fn settle_permanent(
+        &self,
+        attempt: &Attempt<'_>,
+        event: &Event,
+        handler: Arc<str>,
+        err: HandlerError,
+    ) -> OutcomeKind {
+        let inner = &*self.inner;
+        let error = Arc::new(err);
+        let reason = format!("critical handler `{handler}` failed permanently: {error}");
+        let failed = |dead_lettered| OutcomeKind::PermanentFailure {
+            handler: handler.clone(),
+            error: error.clone(),
+            dead_lettered,
+        };
+        if inner.permanent_failure_policy == PermanentFailurePolicy::Retry {
+            attempt.release(&reason).await;
+            return failed(false);
+        }
+        // Dead-letter first, then complete: if completing fails the provider
+        // retries, and the event is dead-lettered again rather than lost.
+        let entry = DeadLetterEntry::new(
+            event.clone(),
+            handler.clone(),
+            1,
+            DeadLetterReason::CriticalPermanent,
+            Some(error.clone()),
+        );
+        if inner.dead_letter.send(entry).await.is_err() {
+            Recorder::bump(&inner.stats.dead_letter_failures);
+            attempt.release(&reason).await;
+            return failed(false);
+        }
+        match attempt.complete(handler.clone()).await {
+            Ok(()) => failed(true),
+            Err(kind) => kind,
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.inner.stats.snapshot();
+        stats.best_effort_pending = self.inner.best_effort.held() as u64;
+        stats
+    }
+
+    /// The dead letter every entry goes to: the one set with
+    /// [`PipelineBuilder::dead_letter`], or the default [`MemoryDeadLetter`].
+    pub fn dead_letter(&self) -> Arc<dyn DeadLetter> {
+        Arc::clone(&self.inner.dead_letter)
+    }
+
+    /// The in-memory dead letter, when the pipeline uses one — the default, or
+    /// a [`MemoryDeadLetter`] you set: read it with
+    /// [`MemoryDeadLetter::entries`], empty it with [`MemoryDeadLetter::drain`]
+    /// (e.g. to replay or store the entries elsewhere). `None` when you set
+    /// another kind of dead letter.
+    ///
+    /// ```
+    /// # use hookgate::{GitHub, MemoryStore, Pipeline};
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(GitHub::builder("secret").build()?)
+    ///     .store(MemoryStore::new())
+    ///     .build()?;
+    /// let dead_letter = pipeline.memory_dead_letter().expect("the default dead letter");
+    /// for entry in dead_letter.drain() {
+    ///     println!("{} {} failed in {}: {:?}", entry.provider(), entry.event_id(), entry.handler, entry.reason);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn memory_dead_letter(&self) -> Option<&MemoryDeadLetter> {
+        self.inner.memory_dead_letter.as_ref()
+    }
+
+    /// The limits in force for `provider`, if a verifier has that name.
+    pub fn limits(&self, provider: &str) -> Option<ProviderLimits> {
+        self.inner
+            .providers
+            .iter()
+            .find(|p| &*p.name == provider)
+            .map(|p| p.limits)
+    }
+
+    /// The largest body worth reading for a delivery with these headers (the
+    /// detected provider's limit, or the largest limit when none is detected):
+    /// cap your HTTP body reader with it.
+    pub fn max_body_size(&self, headers: &Headers) -> usize {
+        self.inner
+            .providers
+            .iter()
+            .find(|p| p.verifier.detect(headers))
+            .map_or(self.inner.max_body_limit, |p| p.limits.body_limit)
+    }
+
+    /// Stops taking deliveries (they get 503 [`OutcomeKind::ShuttingDown`]) and
+    /// waits up to `deadline` for pending best-effort work to finish. Work still
+    /// pending then is cancelled, sent to the dead letter and listed in the
+    /// report, so nothing is dropped silently. When the dead letter is in
+    /// memory (the default), the report also carries a copy of what it holds
+    /// ([`ShutdownReport::memory_dead_letter`]): store it before the process
+    /// ends, or it is lost.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        self.inner.closing.store(true, Ordering::Release);
+        let mut report = self.inner.best_effort.shutdown(deadline).await;
+        if let Some(memory) = &self.inner.memory_dead_letter {
+            report.memory_dead_letter = memory.entries();
+        }
+        report
+    }
+}
+
+/// The name an outcome gives for `handler` (the failing or last critical one).
+fn handler_name(handler: Option<&NamedHandler>) -> Arc<str> {
+    handler.map_or_else(|| "(no critical handler)".into(), NamedHandler::shared_name)
+}
+
+enum Failure {
+    Error(HandlerError),
+    Panic(HandlerPanicked),
+    Timeout,
+}
+
+fn failure_reason(handler: &str, failure: &CriticalFailure) -> String {
+    match failure {
+        CriticalFailure::Transient(err) => format!("critical handler `{handler}` failed: {err}"),
+        CriticalFailure::Timeout(after) => {
+            format!("critical handlers passed the {after:?} deadline in `{handler}`")
+        }
+        CriticalFailure::Panic(message) => {
+            format!("critical handler `{handler}` panicked: {message}")
+        }
+        CriticalFailure::LeaseLost(err) => format!("lease lost: {err}"),
+    }
+}
+
+impl fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field(
+                "providers",
+                &self
+                    .inner
+                    .providers
+                    .iter()
+                    .map(|p| (&*p.name, p.limits))
+                    .collect::<Vec<_>>(),
+            )
+            .field("store", &self.inner.store)
+            .field("registry", &self.inner.registry)
+            .field(
+                "permanent_failure_policy",
+                &self.inner.permanent_failure_policy,
+            )
+            .field("dead_letter", &self.inner.dead_letter)
+            .field("best_effort", &self.inner.best_effort)
+            .finish()
+    }
+}
