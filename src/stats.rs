@@ -52,7 +52,8 @@ counters! {
     unusable,
     /// 200: duplicates of completed events.
     duplicate,
-    /// 422: same id, different body.
+    /// 422: a completed event's id with a different body, under
+    /// [`FingerprintPolicy::Strict`](crate::FingerprintPolicy::Strict).
     fingerprint_mismatch,
     /// 409: another attempt held the lease.
     in_flight,
@@ -94,6 +95,15 @@ counters! {
     /// Calls of the [`on_rejected`](crate::PipelineBuilder::on_rejected) hook
     /// that panicked (the panic was caught; the delivery was answered as usual).
     rejected_hook_panics,
+    /// Attempts that ran the critical work for a body other than the one the
+    /// event's previous, failed or abandoned, attempt had (the provider
+    /// re-rendered the event between deliveries). Not a delivery counter: each
+    /// such delivery is also counted by how it ended.
+    body_changed,
+    /// Duplicates of a completed event with a different body, answered 200
+    /// under [`FingerprintPolicy::Lenient`](crate::FingerprintPolicy::Lenient)
+    /// and handed to the `on_rejected` hook; also counted in `duplicate`.
+    duplicate_body_changed,
 }
 
 impl Add for Stats {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::best_effort::BestEffortRunner;
-use super::limits::{resolve_limits, LimitOverrides, PermanentFailurePolicy};
+use super::limits::{resolve_limits, FingerprintPolicy, LimitOverrides, PermanentFailurePolicy};
 use super::recorder::Recorder;
 use super::rejected_hook::RejectedHook;
 use super::{Inner, Pipeline, Provider};
@@ -82,6 +82,7 @@ pub struct PipelineBuilder {
     clock: Arc<dyn Clock>,
     overrides: HashMap<String, LimitOverrides>,
     permanent_failure_policy: PermanentFailurePolicy,
+    fingerprint_policy: FingerprintPolicy,
     retry_policy: RetryPolicy,
     dead_letter: Arc<dyn DeadLetter>,
     memory_dead_letter: Option<MemoryDeadLetter>,
@@ -184,6 +185,27 @@ impl PipelineBuilder {
         self
     }
 
+    /// Sets what a delivery whose event already completed with a different
+    /// body answers: 200 `Duplicate`, reported (the default,
+    /// [`FingerprintPolicy::Lenient`]), or 422 ([`FingerprintPolicy::Strict`]).
+    /// A retry after a failed attempt runs whatever its body under both.
+    ///
+    /// ```
+    /// # use hookgate::{FingerprintPolicy, GitHub, MemoryStore, Pipeline};
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(GitHub::builder("secret").build()?)
+    ///     .store(MemoryStore::new())
+    ///     .fingerprint_policy(FingerprintPolicy::Strict)
+    ///     .build()?;
+    /// # let _ = pipeline;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn fingerprint_policy(mut self, policy: FingerprintPolicy) -> Self {
+        self.fingerprint_policy = policy;
+        self
+    }
+
     /// Sets how best-effort work is retried. Default: [`RetryPolicy::default`].
     #[must_use]
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
@@ -245,10 +267,11 @@ impl PipelineBuilder {
     }
 
     /// Sets a hook that receives every delivery whose signature verified but
-    /// that the pipeline refused — an unusable payload (400) or an event id
-    /// already used with a different body (422) — with its raw body and headers,
-    /// so you can keep it for inspection or replay (see [`crate::rejected`]).
-    /// Deliveries that fail verification never reach it.
+    /// whose handlers the pipeline did not run for it — an unusable payload
+    /// (400), or an event that already completed with a different body (200 as
+    /// a duplicate, 422 under [`FingerprintPolicy::Strict`]) — with its raw body
+    /// and headers, so you can keep it for inspection or replay (see
+    /// [`crate::rejected`]). Deliveries that fail verification never reach it.
     ///
     /// It is called inline, before `handle` returns: keep it quick (push into a
     /// channel, spawn a task). A panic in it is caught and does not change the
@@ -351,6 +374,7 @@ impl PipelineBuilder {
                 registry: self.registry,
                 clock: self.clock,
                 permanent_failure_policy: self.permanent_failure_policy,
+                fingerprint_policy: self.fingerprint_policy,
                 dead_letter: self.dead_letter,
                 memory_dead_letter: self.memory_dead_letter,
                 on_rejected: self.on_rejected,
@@ -384,6 +408,7 @@ impl PipelineBuilder {
             clock: Arc::new(SystemClock),
             overrides: HashMap::new(),
             permanent_failure_policy: PermanentFailurePolicy::default(),
+            fingerprint_policy: FingerprintPolicy::default(),
             retry_policy: RetryPolicy::default(),
             dead_letter: Arc::new(memory_dead_letter.clone()),
             memory_dead_letter: Some(memory_dead_letter),

@@ -36,7 +36,7 @@ use futures_util::FutureExt;
 
 pub use best_effort::{BestEffort, BestEffortReport, ShutdownReport};
 pub use builder::{BuildError, PipelineBuilder};
-pub use limits::{PermanentFailurePolicy, ProviderLimits};
+pub use limits::{FingerprintPolicy, PermanentFailurePolicy, ProviderLimits};
 
 use attempt::Attempt;
 use best_effort::BestEffortRunner;
@@ -50,7 +50,7 @@ use crate::handler::{HandlerError, HandlerPanicked};
 use crate::headers::Headers;
 use crate::outcome::{CriticalFailure, Outcome, OutcomeKind};
 use crate::registry::{NamedHandler, Registry, Routes};
-use crate::rejected::{RejectedDelivery, RejectionReason};
+use crate::rejected::RejectionReason;
 use crate::stats::Stats;
 use crate::store::{Claim, Fingerprint, IdempotencyStore};
 use crate::verify::{ProviderProfile, Verifier, VerifyError};
@@ -72,6 +72,7 @@ struct Inner {
     registry: Registry,
     clock: Arc<dyn Clock>,
     permanent_failure_policy: PermanentFailurePolicy,
+    fingerprint_policy: FingerprintPolicy,
     dead_letter: Arc<dyn DeadLetter>,
     memory_dead_letter: Option<MemoryDeadLetter>,
     on_rejected: Option<RejectedHook>,
@@ -252,19 +253,22 @@ impl Pipeline {
             .claim(&key, fingerprint, provider.limits.lease)
             .await
         {
-            Ok(Claim::Acquired(token) | Claim::AcquiredBodyChanged(token)) => token,
+            Ok(Claim::Acquired(token)) => token,
+            Ok(Claim::AcquiredBodyChanged(token)) => {
+                Recorder::bump(&inner.stats.body_changed);
+                token
+            }
             Ok(Claim::Completed) => return finish(outcome, OutcomeKind::Duplicate),
+            Ok(Claim::CompletedBodyChanged) => {
+                let (kind, reason) = inner.fingerprint_policy.completed_body_changed();
+                if let OutcomeKind::Duplicate = kind {
+                    Recorder::bump(&inner.stats.duplicate_body_changed);
+                }
+                self.reject(&outcome, reason, &body, headers);
+                return finish(outcome, kind);
+            }
             Ok(Claim::InFlight { until }) => {
                 return finish(outcome, OutcomeKind::InFlight { until })
-            }
-            Ok(Claim::CompletedBodyChanged) => {
-                self.reject(
-                    &outcome,
-                    RejectionReason::FingerprintMismatch,
-                    &body,
-                    headers,
-                );
-                return finish(outcome, OutcomeKind::FingerprintMismatch);
             }
             Err(err) => return finish(outcome, OutcomeKind::StoreUnavailable(Arc::new(err))),
         };
@@ -301,28 +305,13 @@ impl Pipeline {
         finish(outcome, kind)
     }
 
-    /// Hands an authentic but refused delivery to the host's hook, if any.
+    /// Hands an authentic delivery whose handlers did not run to the host's
+    /// hook, if any.
     fn reject(&self, outcome: &Outcome, reason: RejectionReason, body: &Bytes, headers: &Headers) {
         let Some(hook) = &self.inner.on_rejected else {
             return;
         };
-        let status = match &reason {
-            RejectionReason::Unusable(err) => err.status(),
-            RejectionReason::FingerprintMismatch => OutcomeKind::FingerprintMismatch.status(),
-        };
-        let Some(provider) = outcome.provider.clone() else {
-            return;
-        };
-        let delivered = hook.call(RejectedDelivery {
-            provider,
-            reason,
-            status,
-            event_id: outcome.event_id.clone(),
-            event_kind: outcome.event_kind.clone(),
-            body: body.clone(),
-            headers: headers.clone(),
-        });
-        if !delivered {
+        if !hook.deliver(outcome, reason, body, headers) {
             Recorder::bump(&self.inner.stats.rejected_hook_panics);
         }
     }
@@ -526,6 +515,7 @@ impl fmt::Debug for Pipeline {
                 "permanent_failure_policy",
                 &self.inner.permanent_failure_policy,
             )
+            .field("fingerprint_policy", &self.inner.fingerprint_policy)
             .field("dead_letter", &self.inner.dead_letter)
             .field("best_effort", &self.inner.best_effort)
             .finish()
