@@ -116,25 +116,66 @@ impl DeadLetterError {
 ///   [`Stats::dead_letter_failures`](crate::Stats::dead_letter_failures) and in the
 ///   `BestEffortReport` / `ShutdownReport`, and the entry is dropped. A sink that
 ///   can refuse should therefore alert on its own refusals.
+///
+/// A dead letter that keeps what a replay needs in your own storage (here a
+/// vector standing in for a table), implemented with
+/// [`async_trait`](crate::async_trait):
+///
+/// ```
+/// use hookgate::{async_trait, DeadLetter, DeadLetterEntry, DeadLetterError};
+/// use std::sync::Mutex;
+///
+/// #[derive(Debug, Default)]
+/// struct FailedWorkTable {
+///     rows: Mutex<Vec<(String, String, String, Vec<u8>)>>,
+/// }
+///
+/// #[async_trait]
+/// impl DeadLetter for FailedWorkTable {
+///     async fn send(&self, entry: DeadLetterEntry) -> Result<(), DeadLetterError> {
+///         // Keep the provider, event id, handler and raw body: enough to replay.
+///         let row = (
+///             entry.provider().to_owned(),
+///             entry.event_id().to_owned(),
+///             entry.handler.to_string(),
+///             entry.event.body().to_vec(),
+///         );
+///         // A real table's insert error would be `Err(DeadLetterError::new(err))`.
+///         self.rows
+///             .lock()
+///             .map_err(|_| DeadLetterError::new("the table lock is poisoned"))?
+///             .push(row);
+///         Ok(())
+///     }
+/// }
+/// # let _ = FailedWorkTable::default();
+/// ```
+///
+/// `Arc<D>` and `Box<D>` (also of `dyn DeadLetter`) are dead letters too. The
+/// trait uses `async_trait` because the pipeline keeps its sink as
+/// `Arc<dyn DeadLetter>`, which a trait with a native `async fn` cannot be.
 #[async_trait]
 pub trait DeadLetter: Send + Sync + fmt::Debug {
-    /// Stores one entry.
+    /// Stores one entry; `Ok` only once it is stored.
     async fn send(&self, entry: DeadLetterEntry) -> Result<(), DeadLetterError>;
 }
 
-#[async_trait]
-impl<D: DeadLetter + ?Sized> DeadLetter for Arc<D> {
-    async fn send(&self, entry: DeadLetterEntry) -> Result<(), DeadLetterError> {
-        (**self).send(entry).await
-    }
+/// `Arc<D>` and `Box<D>` forward to the dead letter they hold.
+macro_rules! forward_dead_letter {
+    ($($pointer:ident),*) => {$(
+        #[async_trait]
+        impl<D: DeadLetter + ?Sized> DeadLetter for $pointer<D> {
+            async fn send(&self, entry: DeadLetterEntry) -> Result<(), DeadLetterError> {
+                (**self).send(entry).await
+            }
+        }
+    )*};
 }
 
-#[async_trait]
-impl<D: DeadLetter + ?Sized> DeadLetter for Box<D> {
-    async fn send(&self, entry: DeadLetterEntry) -> Result<(), DeadLetterError> {
-        (**self).send(entry).await
-    }
-}
+forward_dead_letter!(Arc, Box);
+
+// `DeadLetter` stays dyn-compatible: the pipeline holds `Arc<dyn DeadLetter>`.
+const _: Option<&dyn DeadLetter> = None;
 
 /// An in-memory, bounded [`DeadLetter`] for tests, examples and small services;
 /// the pipeline's default (read it with

@@ -14,32 +14,84 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Work done for an event: one job, one method.
 ///
-/// Implement it on your own type, or wrap an async closure with [`handler_fn`].
-/// `Arc<H>` and `Box<H>` (also `Box<dyn Handler>`) are handlers too.
-///
 /// A handler returns [`HandlerError::Transient`] when trying again later may
 /// succeed (a database timeout) and [`HandlerError::Permanent`] when it cannot
 /// (the order does not exist). A panic is caught by the pipeline and counts as a
 /// transient failure.
+///
+/// Wrap an async closure with [`handler_fn`], or implement it on your own type
+/// (with [`async_trait`](crate::async_trait), re-exported so you need no extra
+/// dependency):
+///
+/// ```
+/// use hookgate::{async_trait, Event, Handler, HandlerError};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// /// Counts paid invoices; a real one would write to your database.
+/// struct MarkInvoicePaid {
+///     paid: AtomicU64,
+/// }
+///
+/// #[derive(serde::Deserialize)]
+/// struct InvoiceEvent {
+///     data: Data,
+/// }
+/// #[derive(serde::Deserialize)]
+/// struct Data {
+///     object: Invoice,
+/// }
+/// #[derive(serde::Deserialize)]
+/// struct Invoice {
+///     id: String,
+/// }
+///
+/// #[async_trait]
+/// impl Handler for MarkInvoicePaid {
+///     async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+///         // A body that does not parse is a permanent failure (`?` converts it).
+///         let invoice: InvoiceEvent = event.parse()?;
+///         if invoice.data.object.id.is_empty() {
+///             return Err(HandlerError::permanent("invoice without an id"));
+///         }
+///         // A database timeout would be `Err(HandlerError::transient(err))`.
+///         self.paid.fetch_add(1, Ordering::Relaxed);
+///         Ok(())
+///     }
+/// }
+///
+/// let handler = MarkInvoicePaid { paid: AtomicU64::new(0) };
+/// let mut registry = hookgate::Registry::new();
+/// registry.critical("stripe", "invoice.paid", "mark_invoice_paid", handler);
+/// ```
+///
+/// `Arc<H>` and `Box<H>` (also `Box<dyn Handler>`) are handlers too.
+///
+/// The trait uses `async_trait` rather than a native `async fn` because the
+/// registry keeps handlers as `Arc<dyn Handler>`: a trait whose method returns
+/// `impl Future` cannot be made into a trait object. The cost is one boxed
+/// future per call, a few tens of nanoseconds beside the work a handler does.
 #[async_trait]
 pub trait Handler: Send + Sync {
     /// Does the work for `event`.
     async fn handle(&self, event: &Event) -> Result<(), HandlerError>;
 }
 
-#[async_trait]
-impl<H: Handler + ?Sized> Handler for Arc<H> {
-    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
-        (**self).handle(event).await
-    }
+/// `Arc<H>` and `Box<H>` (also of `dyn Handler`) are handlers too.
+macro_rules! forward_handler {
+    ($($pointer:ident),*) => {$(
+        #[async_trait]
+        impl<H: Handler + ?Sized> Handler for $pointer<H> {
+            async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+                (**self).handle(event).await
+            }
+        }
+    )*};
 }
 
-#[async_trait]
-impl<H: Handler + ?Sized> Handler for Box<H> {
-    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
-        (**self).handle(event).await
-    }
-}
+forward_handler!(Arc, Box);
+
+// `Handler` stays dyn-compatible: the registry holds `Arc<dyn Handler>`.
+const _: Option<&dyn Handler> = None;
 
 /// A [`Handler`] made from an async closure; see [`handler_fn`].
 #[derive(Clone)]
@@ -134,7 +186,7 @@ pub struct HandlerPanicked {
 
 impl HandlerPanicked {
     /// Reads the message out of a caught panic payload.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))] // used by the pipeline
+    #[cfg(feature = "tokio")]
     pub(crate) fn from_payload(payload: &(dyn std::any::Any + Send)) -> Self {
         let message = payload
             .downcast_ref::<&str>()

@@ -153,6 +153,10 @@ pub mod store;
 pub mod testing;
 pub mod verify;
 
+/// The attribute that implements hookgate's async traits ([`Handler`],
+/// [`IdempotencyStore`], [`DeadLetter`]) on your own types, re-exported so you
+/// need no dependency of your own.
+pub use async_trait::async_trait;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use dead_letter::{
     DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterReason, MemoryDeadLetter,

@@ -6,7 +6,10 @@
 //! (400), or its event already completed with a different body (200 as a
 //! duplicate, or 422 under
 //! [`FingerprintPolicy::Strict`](crate::FingerprintPolicy::Strict)) — the
-//! provider may never send it in another form. Register a hook with
+//! provider may never send it in another form. A delivery the replay guard
+//! refused (answered 200) comes here too: it is either an attack worth looking
+//! into or a legitimate delivery whose body was byte-identical to an earlier
+//! one. Register a hook with
 //! [`PipelineBuilder::on_rejected`](crate::PipelineBuilder::on_rejected) to keep
 //! these deliveries (body and headers included) for inspection or replay.
 //!
@@ -41,6 +44,14 @@ pub enum RejectionReason {
     /// refuses it; no handler ran;
     /// [`OutcomeKind::FingerprintMismatch`](crate::OutcomeKind::FingerprintMismatch).
     FingerprintMismatch,
+    /// 200: the [replay guard](crate::PipelineBuilder::replay_guard) found this
+    /// body already claimed under another delivery id or kind (for Shopify,
+    /// also shop domain): someone sent a captured delivery again with fresh
+    /// unsigned headers, or the provider sent byte-identical bodies for two
+    /// deliveries. No handler ran; answered
+    /// [`OutcomeKind::Duplicate`](crate::OutcomeKind::Duplicate) and counted
+    /// in [`Stats::replays`](crate::Stats::replays).
+    Replayed,
 }
 
 /// A delivery whose signature verified but whose handlers the pipeline did not
@@ -52,7 +63,8 @@ pub struct RejectedDelivery {
     pub provider: Arc<str>,
     /// Why it was not processed.
     pub reason: RejectionReason,
-    /// The status the pipeline answers (400, 200 or 422).
+    /// The status the pipeline answers (400, 422, or 200 for a duplicate with
+    /// a changed body or a replay).
     pub status: u16,
     /// The event's deduplication id, when it could be identified.
     pub event_id: Option<String>,

@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 type HmacSha256 = Hmac<Sha256>;
 
 /// Length in bytes of an HMAC-SHA256 tag.
-pub const TAG_LEN: usize = 32;
+pub(crate) const TAG_LEN: usize = 32;
 
 /// A webhook signing secret.
 ///
@@ -174,7 +174,7 @@ impl SecretSet {
     /// streaming each part into the MAC (no concatenated copy is built).
     ///
     /// Returns `None` when `index` is out of range.
-    pub fn tag(&self, index: usize, parts: &[&[u8]]) -> Option<[u8; TAG_LEN]> {
+    pub(crate) fn tag(&self, index: usize, parts: &[&[u8]]) -> Option<[u8; TAG_LEN]> {
         self.keyed.get(index).map(|k| tag_with(&k.mac, parts))
     }
 
@@ -183,7 +183,7 @@ impl SecretSet {
     ///
     /// Every candidate is compared against every computed tag, so the time taken does
     /// not depend on which candidate or how many bytes of it match.
-    pub fn matching(&self, parts: &[&[u8]], candidates: &[[u8; TAG_LEN]]) -> Option<usize> {
+    pub(crate) fn matching(&self, parts: &[&[u8]], candidates: &[[u8; TAG_LEN]]) -> Option<usize> {
         if candidates.is_empty() {
             return None;
         }

@@ -50,7 +50,8 @@ counters! {
     unauthorized,
     /// 400: authentic but unusable payloads.
     unusable,
-    /// 200: duplicates of completed events.
+    /// 200: duplicates of completed events (replays refused by the replay
+    /// guard included; see `replays`).
     duplicate,
     /// 422: a completed event's id with a different body, under
     /// [`FingerprintPolicy::Strict`](crate::FingerprintPolicy::Strict).
@@ -104,6 +105,10 @@ counters! {
     /// under [`FingerprintPolicy::Lenient`](crate::FingerprintPolicy::Lenient)
     /// and handed to the `on_rejected` hook; also counted in `duplicate`.
     duplicate_body_changed,
+    /// Deliveries the [replay guard](crate::PipelineBuilder::replay_guard)
+    /// refused: a body already claimed under another delivery id or kind. They
+    /// were answered 200 `Duplicate` and are counted in `duplicate` too.
+    replays,
 }
 
 impl Add for Stats {

@@ -10,6 +10,7 @@ use super::best_effort::BestEffortRunner;
 use super::limits::{resolve_limits, FingerprintPolicy, LimitOverrides, PermanentFailurePolicy};
 use super::recorder::Recorder;
 use super::rejected_hook::RejectedHook;
+use super::replay;
 use super::{Inner, Pipeline, Provider};
 use crate::clock::{Clock, SystemClock};
 use crate::dead_letter::{DeadLetter, MemoryDeadLetter};
@@ -19,9 +20,9 @@ use crate::retry::RetryPolicy;
 use crate::store::IdempotencyStore;
 use crate::verify::Verifier;
 
-/// The provider name that stands for every provider in limit settings (as in
-/// [`Registry`] routes).
-const ANY_PROVIDER: &str = "*";
+/// The provider name that stands for every provider in limit and replay guard
+/// settings (as in [`Registry`] routes).
+pub(super) const ANY_PROVIDER: &str = "*";
 
 /// Why a pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,10 @@ pub enum BuildError {
         /// The deadline.
         deadline: Duration,
     },
+    /// [`PipelineBuilder::replay_guard`] names a provider whose verifier signs
+    /// the event id and kind ([`ProviderProfile::signs_identity`](crate::ProviderProfile::signs_identity)).
+    #[error("`{0}` signs its event ids and kinds, so it needs no replay guard; the guard would key its events on their bodies, and a retry whose body the provider re-rendered would run again")]
+    ReplayGuardOnSignedIdentity(String),
     /// A limit that must be positive is zero.
     #[error("`{0}` must be greater than zero")]
     Zero(&'static str),
@@ -89,6 +94,7 @@ pub struct PipelineBuilder {
     max_concurrent_best_effort: usize,
     max_pending_best_effort: usize,
     on_rejected: Option<RejectedHook>,
+    replay_guards: Vec<String>,
 }
 
 impl PipelineBuilder {
@@ -174,6 +180,82 @@ impl PipelineBuilder {
     #[must_use]
     pub fn retention(mut self, provider: &str, retention: Duration) -> Self {
         self.limits_of(provider).retention = Some(retention);
+        self
+    }
+
+    /// Turns the replay guard on for `provider` (`"*"`: every provider whose
+    /// verifier does not sign the event id and kind, i.e. whose
+    /// [`ProviderProfile::signs_identity`](crate::ProviderProfile::signs_identity)
+    /// is `false`: GitHub and Shopify). Default: off.
+    ///
+    /// GitHub and Shopify sign the body only; the delivery id and kind headers
+    /// are not signed. Whoever holds a captured delivery (a log, a proxy, a
+    /// leaked request dump) can send it again under a fresh delivery id, and
+    /// it runs again, or under another event header, and it runs another
+    /// handler (an `issues` body as `pull_request`). Deduplicating on the
+    /// delivery id cannot catch that. With the guard on, a verified body
+    /// already claimed under another delivery id, kind (or, for Shopify, shop
+    /// domain) is answered **200 [`Duplicate`](crate::OutcomeKind::Duplicate)**
+    /// without running a handler, counted in
+    /// [`Stats::replays`](crate::Stats::replays) and handed to
+    /// [`on_rejected`](Self::on_rejected) as
+    /// [`RejectionReason::Replayed`](crate::RejectionReason::Replayed). The
+    /// provider's own redeliveries and retries keep their delivery id and kind,
+    /// so they are ordinary duplicates (or run, if the earlier attempt failed).
+    ///
+    /// How: the provider's idempotency key becomes a digest of the signed body
+    /// and the claim's fingerprint a digest of the id and kind headers.
+    /// Handlers still see the delivery id in [`Event::id`](crate::Event::id).
+    ///
+    /// Know before you turn it on:
+    /// - **Byte-identical bodies are one event.** If the provider legitimately
+    ///   sends the same bytes under two delivery ids or kinds, the second is
+    ///   refused as a replay: e.g. a Shopify app subscribed to two topics whose
+    ///   payloads can be identical for one merchant action (`orders/create` and
+    ///   `orders/updated`), or the same topic subscribed twice. Only deliveries
+    ///   that reach the store count: a kind with no handler is `Ignored`
+    ///   without a claim. Watch the `on_rejected` hook when you turn it on.
+    /// - **A body whose only attempt failed** (500, key released) is still
+    ///   refused under another id or kind: the provider's own retry (same id,
+    ///   same kind) is what runs it.
+    /// - **A body never claimed** (its kind had no handler) can still be sent
+    ///   once under a handled kind. To have every body recorded, register a
+    ///   critical no-op handler on `"*"` for the provider (this makes the
+    ///   first point apply to every kind).
+    /// - **The keys change.** An event completed under its delivery-id key
+    ///   before the switch is not known under its body key after it (and the
+    ///   other way round when you turn the guard off), so a redelivery of it
+    ///   runs once more; two instances that disagree run a delivery each.
+    ///   Switch every instance at once (not in a rolling deploy), at a quiet
+    ///   time; only events sent again after the switch can repeat (GitHub:
+    ///   manual redeliveries; Shopify: its 4 h of retries).
+    /// - The digest is the body's 128-bit xxh3 [`Fingerprint`](crate::Fingerprint),
+    ///   not collision-resistant against whoever writes whole bodies; only the
+    ///   provider does. A collision would refuse a later event (reported),
+    ///   never run a forged one.
+    ///
+    /// Naming a provider that signs its ids and kinds (Stripe) is refused with
+    /// [`BuildError::ReplayGuardOnSignedIdentity`]: it has nothing to guard, and
+    /// keying its events on their bodies would run a retry again when the
+    /// provider re-renders it (Stripe's `pending_webhooks`). `"*"` skips such
+    /// providers. A name no verifier has is refused with
+    /// [`BuildError::UnknownProvider`].
+    ///
+    /// ```
+    /// # use hookgate::{GitHub, MemoryStore, Pipeline, Shopify, Stripe};
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(Stripe::builder("whsec_x").build()?)
+    ///     .verifier(GitHub::builder("gh").build()?)
+    ///     .verifier(Shopify::builder("shp").build()?)
+    ///     .store(MemoryStore::new())
+    ///     .replay_guard("*") // GitHub and Shopify; Stripe signs its ids
+    ///     .build()?;
+    /// # drop(pipeline);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn replay_guard(mut self, provider: &str) -> Self {
+        self.replay_guards.push(provider.to_owned());
         self
     }
 
@@ -268,9 +350,10 @@ impl PipelineBuilder {
 
     /// Sets a hook that receives every delivery whose signature verified but
     /// whose handlers the pipeline did not run for it — an unusable payload
-    /// (400), or an event that already completed with a different body (200 as
-    /// a duplicate, 422 under [`FingerprintPolicy::Strict`]) — with its raw body
-    /// and headers, so you can keep it for inspection or replay (see
+    /// (400), an event that already completed with a different body (200 as a
+    /// duplicate, 422 under [`FingerprintPolicy::Strict`]), or a replay refused
+    /// by the [replay guard](Self::replay_guard) (200) — with its raw body and
+    /// headers, so you can keep it for inspection or replay (see
     /// [`crate::rejected`]). Deliveries that fail verification never reach it.
     ///
     /// It is called inline, before `handle` returns: keep it quick (push into a
@@ -321,16 +404,8 @@ impl PipelineBuilder {
                 });
             }
         }
-        if let Some(provider) = self
-            .overrides
-            .keys()
-            .find(|p| p.as_str() != ANY_PROVIDER && !known(p))
-        {
-            return Err(BuildError::UnknownProvider {
-                provider: provider.clone(),
-                what: "a limit setting".to_owned(),
-            });
-        }
+        check_known(self.overrides.keys(), known, "a limit setting")?;
+        check_known(&self.replay_guards, known, "a replay guard")?;
         let every = self
             .overrides
             .get(ANY_PROVIDER)
@@ -346,11 +421,13 @@ impl PipelineBuilder {
             let profile = verifier.profile();
             let set = self.overrides.get(&*name).copied().unwrap_or_default();
             let limits = resolve_limits(&name, &profile, set.or(every))?;
+            let replay_guard = replay::covers(&self.replay_guards, &name, &profile)?;
             providers.push(Provider {
                 name,
                 verifier,
                 profile,
                 limits,
+                replay_guard,
             });
         }
         let max_body_limit = providers
@@ -386,6 +463,24 @@ impl PipelineBuilder {
     }
 }
 
+/// Refuses a setting that names a provider no verifier has (`*` names them all).
+fn check_known<'a>(
+    names: impl IntoIterator<Item = &'a String>,
+    known: impl Fn(&str) -> bool,
+    what: &str,
+) -> Result<(), BuildError> {
+    match names
+        .into_iter()
+        .find(|p| p.as_str() != ANY_PROVIDER && !known(p))
+    {
+        Some(provider) => Err(BuildError::UnknownProvider {
+            provider: provider.clone(),
+            what: what.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Refuses a provider name that could make two idempotency keys collide: keys
 /// are `provider:event_id`, so a name holding `:` (`acme:eu` with id `42`
 /// against `acme` with id `eu:42`) or an empty name is ambiguous.
@@ -415,6 +510,7 @@ impl PipelineBuilder {
             max_concurrent_best_effort: 64,
             max_pending_best_effort: 1024,
             on_rejected: None,
+            replay_guards: Vec::new(),
         }
     }
 }

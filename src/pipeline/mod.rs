@@ -8,8 +8,10 @@
 //!    named in [`Pipeline::handle_for`]);
 //! 3. **verify** the signature over the raw bytes, then **identify** the event;
 //! 4. **route**: no handler for the kind means `Ignored`, without touching the store;
-//! 5. **claim** `provider:event_id` with the body's [`Fingerprint`] and the
-//!    provider's lease;
+//! 5. **claim** `provider:event_id` with the body's
+//!    [`Fingerprint`](crate::Fingerprint) and the provider's lease (under the
+//!    [replay guard](PipelineBuilder::replay_guard): the body's digest, with a
+//!    fingerprint of the id and kind);
 //! 6. run the **critical** handlers in order under the provider's deadline
 //!    (errors, timeouts and panics release the key);
 //! 7. **complete** the key (kept for the provider's retention) — only then is the
@@ -24,6 +26,7 @@ mod builder;
 mod limits;
 mod recorder;
 mod rejected_hook;
+mod replay;
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
@@ -45,14 +48,14 @@ use rejected_hook::RejectedHook;
 
 use crate::clock::Clock;
 use crate::dead_letter::{DeadLetter, DeadLetterEntry, DeadLetterReason, MemoryDeadLetter};
-use crate::event::{idempotency_key, Event};
+use crate::event::Event;
 use crate::handler::{HandlerError, HandlerPanicked};
 use crate::headers::Headers;
 use crate::outcome::{CriticalFailure, Outcome, OutcomeKind};
 use crate::registry::{NamedHandler, Registry, Routes};
 use crate::rejected::RejectionReason;
 use crate::stats::Stats;
-use crate::store::{Claim, Fingerprint, IdempotencyStore};
+use crate::store::{Claim, IdempotencyStore};
 use crate::verify::{ProviderProfile, Verifier, VerifyError};
 
 /// Turns deliveries into exactly-once critical work, best-effort work and
@@ -87,6 +90,8 @@ struct Provider {
     verifier: Box<dyn Verifier>,
     profile: ProviderProfile,
     limits: ProviderLimits,
+    /// Whether the replay guard covers it ([`PipelineBuilder::replay_guard`]).
+    replay_guard: bool,
 }
 
 impl Pipeline {
@@ -246,8 +251,13 @@ impl Pipeline {
         {
             return finish(outcome, OutcomeKind::Ignored);
         }
-        let fingerprint = Fingerprint::of(&body);
-        let key = idempotency_key(&provider.name, &identity.id);
+        let (key, fingerprint) = replay::claim_of(
+            &provider.name,
+            &provider.profile,
+            provider.replay_guard,
+            &identity,
+            &body,
+        );
         let token = match inner
             .store
             .claim(&key, fingerprint, provider.limits.lease)
@@ -259,6 +269,12 @@ impl Pipeline {
                 token
             }
             Ok(Claim::Completed) => return finish(outcome, OutcomeKind::Duplicate),
+            Ok(Claim::CompletedBodyChanged) if provider.replay_guard => {
+                // This body was claimed under another delivery id or kind.
+                Recorder::bump(&inner.stats.replays);
+                self.reject(&outcome, RejectionReason::Replayed, &body, headers);
+                return finish(outcome, OutcomeKind::Duplicate);
+            }
             Ok(Claim::CompletedBodyChanged) => {
                 let (kind, reason) = inner.fingerprint_policy.completed_body_changed();
                 if let OutcomeKind::Duplicate = kind {

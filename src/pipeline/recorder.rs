@@ -20,6 +20,7 @@ pub(super) struct Recorder {
     pub(super) rejected_hook_panics: AtomicU64,
     pub(super) body_changed: AtomicU64,
     pub(super) duplicate_body_changed: AtomicU64,
+    pub(super) replays: AtomicU64,
 }
 
 fn slot(kind: &OutcomeKind) -> usize {
@@ -76,6 +77,7 @@ impl Recorder {
             rejected_hook_panics: load(&self.rejected_hook_panics),
             body_changed: load(&self.body_changed),
             duplicate_body_changed: load(&self.duplicate_body_changed),
+            replays: load(&self.replays),
         }
     }
 }

@@ -33,6 +33,7 @@ impl RejectedHook {
             RejectionReason::Unusable(err) => err.status(),
             RejectionReason::DuplicateBodyChanged => OutcomeKind::Duplicate.status(),
             RejectionReason::FingerprintMismatch => OutcomeKind::FingerprintMismatch.status(),
+            RejectionReason::Replayed => OutcomeKind::Duplicate.status(),
         };
         let Some(provider) = outcome.provider.clone() else {
             return true;

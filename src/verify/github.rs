@@ -75,7 +75,9 @@ impl Verifier for GitHub {
     /// GitHub sends payloads of up to 25 MB, waits 10 s for an answer, never
     /// retries on its own (failed deliveries wait for a manual or API
     /// redelivery), and names events `event.action`. Completed events are
-    /// remembered 30 days, beyond GitHub's redelivery window.
+    /// remembered 30 days, beyond GitHub's redelivery window. The delivery id
+    /// (`X-GitHub-Delivery`) and event (`X-GitHub-Event`) headers are not
+    /// signed.
     fn profile(&self) -> ProviderProfile {
         ProviderProfile {
             body_limit: 25 * 1024 * 1024,
@@ -83,6 +85,8 @@ impl Verifier for GitHub {
             retention: std::time::Duration::from_secs(30 * 24 * 60 * 60),
             retries: false,
             kinds_carry_action: true,
+            signs_identity: false,
+            identity_metadata: &[],
         }
     }
 

@@ -111,51 +111,39 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     }
 }
 
-impl<V: Verifier + ?Sized> Verifier for Box<V> {
-    fn provider(&self) -> &str {
-        (**self).provider()
-    }
-    fn detect(&self, headers: &Headers) -> bool {
-        (**self).detect(headers)
-    }
-    fn verify(
-        &self,
-        body: &[u8],
-        headers: &Headers,
-        now: OffsetDateTime,
-    ) -> Result<Verified, VerifyError> {
-        (**self).verify(body, headers, now)
-    }
-    fn identify(&self, body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError> {
-        (**self).identify(body, headers)
-    }
-    fn profile(&self) -> ProviderProfile {
-        (**self).profile()
-    }
+/// `Box<V>` and `Arc<V>` (also of `dyn Verifier`) are verifiers too: every
+/// method forwards, so none is left at its default.
+macro_rules! forward_verifier {
+    ($($pointer:ident),*) => {$(
+        impl<V: Verifier + ?Sized> Verifier for $pointer<V> {
+            fn provider(&self) -> &str {
+                (**self).provider()
+            }
+            fn detect(&self, headers: &Headers) -> bool {
+                (**self).detect(headers)
+            }
+            fn verify(
+                &self,
+                body: &[u8],
+                headers: &Headers,
+                now: OffsetDateTime,
+            ) -> Result<Verified, VerifyError> {
+                (**self).verify(body, headers, now)
+            }
+            fn identify(&self, body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError> {
+                (**self).identify(body, headers)
+            }
+            fn profile(&self) -> ProviderProfile {
+                (**self).profile()
+            }
+        }
+    )*};
 }
 
-impl<V: Verifier + ?Sized> Verifier for Arc<V> {
-    fn provider(&self) -> &str {
-        (**self).provider()
-    }
-    fn detect(&self, headers: &Headers) -> bool {
-        (**self).detect(headers)
-    }
-    fn verify(
-        &self,
-        body: &[u8],
-        headers: &Headers,
-        now: OffsetDateTime,
-    ) -> Result<Verified, VerifyError> {
-        (**self).verify(body, headers, now)
-    }
-    fn identify(&self, body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError> {
-        (**self).identify(body, headers)
-    }
-    fn profile(&self) -> ProviderProfile {
-        (**self).profile()
-    }
-}
+forward_verifier!(Box, Arc);
+
+// `Verifier` stays dyn-compatible: the pipeline holds `Box<dyn Verifier>`.
+const _: Option<&dyn Verifier> = None;
 
 /// What a successful verification proved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +178,9 @@ pub struct Identity {
     /// When the provider says the event happened, where it says so.
     pub occurred_at: Option<OffsetDateTime>,
     /// Further provider facts (e.g. Shopify's shared `event_id`, the shop domain),
-    /// as `(name, value)` pairs. Never used for deduplication.
+    /// as `(name, value)` pairs. Not part of the idempotency key; the replay guard
+    /// adds the entries its profile names
+    /// ([`ProviderProfile::identity_metadata`]) to the claim's fingerprint.
     pub metadata: Vec<(&'static str, String)>,
 }
 

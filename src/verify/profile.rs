@@ -43,6 +43,25 @@ pub struct ProviderProfile {
     /// bare event (`issues`) also matches them (`issues.opened`), as GitHub's
     /// are. Defaults to `false`.
     pub kinds_carry_action: bool,
+    /// Whether the signature covers the event's deduplication id and kind, so
+    /// that neither can be changed without breaking it: Stripe's are inside the
+    /// signed body. GitHub and Shopify sign the body only and name the delivery
+    /// in unsigned headers, so a captured body can be sent again under a fresh
+    /// id or another kind; [`PipelineBuilder::replay_guard`](crate::PipelineBuilder::replay_guard)
+    /// closes that for the providers where this is `false`.
+    ///
+    /// Defaults to `false`: a verifier has to claim this protection explicitly,
+    /// because when it is wrongly claimed the guard refuses to cover the
+    /// provider, whereas when it is wrongly denied, the only cost is that
+    /// `replay_guard("*")` also covers it.
+    pub signs_identity: bool,
+    /// The names of [`Identity`](crate::verify::Identity) metadata that, like
+    /// the id and kind, come from unsigned headers and tell the handlers which
+    /// delivery this is (Shopify: `shop_domain`, since one app secret signs
+    /// every shop's deliveries). With the replay guard on, a body seen again with
+    /// other values is refused as a replay. Keep it to values a provider's own
+    /// retries never change. Defaults to none.
+    pub identity_metadata: &'static [&'static str],
 }
 
 impl Default for ProviderProfile {
@@ -53,6 +72,8 @@ impl Default for ProviderProfile {
             retention: 72 * HOUR,
             retries: true,
             kinds_carry_action: false,
+            signs_identity: false,
+            identity_metadata: &[],
         }
     }
 }

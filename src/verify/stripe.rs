@@ -17,7 +17,9 @@ use time::OffsetDateTime;
 use super::encoding::decode_lower_hex;
 use super::envelope::{Envelope, Scalar};
 use super::{check_secrets, mismatch, signature_header};
-use super::{ConfigError, IdentifyError, Identity, Verified, Verifier, VerifyError};
+use super::{
+    ConfigError, IdentifyError, Identity, ProviderProfile, Verified, Verifier, VerifyError,
+};
 use crate::headers::Headers;
 use crate::secret::{Secret, SecretSet, TAG_LEN};
 
@@ -149,6 +151,16 @@ impl StripeBuilder {
 impl Verifier for Stripe {
     fn provider(&self) -> &str {
         "stripe"
+    }
+
+    /// Stripe's defaults are [`ProviderProfile::default`]'s (1 MiB, 72 h for
+    /// its 3 days of retries), and it signs the event's id and type: both are
+    /// in the signed body.
+    fn profile(&self) -> ProviderProfile {
+        ProviderProfile {
+            signs_identity: true,
+            ..ProviderProfile::default()
+        }
     }
 
     fn detect(&self, headers: &Headers) -> bool {

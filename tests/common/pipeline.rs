@@ -12,25 +12,77 @@ use bytes::Bytes;
 use hookgate::store::MemoryStore;
 use hookgate::{
     handler_fn, testing, Claim, Event, FencingToken, Fingerprint, GitHub, Handler, HandlerError,
-    Headers, IdempotencyStore, Registry, StoreError,
+    Headers, IdempotencyStore, Registry, RejectedDelivery, Shopify, StoreError,
 };
 
 pub const GH_SECRET: &str = "gh-test-secret";
 pub const STRIPE_SECRET: &str = "whsec_test_secret";
+pub const SHOPIFY_SECRET: &str = "shpss_test_secret";
 
 pub fn github() -> GitHub {
     GitHub::builder(GH_SECRET).build().expect("a valid secret")
 }
 
+pub fn shopify() -> Shopify {
+    Shopify::builder(SHOPIFY_SECRET)
+        .build()
+        .expect("a valid secret")
+}
+
 /// A signed GitHub `issues` delivery with this delivery id and body.
 pub fn gh_delivery(delivery_id: &str, body: &str) -> (Bytes, Headers) {
+    gh_event_delivery("issues", delivery_id, body)
+}
+
+/// A signed GitHub delivery with this `X-GitHub-Event`, delivery id and body.
+pub fn gh_event_delivery(event: &str, delivery_id: &str, body: &str) -> (Bytes, Headers) {
     let headers = Headers::from_pairs(testing::github_headers(
         GH_SECRET,
         body.as_bytes(),
-        "issues",
+        event,
         delivery_id,
     ));
     (Bytes::copy_from_slice(body.as_bytes()), headers)
+}
+
+/// A signed Shopify delivery with this topic, webhook id and body, from
+/// [`testing::SHOPIFY_TEST_SHOP`] unless `shop` names another domain.
+pub fn shopify_delivery(
+    topic: &str,
+    webhook_id: &str,
+    shop: Option<&str>,
+    body: &str,
+) -> (Bytes, Headers) {
+    let mut pairs = testing::shopify_headers(SHOPIFY_SECRET, body.as_bytes(), topic, webhook_id);
+    if let Some(shop) = shop {
+        for (name, value) in &mut pairs {
+            if name == "X-Shopify-Shop-Domain" {
+                *value = shop.to_owned();
+            }
+        }
+    }
+    (
+        Bytes::copy_from_slice(body.as_bytes()),
+        Headers::from_pairs(pairs),
+    )
+}
+
+/// Collects what the `on_rejected` hook receives.
+#[derive(Clone, Default)]
+pub struct RejectedLog {
+    entries: Arc<Mutex<Vec<RejectedDelivery>>>,
+}
+
+impl RejectedLog {
+    /// The hook to give `PipelineBuilder::on_rejected`.
+    pub fn hook(&self) -> impl Fn(RejectedDelivery) + Send + Sync + 'static {
+        let entries = self.entries.clone();
+        move |rejected| entries.lock().unwrap().push(rejected)
+    }
+
+    pub fn entries(&self) -> Vec<RejectedDelivery> {
+        self.entries.lock().unwrap().clone()
+    }
 }
 
 /// The body of an `issues.opened` delivery numbered `n`.
