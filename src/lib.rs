@@ -68,6 +68,7 @@
 //! | duplicate of a completed event, different body | 200 | `Duplicate` (handlers not run; counted in `Stats::duplicate_body_changed` and handed to `on_rejected`) |
 //! | the same, under [`FingerprintPolicy::Strict`] | 422 | `FingerprintMismatch` (handlers not run; handed to `on_rejected`) |
 //! | retry of a failed or abandoned attempt, different body | as any attempt | the handlers run (counted in `Stats::body_changed`) |
+//! | under the opt-in [replay guard](PipelineBuilder::replay_guard): a body already seen with another id or kind | 200 | `Duplicate` (handlers not run; counted in `Stats::replays` and handed to `on_rejected`) |
 //! | another attempt holds the lease (any body) | 409 | `InFlight` (a later delivery runs it) |
 //! | no handler for this kind | 200 | `Ignored` |
 //! | critical handlers succeed | 200 | `Processed` (best-effort work starts after) |

@@ -45,7 +45,7 @@ pub enum RejectionReason {
     /// [`OutcomeKind::FingerprintMismatch`](crate::OutcomeKind::FingerprintMismatch).
     FingerprintMismatch,
     /// 200: the [replay guard](crate::PipelineBuilder::replay_guard) found this
-    /// body already claimed under another delivery id or kind (for Shopify,
+    /// body already registered to another delivery id or kind (for Shopify,
     /// also shop domain): someone sent a captured delivery again with fresh
     /// unsigned headers, or the provider sent byte-identical bodies for two
     /// deliveries. No handler ran; answered

@@ -106,7 +106,7 @@ counters! {
     /// and handed to the `on_rejected` hook; also counted in `duplicate`.
     duplicate_body_changed,
     /// Deliveries the [replay guard](crate::PipelineBuilder::replay_guard)
-    /// refused: a body already claimed under another delivery id or kind. They
+    /// refused: a body already registered to another delivery id or kind. They
     /// were answered 200 `Duplicate` and are counted in `duplicate` too.
     replays,
 }

@@ -61,7 +61,7 @@ pub enum BuildError {
     },
     /// [`PipelineBuilder::replay_guard`] names a provider whose verifier signs
     /// the event id and kind ([`ProviderProfile::signs_identity`](crate::ProviderProfile::signs_identity)).
-    #[error("`{0}` signs its event ids and kinds, so it needs no replay guard; the guard would key its events on their bodies, and a retry whose body the provider re-rendered would run again")]
+    #[error("`{0}` signs its event ids and kinds, so a captured delivery cannot be sent again under other headers: it needs no replay guard (leave it out, or use `*`, which skips it)")]
     ReplayGuardOnSignedIdentity(String),
     /// A limit that must be positive is zero.
     #[error("`{0}` must be greater than zero")]
@@ -194,7 +194,7 @@ impl PipelineBuilder {
     /// it runs again, or under another event header, and it runs another
     /// handler (an `issues` body as `pull_request`). Deduplicating on the
     /// delivery id cannot catch that. With the guard on, a verified body
-    /// already claimed under another delivery id, kind (or, for Shopify, shop
+    /// already registered to another delivery id, kind (or, for Shopify, shop
     /// domain) is answered **200 [`Duplicate`](crate::OutcomeKind::Duplicate)**
     /// without running a handler, counted in
     /// [`Stats::replays`](crate::Stats::replays) and handed to
@@ -203,9 +203,13 @@ impl PipelineBuilder {
     /// provider's own redeliveries and retries keep their delivery id and kind,
     /// so they are ordinary duplicates (or run, if the earlier attempt failed).
     ///
-    /// How: the provider's idempotency key becomes a digest of the signed body
-    /// and the claim's fingerprint a digest of the id and kind headers.
-    /// Handlers still see the delivery id in [`Event::id`](crate::Event::id).
+    /// How: before its event is claimed, each body is registered in the store
+    /// under a key of its own (a digest of the signed body) with a digest of
+    /// the id and kind headers as fingerprint, completed at once and kept for
+    /// the provider's retention, so it stays bound to the first headers it
+    /// came with. That costs one more store call per delivery (two the first
+    /// time a body is seen). Event keys stay `provider:event_id`, and handlers
+    /// still see the delivery id in [`Event::id`](crate::Event::id).
     ///
     /// Know before you turn it on:
     /// - **Byte-identical bodies are one event.** If the provider legitimately
@@ -222,23 +226,21 @@ impl PipelineBuilder {
     ///   once under a handled kind. To have every body recorded, register a
     ///   critical no-op handler on `"*"` for the provider (this makes the
     ///   first point apply to every kind).
-    /// - **The keys change.** An event completed under its delivery-id key
-    ///   before the switch is not known under its body key after it (and the
-    ///   other way round when you turn the guard off), so a redelivery of it
-    ///   runs once more; two instances that disagree run a delivery each.
-    ///   Switch every instance at once (not in a rolling deploy), at a quiet
-    ///   time; only events sent again after the switch can repeat (GitHub:
-    ///   manual redeliveries; Shopify: its 4 h of retries).
+    /// - **Bodies are registered from the switch on.** A body first seen before
+    ///   the guard was on is registered by its next delivery, whatever its
+    ///   headers, so a replay of an older capture is caught only once the
+    ///   provider's own redelivery registered it. Event keys do not change:
+    ///   turning the guard on or off never runs a completed event again, and
+    ///   instances that disagree still deduplicate each event.
     /// - The digest is the body's 128-bit xxh3 [`Fingerprint`](crate::Fingerprint),
     ///   not collision-resistant against whoever writes whole bodies; only the
     ///   provider does. A collision would refuse a later event (reported),
     ///   never run a forged one.
     ///
     /// Naming a provider that signs its ids and kinds (Stripe) is refused with
-    /// [`BuildError::ReplayGuardOnSignedIdentity`]: it has nothing to guard, and
-    /// keying its events on their bodies would run a retry again when the
-    /// provider re-renders it (Stripe's `pending_webhooks`). `"*"` skips such
-    /// providers. A name no verifier has is refused with
+    /// [`BuildError::ReplayGuardOnSignedIdentity`]: it has nothing to guard,
+    /// and the registration would only cost a store call per delivery. `"*"`
+    /// skips such providers. A name no verifier has is refused with
     /// [`BuildError::UnknownProvider`].
     ///
     /// ```

@@ -10,8 +10,8 @@
 //! 4. **route**: no handler for the kind means `Ignored`, without touching the store;
 //! 5. **claim** `provider:event_id` with the body's
 //!    [`Fingerprint`](crate::Fingerprint) and the provider's lease (under the
-//!    [replay guard](PipelineBuilder::replay_guard): the body's digest, with a
-//!    fingerprint of the id and kind);
+//!    [replay guard](PipelineBuilder::replay_guard), after registering the body
+//!    to its id and kind);
 //! 6. run the **critical** handlers in order under the provider's deadline
 //!    (errors, timeouts and panics release the key);
 //! 7. **complete** the key (kept for the provider's retention) — only then is the
@@ -23,6 +23,7 @@
 mod attempt;
 mod best_effort;
 mod builder;
+mod claim;
 mod limits;
 mod recorder;
 mod rejected_hook;
@@ -55,7 +56,7 @@ use crate::outcome::{CriticalFailure, Outcome, OutcomeKind};
 use crate::registry::{NamedHandler, Registry, Routes};
 use crate::rejected::RejectionReason;
 use crate::stats::Stats;
-use crate::store::{Claim, IdempotencyStore};
+use crate::store::IdempotencyStore;
 use crate::verify::{ProviderProfile, Verifier, VerifyError};
 
 /// Turns deliveries into exactly-once critical work, best-effort work and
@@ -251,42 +252,12 @@ impl Pipeline {
         {
             return finish(outcome, OutcomeKind::Ignored);
         }
-        let (key, fingerprint) = replay::claim_of(
-            &provider.name,
-            &provider.profile,
-            provider.replay_guard,
-            &identity,
-            &body,
-        );
-        let token = match inner
-            .store
-            .claim(&key, fingerprint, provider.limits.lease)
+        let (key, token) = match self
+            .claim(provider, &outcome, &identity, &body, headers)
             .await
         {
-            Ok(Claim::Acquired(token)) => token,
-            Ok(Claim::AcquiredBodyChanged(token)) => {
-                Recorder::bump(&inner.stats.body_changed);
-                token
-            }
-            Ok(Claim::Completed) => return finish(outcome, OutcomeKind::Duplicate),
-            Ok(Claim::CompletedBodyChanged) if provider.replay_guard => {
-                // This body was claimed under another delivery id or kind.
-                Recorder::bump(&inner.stats.replays);
-                self.reject(&outcome, RejectionReason::Replayed, &body, headers);
-                return finish(outcome, OutcomeKind::Duplicate);
-            }
-            Ok(Claim::CompletedBodyChanged) => {
-                let (kind, reason) = inner.fingerprint_policy.completed_body_changed();
-                if let OutcomeKind::Duplicate = kind {
-                    Recorder::bump(&inner.stats.duplicate_body_changed);
-                }
-                self.reject(&outcome, reason, &body, headers);
-                return finish(outcome, kind);
-            }
-            Ok(Claim::InFlight { until }) => {
-                return finish(outcome, OutcomeKind::InFlight { until })
-            }
-            Err(err) => return finish(outcome, OutcomeKind::StoreUnavailable(Arc::new(err))),
+            Ok(claimed) => claimed,
+            Err(kind) => return finish(outcome, kind),
         };
         let attempt = Attempt {
             inner,
