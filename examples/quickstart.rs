@@ -245,15 +245,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap()
         .insert("ada@example.com".into(), vec!["rust-async".into()]);
     let dead_letter = MemoryDeadLetter::new();
+    // Plain settings on the default; `build` refuses a policy that cannot work.
+    let mut retry = RetryPolicy::default();
+    retry.max_attempts = 4;
+    retry.initial_backoff = Duration::from_millis(50);
     let pipeline = Pipeline::builder()
         .verifier(Stripe::builder(SECRET).build()?)
         .store(MemoryStore::new())
         .registry(registry(&shop))
-        .retry_policy(
-            RetryPolicy::default()
-                .with_max_attempts(4)
-                .with_initial_backoff(Duration::from_millis(50)),
-        )
+        .retry_policy(retry)
         .memory_dead_letter(dead_letter.clone())
         .build()?;
 

@@ -27,8 +27,9 @@ pub enum DeadLetterReason {
     /// A critical handler returned [`HandlerError::Permanent`] and the pipeline's
     /// policy acknowledges such events (200) after dead-lettering them.
     CriticalPermanent,
-    /// The work was still pending when shutdown's deadline passed, or arrived
-    /// after shutdown had given up.
+    /// The work was still pending when shutdown's deadline passed — it was
+    /// cancelled, and none of it completed — or arrived after shutdown had
+    /// given up.
     ShutDown,
     /// The pipeline already held its maximum of pending best-effort jobs
     /// ([`PipelineBuilder::max_pending_best_effort`](crate::PipelineBuilder::max_pending_best_effort)):
@@ -48,7 +49,8 @@ pub struct DeadLetterEntry {
     pub event: Event,
     /// The name the handler was registered with.
     pub handler: Arc<str>,
-    /// Attempts made (0 when shutdown came before the first one).
+    /// Attempts started, including one cut short by shutdown or by dropping
+    /// the work (0 when none started).
     pub attempts: u32,
     /// Why the work ended here.
     pub reason: DeadLetterReason,

@@ -174,7 +174,7 @@ pub use pipeline::{
 #[cfg(feature = "tokio")]
 pub use registry::Registry;
 pub use rejected::{RejectedDelivery, RejectionReason};
-pub use retry::RetryPolicy;
+pub use retry::{RetryPolicy, RetryPolicyError};
 pub use secret::{Secret, SecretSet};
 pub use stats::Stats;
 pub use store::{Claim, FencingToken, Fingerprint, IdempotencyStore, MemoryStore, StoreError};

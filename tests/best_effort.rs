@@ -15,11 +15,19 @@ use hookgate::{
 };
 
 fn fast_policy() -> RetryPolicy {
-    RetryPolicy::default()
-        .with_max_attempts(3)
-        .with_initial_backoff(Duration::from_millis(40))
-        .with_jitter(0.25)
-        .with_attempt_timeout(Duration::from_secs(5))
+    let mut policy = RetryPolicy::default();
+    policy.max_attempts = 3;
+    policy.initial_backoff = Duration::from_millis(40);
+    policy.jitter = 0.25;
+    policy.attempt_timeout = Duration::from_secs(5);
+    policy
+}
+
+/// [`fast_policy`] with a first retry after `backoff`.
+fn backing_off(backoff: Duration) -> RetryPolicy {
+    let mut policy = fast_policy();
+    policy.initial_backoff = backoff;
+    policy
 }
 
 fn pipeline_with(
@@ -137,7 +145,8 @@ fn default_policy_is_three_retries_at_two_four_eight_seconds() {
         low < Duration::from_secs(2) && high > Duration::from_secs(2),
         "jittered"
     );
-    let capped = policy.with_max_backoff(Duration::from_secs(5));
+    let mut capped = policy;
+    capped.max_backoff = Duration::from_secs(5);
     assert_eq!(capped.nominal_delay(3), Duration::from_secs(5));
 }
 
@@ -205,9 +214,8 @@ async fn panics_and_timeouts_are_caught_and_retried() {
         Ok(())
     });
     let dead_letter = MemoryDeadLetter::new();
-    let policy = fast_policy()
-        .with_initial_backoff(Duration::from_millis(5))
-        .with_attempt_timeout(Duration::from_millis(50));
+    let mut policy = backing_off(Duration::from_millis(5));
+    policy.attempt_timeout = Duration::from_millis(50);
     let pipeline = pipeline_with(best_effort("relay", handler), policy, &dead_letter);
     let (body, headers) = gh_delivery("d-panic", &issue_body(4));
     let (_, work) = pipeline.handle_deferred(body, &headers).await;
@@ -298,7 +306,7 @@ async fn one_failing_handler_does_not_hold_back_the_others() {
         )
         .best_effort("github", "*", "ok", ok.handler());
     let dead_letter = MemoryDeadLetter::new();
-    let policy = fast_policy().with_initial_backoff(Duration::from_secs(60));
+    let policy = backing_off(Duration::from_secs(60));
     let pipeline = pipeline_with(registry, policy, &dead_letter);
     let (body, headers) = gh_delivery("d-independent", &issue_body(7));
     pipeline.handle(body, &headers).await;
@@ -351,7 +359,7 @@ async fn shutdown_drains_pending_work() {
 /// minute before its retry.
 fn failing_then_waiting(dead_letter: &MemoryDeadLetter) -> (Flaky, Pipeline) {
     let flaky = Flaky::default();
-    let policy = fast_policy().with_initial_backoff(Duration::from_secs(60));
+    let policy = backing_off(Duration::from_secs(60));
     let pipeline = pipeline_with(
         best_effort("webhook", flaky.handler(usize::MAX, false)),
         policy,
@@ -725,25 +733,6 @@ async fn a_dead_letter_refusal_is_counted_and_reported_never_acknowledged() {
     assert_eq!(full.entries()[0].event_id(), "d-refused-critical");
 }
 
-#[test]
-fn extreme_policies_do_not_overflow() {
-    let policy = RetryPolicy::default()
-        .with_multiplier(1e300)
-        .with_max_backoff(Duration::MAX)
-        .with_jitter(5.0)
-        .with_max_attempts(0);
-    assert_eq!(policy.max_attempts, 1);
-    assert_eq!(policy.jitter, 1.0);
-    let (low, high) = policy.delay_bounds(100);
-    assert!(low <= high);
-    assert_eq!(
-        RetryPolicy::default()
-            .with_multiplier(f64::NAN)
-            .nominal_delay(3),
-        Duration::from_secs(2)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_deliveries_drops_aborts_and_overflow_settle_every_job_exactly_once() {
     let done = Tally::default();
@@ -923,4 +912,495 @@ async fn memory_dead_letter_is_bounded_by_body_bytes_too() {
     assert_eq!(dead_letter.bytes(), 0);
     let (body, headers) = gh_delivery("d-bytes-12", &issue_body(12));
     assert_eq!(pipeline.handle(body, &headers).await.status(), 200);
+}
+
+// --- Issue 8 A1: best-effort work and shutdown settle each job exactly once. ---
+
+/// A best-effort handler that counts its calls, waits for a permit of `gate`,
+/// then counts its completion and succeeds.
+fn gated_counting(
+    gate: &Arc<tokio::sync::Semaphore>,
+    started: &Arc<AtomicUsize>,
+    completed: &Arc<AtomicUsize>,
+) -> impl Handler + 'static {
+    let (gate, started, completed) = (gate.clone(), started.clone(), completed.clone());
+    handler_fn(move |_| {
+        let (gate, started, completed) = (gate.clone(), started.clone(), completed.clone());
+        async move {
+            started.fetch_add(1, Ordering::SeqCst);
+            let permit = gate.acquire().await;
+            drop(permit);
+            completed.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), HandlerError>(())
+        }
+    })
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+/// Regression (issue 8 A1): a handler that becomes ready just as shutdown
+/// gives up used to return `Ok` after shutdown had dead-lettered its work.
+#[test]
+fn work_that_becomes_ready_during_shutdown_ends_in_exactly_one_state() {
+    current_thread().block_on(async {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let started = Arc::new(AtomicUsize::new(0));
+        let completed = Arc::new(AtomicUsize::new(0));
+        let dead_letter = MemoryDeadLetter::new();
+        let pipeline = pipeline_with(
+            best_effort("mail", gated_counting(&gate, &started, &completed)),
+            fast_policy(),
+            &dead_letter,
+        );
+        let (body, headers) = gh_delivery("d-gate", &issue_body(1));
+        let (_, work) = pipeline.handle_deferred(body, &headers).await;
+        let task = tokio::spawn(work.expect("best-effort work"));
+        while started.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+
+        let report = pipeline.shutdown(Duration::from_millis(20)).await;
+        gate.add_permits(1);
+        let work_report = task.await.unwrap();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+
+        let completed = completed.load(Ordering::SeqCst);
+        let entries = dead_letter.entries();
+        assert_eq!(
+            completed + entries.len(),
+            1,
+            "done ({completed}) XOR dead-lettered ({})",
+            entries.len()
+        );
+        assert_eq!(completed, 0, "the attempt was cancelled by shutdown");
+        let entry = &entries[0];
+        assert_eq!(
+            (entry.event_id(), entry.reason, entry.attempts),
+            ("d-gate", DeadLetterReason::ShutDown, 1),
+            "the cancelled attempt counts"
+        );
+        let abandoned: Vec<_> = report
+            .abandoned
+            .iter()
+            .map(|e| (e.event_id().to_owned(), e.attempts))
+            .collect();
+        assert_eq!(abandoned, [("d-gate".to_owned(), 1)]);
+        assert_eq!(
+            (work_report.abandoned, work_report.succeeded),
+            (1, 0),
+            "{work_report:?}"
+        );
+        let stats = pipeline.stats();
+        assert_eq!(
+            (
+                stats.best_effort_succeeded,
+                stats.best_effort_dead_lettered,
+                stats.best_effort_pending
+            ),
+            (0, 1, 0)
+        );
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+    });
+}
+
+/// Regression (issue 8 A1): a retry whose backoff had passed when shutdown
+/// gave up used to start after `shutdown` returned.
+#[test]
+fn no_retry_starts_after_shutdown_returned() {
+    current_thread().block_on(async {
+        let flaky = Flaky::default();
+        let dead_letter = MemoryDeadLetter::new();
+        let mut policy = backing_off(Duration::from_millis(5));
+        policy.max_attempts = 10;
+        policy.jitter = 0.0;
+        let pipeline = pipeline_with(
+            best_effort("webhook", flaky.handler(usize::MAX, false)),
+            policy,
+            &dead_letter,
+        );
+        let (body, headers) = gh_delivery("d-no-retry", &issue_body(1));
+        assert_eq!(pipeline.handle(body, &headers).await.status(), 200);
+        while flaky.starts().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        // The backoff passes while the job's task cannot run (this thread is
+        // the runtime's only one): the retry is due when shutdown gives up.
+        std::thread::sleep(Duration::from_millis(30));
+
+        let report = pipeline.shutdown(Duration::ZERO).await;
+        let at_return = flaky.starts().len();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+
+        assert_eq!(
+            flaky.starts().len(),
+            at_return,
+            "an attempt started after shutdown returned"
+        );
+        let handed_back: Vec<_> = report
+            .abandoned
+            .iter()
+            .map(|e| (e.event_id().to_owned(), e.reason, e.attempts as usize))
+            .collect();
+        assert_eq!(
+            handed_back,
+            [(
+                "d-no-retry".to_owned(),
+                DeadLetterReason::ShutDown,
+                at_return
+            )]
+        );
+        assert_eq!(dead_letter.len(), 1);
+        let stats = pipeline.stats();
+        assert_eq!(stats.best_effort_retries as usize, at_return - 1);
+        assert_eq!(stats.best_effort_pending, 0);
+    });
+}
+
+/// Counts, per event id, the attempts a handler saw start and the ones that
+/// completed successfully.
+#[derive(Clone, Default)]
+struct Effects {
+    started: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    completed: Tally,
+}
+
+impl Effects {
+    fn started(&self, id: &str) -> usize {
+        self.started.lock().unwrap().get(id).copied().unwrap_or(0)
+    }
+
+    fn total_started(&self) -> usize {
+        self.started.lock().unwrap().values().sum()
+    }
+}
+
+/// Regression (issue 8 A1): hundreds of jobs finishing around shutdown's
+/// deadline each end in exactly one state, and the reports and stats agree
+/// with what ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_finishing_around_the_shutdown_deadline_each_end_once() {
+    const JOBS: u64 = 300;
+    let effects = Effects::default();
+    // Every handler waits for `go`, so its timing is relative to shutdown.
+    let go = Arc::new(tokio::sync::Semaphore::new(0));
+    let work = {
+        let (effects, go) = (effects.clone(), go.clone());
+        handler_fn(move |event| {
+            let (effects, go) = (effects.clone(), go.clone());
+            async move {
+                let n: u64 = event.id().trim_start_matches("d-many-").parse().unwrap();
+                let call = {
+                    let mut started = effects.started.lock().unwrap();
+                    let calls = started.entry(event.id().to_owned()).or_default();
+                    *calls += 1;
+                    *calls as u64
+                };
+                drop(go.acquire().await);
+                let mut rng = Rng::new(n * 31 + call);
+                if rng.chance(25) {
+                    tokio::task::yield_now().await;
+                    return Err(HandlerError::transient(Injected("flaky")));
+                }
+                tokio::time::sleep(Duration::from_micros(rng.between(0, 40_000))).await;
+                for _ in 0..rng.between(0, 4) {
+                    tokio::task::yield_now().await;
+                }
+                effects.completed.record(&event);
+                Ok(())
+            }
+        })
+    };
+    let dead_letter = MemoryDeadLetter::new();
+    let mut policy = backing_off(Duration::from_millis(2));
+    policy.max_attempts = 4;
+    policy.jitter = 0.5;
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(best_effort("work", work))
+        .retry_policy(policy)
+        .memory_dead_letter(dead_letter.clone())
+        .max_concurrent_best_effort(64)
+        .max_pending_best_effort(1_000)
+        .build()
+        .unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..JOBS {
+        let (body, headers) = gh_delivery(&format!("d-many-{n}"), &issue_body(n));
+        let (outcome, work) = pipeline.handle_deferred(body, &headers).await;
+        assert_eq!(outcome.status(), 200);
+        tasks.push(tokio::spawn(work.expect("best-effort work")));
+    }
+    go.add_permits(tokio::sync::Semaphore::MAX_PERMITS);
+
+    let report = pipeline.shutdown(Duration::from_millis(20)).await;
+    let started_at_return = effects.total_started();
+    let completed_at_return = effects.completed.total();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        effects.total_started(),
+        started_at_return,
+        "no attempt starts after shutdown returned"
+    );
+    assert_eq!(
+        effects.completed.total(),
+        completed_at_return,
+        "no work completes after shutdown returned"
+    );
+
+    let mut work_reports = hookgate::BestEffortReport::default();
+    for task in tasks {
+        let one = task.await.unwrap();
+        work_reports.succeeded += one.succeeded;
+        work_reports.dead_lettered += one.dead_lettered;
+        work_reports.dead_letter_refused += one.dead_letter_refused;
+        work_reports.abandoned += one.abandoned;
+        work_reports.refused += one.refused;
+    }
+    let entries = dead_letter.entries();
+    let mut dead_lettered: std::collections::HashMap<String, usize> = Default::default();
+    for entry in &entries {
+        *dead_lettered
+            .entry(entry.event_id().to_owned())
+            .or_default() += 1;
+    }
+    for n in 0..JOBS {
+        let id = format!("d-many-{n}");
+        let done = effects.completed.count(&id) as usize;
+        let dead = dead_lettered.get(&id).copied().unwrap_or(0);
+        assert_eq!(
+            done + dead,
+            1,
+            "{id}: done {done} times, dead-lettered {dead} times"
+        );
+    }
+    for entry in &entries {
+        assert_eq!(
+            entry.attempts as usize,
+            effects.started(entry.event_id()),
+            "{} {:?}: attempts counts the attempts started",
+            entry.event_id(),
+            entry.reason
+        );
+    }
+    let shut_down = entries
+        .iter()
+        .filter(|e| e.reason == DeadLetterReason::ShutDown)
+        .count();
+    let stats = pipeline.stats();
+    assert_eq!(report.abandoned.len(), shut_down);
+    assert_eq!(work_reports.abandoned, shut_down);
+    assert_eq!(work_reports.refused, 0);
+    assert_eq!(
+        work_reports.succeeded + work_reports.dead_lettered + work_reports.abandoned,
+        JOBS as usize
+    );
+    assert_eq!(stats.best_effort_succeeded, effects.completed.total());
+    assert_eq!(stats.best_effort_succeeded as usize, work_reports.succeeded);
+    assert_eq!(stats.best_effort_dead_lettered as usize, entries.len());
+    assert_eq!(
+        stats.best_effort_succeeded + stats.best_effort_dead_lettered + stats.dead_letter_failures,
+        JOBS
+    );
+    let jobs_started = (0..JOBS)
+        .filter(|n| effects.started(&format!("d-many-{n}")) > 0)
+        .count();
+    assert_eq!(
+        stats.best_effort_retries as usize,
+        effects.total_started() - jobs_started,
+        "retries are the attempts after the first"
+    );
+    assert_eq!(stats.best_effort_pending, 0);
+    assert!(
+        stats.best_effort_succeeded > 0 && shut_down > 0,
+        "the deadline cut through the work: {stats:?}"
+    );
+}
+
+/// A job whose task stops being polled (a host holding a `BestEffort` it no
+/// longer drives, a runtime shutting down) cannot hold shutdown: shutdown
+/// settles it once, and the job never resumes its handler afterwards.
+#[tokio::test]
+async fn work_no_longer_polled_is_settled_once_by_shutdown() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    let completed = Arc::new(AtomicUsize::new(0));
+    let dead_letter = MemoryDeadLetter::new();
+    let pipeline = pipeline_with(
+        best_effort("mail", gated_counting(&gate, &started, &completed)),
+        fast_policy(),
+        &dead_letter,
+    );
+    let mut held = Vec::new();
+    for n in 0..2 {
+        let (body, headers) = gh_delivery(&format!("d-held-{n}"), &issue_body(n));
+        let (_, work) = pipeline.handle_deferred(body, &headers).await;
+        let mut work = work.expect("best-effort work");
+        // Polled until its attempt waits for the gate, then left alone.
+        let polled = tokio::time::timeout(Duration::from_millis(5), &mut work).await;
+        assert!(polled.is_err(), "waiting for the gate");
+        held.push(work);
+    }
+    assert_eq!(started.load(Ordering::SeqCst), 2);
+
+    let report = pipeline.shutdown(Duration::from_millis(10)).await;
+    let mut abandoned: Vec<_> = report
+        .abandoned
+        .iter()
+        .map(|e| (e.event_id().to_owned(), e.reason, e.attempts))
+        .collect();
+    abandoned.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        abandoned,
+        [
+            ("d-held-0".to_owned(), DeadLetterReason::ShutDown, 1),
+            ("d-held-1".to_owned(), DeadLetterReason::ShutDown, 1),
+        ]
+    );
+    assert_eq!(report.still_running, 0);
+
+    // Polled again with its gate open, the work finishes without resuming
+    // the handler; dropped, it does not dead-letter a second time.
+    gate.add_permits(10);
+    let dropped = held.pop().unwrap();
+    let late = held.pop().unwrap().await;
+    drop(dropped);
+    tokio::task::yield_now().await;
+    assert_eq!((late.abandoned, late.succeeded), (1, 0));
+    assert_eq!(completed.load(Ordering::SeqCst), 0);
+    assert_eq!(dead_letter.len(), 2);
+    let stats = pipeline.stats();
+    assert_eq!(
+        (
+            stats.best_effort_dead_lettered,
+            stats.best_effort_dropped,
+            stats.best_effort_succeeded,
+            stats.best_effort_pending
+        ),
+        (2, 0, 0, 0)
+    );
+}
+
+/// A handler that blocks its thread inside a poll cannot be stopped: shutdown
+/// returns anyway, reports it as still running, and the job settles itself
+/// (here: succeeded) once the poll returns, never also in the dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_blocking_its_thread_is_reported_and_settles_itself_once() {
+    let (release, blocked) = std::sync::mpsc::channel::<()>();
+    let blocked = Arc::new(Mutex::new(blocked));
+    let started = Arc::new(AtomicUsize::new(0));
+    let blocking = {
+        let (blocked, started) = (blocked.clone(), started.clone());
+        handler_fn(move |_| {
+            let (blocked, started) = (blocked.clone(), started.clone());
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                // Blocks the worker thread until the test releases it.
+                blocked.lock().unwrap().recv().unwrap();
+                Ok::<(), HandlerError>(())
+            }
+        })
+    };
+    let dead_letter = MemoryDeadLetter::new();
+    let pipeline = pipeline_with(best_effort("sync", blocking), fast_policy(), &dead_letter);
+    let (body, headers) = gh_delivery("d-blocking", &issue_body(1));
+    assert_eq!(pipeline.handle(body, &headers).await.status(), 200);
+    eventually("the blocking attempt", || {
+        started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+
+    let report = pipeline.shutdown(Duration::from_millis(10)).await;
+    assert!(!report.drained);
+    assert!(report.abandoned.is_empty(), "{:?}", report.abandoned);
+    assert_eq!(report.still_running, 1);
+
+    release.send(()).unwrap();
+    eventually("the job settled", || {
+        pipeline.stats().best_effort_pending == 0
+    })
+    .await;
+    let stats = pipeline.stats();
+    assert_eq!(
+        (stats.best_effort_succeeded, stats.best_effort_dead_lettered),
+        (1, 0)
+    );
+    assert!(dead_letter.is_empty());
+    assert_eq!(started.load(Ordering::SeqCst), 1);
+}
+
+/// A waker may be the last handle of whatever it wakes, here other
+/// best-effort work: the pending table never releases one under its lock
+/// (the dropped work's guard takes that lock), so this neither deadlocks
+/// nor loses the dropped work.
+#[test]
+fn a_stored_waker_owning_other_work_is_released_outside_the_lock() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Wake, Waker};
+
+    struct Owner(#[allow(dead_code)] Mutex<Option<hookgate::BestEffort>>);
+    impl Wake for Owner {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    let (finished, finishing) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        current_thread().block_on(async {
+            // Never ready, and keeps no waker.
+            let (started, stuck) = numbered(|_, _| std::future::pending());
+            let dead_letter = MemoryDeadLetter::new();
+            let pipeline = pipeline_with(best_effort("stuck", stuck), fast_policy(), &dead_letter);
+            let mut works = Vec::new();
+            for n in 0..2 {
+                let (body, headers) = gh_delivery(&format!("d-waker-{n}"), &issue_body(n));
+                works.push(pipeline.handle_deferred(body, &headers).await.1.unwrap());
+            }
+            let owned = works.pop().unwrap();
+            let mut work = works.pop().unwrap();
+            let waker = Waker::from(Arc::new(Owner(Mutex::new(Some(owned)))));
+            let polled = Pin::new(&mut work).poll(&mut Context::from_waker(&waker));
+            assert!(polled.is_pending());
+            assert_eq!(started.load(Ordering::SeqCst), 1);
+            drop(waker);
+            // Dropping the polled work drops its attempt, then its guard
+            // takes it out of the table with the only handle of `owned`.
+            drop(work);
+
+            eventually("both works dead-lettered", || dead_letter.len() == 2).await;
+            let mut entries: Vec<_> = dead_letter
+                .entries()
+                .iter()
+                .map(|e| (e.event_id().to_owned(), e.reason, e.attempts))
+                .collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(
+                entries,
+                [
+                    (
+                        "d-waker-0".to_owned(),
+                        DeadLetterReason::BestEffortDropped,
+                        1
+                    ),
+                    (
+                        "d-waker-1".to_owned(),
+                        DeadLetterReason::BestEffortDropped,
+                        0
+                    ),
+                ]
+            );
+            assert_eq!(pipeline.stats().best_effort_pending, 0);
+        });
+        finished.send(()).unwrap();
+    });
+    finishing
+        .recv_timeout(Duration::from_secs(10))
+        .expect("finished, without a deadlock");
 }

@@ -63,6 +63,16 @@ pub enum BuildError {
     /// the event id and kind ([`ProviderProfile::signs_identity`](crate::ProviderProfile::signs_identity)).
     #[error("`{0}` signs its event ids and kinds, so a captured delivery cannot be sent again under other headers: it needs no replay guard (leave it out, or use `*`, which skips it)")]
     ReplayGuardOnSignedIdentity(String),
+    /// A field of the [`RetryPolicy`] set with
+    /// [`PipelineBuilder::retry_policy`] cannot work (see [`RetryPolicy::check`]).
+    #[error("the retry policy's `{field}` {requirement}")]
+    InvalidRetryPolicy {
+        /// The field, as named in [`RetryPolicy`]: `max_attempts`,
+        /// `multiplier`, `jitter` or `attempt_timeout`.
+        field: &'static str,
+        /// What the field must be.
+        requirement: &'static str,
+    },
     /// A limit that must be positive is zero.
     #[error("`{0}` must be greater than zero")]
     Zero(&'static str),
@@ -290,7 +300,9 @@ impl PipelineBuilder {
         self
     }
 
-    /// Sets how best-effort work is retried. Default: [`RetryPolicy::default`].
+    /// Sets how best-effort work is retried; `build` refuses a policy that
+    /// cannot work ([`BuildError::InvalidRetryPolicy`]). Default:
+    /// [`RetryPolicy::default`].
     #[must_use]
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry_policy = policy;
@@ -395,6 +407,12 @@ impl PipelineBuilder {
         }
         if self.max_pending_best_effort == 0 {
             return Err(BuildError::Zero("max_pending_best_effort"));
+        }
+        if let Err(err) = self.retry_policy.check() {
+            return Err(BuildError::InvalidRetryPolicy {
+                field: err.field,
+                requirement: err.requirement,
+            });
         }
         self.registry.validate()?;
         let known = |name: &str| self.verifiers.iter().any(|v| v.provider() == name);

@@ -446,7 +446,10 @@ impl Pipeline {
     /// Stops taking deliveries (they get 503 [`OutcomeKind::ShuttingDown`]) and
     /// waits up to `deadline` for pending best-effort work to finish. Work still
     /// pending then is cancelled, sent to the dead letter and listed in the
-    /// report, so nothing is dropped silently. When the dead letter is in
+    /// report, so nothing is dropped silently. Cancelled work is never also
+    /// completed and no attempt starts after `shutdown` returns; it waits up to
+    /// 100 ms more for cancelled jobs to stop (a handler blocking its thread is
+    /// reported in [`ShutdownReport::still_running`]). When the dead letter is in
     /// memory (the default), the report also carries a copy of what it holds
     /// ([`ShutdownReport::memory_dead_letter`]): store it before the process
     /// ends, or it is lost.
