@@ -65,8 +65,11 @@
 //! | signature mismatch, timestamp outside tolerance | 401 | `VerificationFailed` (reason not in the body) |
 //! | verified but payload unusable (bad JSON, no id) | 400 | `Unusable` |
 //! | duplicate of a completed event | 200 | `Duplicate` (handlers not run) |
-//! | same id, different body | 422 | `FingerprintMismatch` (handlers not run) |
-//! | another attempt holds the lease | 409 | `InFlight` (a later delivery runs it) |
+//! | duplicate of a completed event, different body | 200 | `Duplicate` (handlers not run; counted in `Stats::duplicate_body_changed` and handed to `on_rejected`) |
+//! | the same, under [`FingerprintPolicy::Strict`] | 422 | `FingerprintMismatch` (handlers not run; handed to `on_rejected`) |
+//! | retry of a failed or abandoned attempt, different body | as any attempt | the handlers run (counted in `Stats::body_changed`) |
+//! | under the opt-in [replay guard](PipelineBuilder::replay_guard): a body already seen with another id or kind | 200 | `Duplicate` (handlers not run; counted in `Stats::replays` and handed to `on_rejected`) |
+//! | another attempt holds the lease (any body) | 409 | `InFlight` (a later delivery runs it) |
 //! | no handler for this kind | 200 | `Ignored` |
 //! | critical handlers succeed | 200 | `Processed` (best-effort work starts after) |
 //! | critical transient error, timeout, panic, lost lease | 500 | `CriticalFailed` (key released) |
@@ -165,8 +168,8 @@ pub use headers::{HeaderError, Headers};
 pub use outcome::{CriticalFailure, Outcome, OutcomeKind};
 #[cfg(feature = "tokio")]
 pub use pipeline::{
-    BestEffort, BestEffortReport, BuildError, PermanentFailurePolicy, Pipeline, PipelineBuilder,
-    ProviderLimits, ShutdownReport,
+    BestEffort, BestEffortReport, BuildError, FingerprintPolicy, PermanentFailurePolicy, Pipeline,
+    PipelineBuilder, ProviderLimits, ShutdownReport,
 };
 #[cfg(feature = "tokio")]
 pub use registry::Registry;

@@ -45,9 +45,15 @@ pub enum OutcomeKind {
     /// 400: the delivery is authentic but its payload cannot be identified (bad
     /// JSON, no id).
     Unusable(IdentifyError),
-    /// 200: this event's critical work already succeeded; no handler ran.
+    /// 200: this event's critical work already succeeded; no handler ran. Also
+    /// the answer when it succeeded with a different body, under the default
+    /// [`FingerprintPolicy::Lenient`](crate::FingerprintPolicy::Lenient) (then
+    /// counted in [`Stats::duplicate_body_changed`](crate::Stats::duplicate_body_changed)
+    /// and handed to the `on_rejected` hook).
     Duplicate,
-    /// 422: this event id was first seen with a different body; no handler ran.
+    /// 422: this event's critical work already succeeded with a different body
+    /// and [`FingerprintPolicy::Strict`](crate::FingerprintPolicy::Strict)
+    /// refuses it; no handler ran.
     FingerprintMismatch,
     /// 409: another attempt at this event holds the lease; a later delivery
     /// (the provider's retry, or a redelivery for GitHub, which never retries on

@@ -1,13 +1,15 @@
-//! Authentic deliveries the pipeline refused, handed to the host so that none is
-//! silently dropped.
+//! Authentic deliveries the pipeline did not process, handed to the host so that
+//! none is silently dropped.
 //!
 //! A delivery whose signature verified is real: the provider sent it. When the
-//! pipeline still cannot process it — its payload cannot be identified (400), or
-//! its event id was first seen with a different body (422) — the provider may
-//! never send it in a usable form again. A delivery the replay guard refused
-//! (answered 200) comes here too: it is either an attack worth looking into or
-//! a legitimate delivery whose body was byte-identical to an earlier one.
-//! Register a hook with
+//! pipeline still does not run its handlers — its payload cannot be identified
+//! (400), or its event already completed with a different body (200 as a
+//! duplicate, or 422 under
+//! [`FingerprintPolicy::Strict`](crate::FingerprintPolicy::Strict)) — the
+//! provider may never send it in another form. A delivery the replay guard
+//! refused (answered 200) comes here too: it is either an attack worth looking
+//! into or a legitimate delivery whose body was byte-identical to an earlier
+//! one. Register a hook with
 //! [`PipelineBuilder::on_rejected`](crate::PipelineBuilder::on_rejected) to keep
 //! these deliveries (body and headers included) for inspection or replay.
 //!
@@ -23,18 +25,27 @@ use bytes::Bytes;
 use crate::headers::Headers;
 use crate::verify::IdentifyError;
 
-/// Why an authentic delivery was refused.
+/// Why an authentic delivery was not processed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RejectionReason {
     /// 400: the payload cannot be identified (bad JSON, no id);
     /// [`OutcomeKind::Unusable`](crate::OutcomeKind::Unusable).
     Unusable(IdentifyError),
-    /// 422: this event id was first seen with a different body; no handler ran;
+    /// 200: this event's critical work already succeeded with a different body,
+    /// so the delivery was answered as a duplicate and no handler ran
+    /// ([`OutcomeKind::Duplicate`](crate::OutcomeKind::Duplicate), under the
+    /// default [`FingerprintPolicy::Lenient`](crate::FingerprintPolicy::Lenient)).
+    /// Usually the provider re-rendered the event; compare the bodies if the
+    /// difference matters to you.
+    DuplicateBodyChanged,
+    /// 422: this event's critical work already succeeded with a different
+    /// body, and [`FingerprintPolicy::Strict`](crate::FingerprintPolicy::Strict)
+    /// refuses it; no handler ran;
     /// [`OutcomeKind::FingerprintMismatch`](crate::OutcomeKind::FingerprintMismatch).
     FingerprintMismatch,
     /// 200: the [replay guard](crate::PipelineBuilder::replay_guard) found this
-    /// body already claimed under another delivery id or kind (for Shopify,
+    /// body already registered to another delivery id or kind (for Shopify,
     /// also shop domain): someone sent a captured delivery again with fresh
     /// unsigned headers, or the provider sent byte-identical bodies for two
     /// deliveries. No handler ran; answered
@@ -43,16 +54,17 @@ pub enum RejectionReason {
     Replayed,
 }
 
-/// A delivery whose signature verified but that the pipeline refused, with
-/// everything needed to look into it or replay it.
+/// A delivery whose signature verified but whose handlers the pipeline did not
+/// run, with everything needed to look into it or replay it.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct RejectedDelivery {
     /// The provider whose verifier accepted the signature.
     pub provider: Arc<str>,
-    /// Why it was refused.
+    /// Why it was not processed.
     pub reason: RejectionReason,
-    /// The status the pipeline answers (400, 422, or 200 for a replay).
+    /// The status the pipeline answers (400, 422, or 200 for a duplicate with
+    /// a changed body or a replay).
     pub status: u16,
     /// The event's deduplication id, when it could be identified.
     pub event_id: Option<String>,

@@ -53,7 +53,8 @@ counters! {
     /// 200: duplicates of completed events (replays refused by the replay
     /// guard included; see `replays`).
     duplicate,
-    /// 422: same id, different body.
+    /// 422: a completed event's id with a different body, under
+    /// [`FingerprintPolicy::Strict`](crate::FingerprintPolicy::Strict).
     fingerprint_mismatch,
     /// 409: another attempt held the lease.
     in_flight,
@@ -95,8 +96,17 @@ counters! {
     /// Calls of the [`on_rejected`](crate::PipelineBuilder::on_rejected) hook
     /// that panicked (the panic was caught; the delivery was answered as usual).
     rejected_hook_panics,
+    /// Attempts that ran the critical work for a body other than the one the
+    /// event's previous, failed or abandoned, attempt had (the provider
+    /// re-rendered the event between deliveries). Not a delivery counter: each
+    /// such delivery is also counted by how it ended.
+    body_changed,
+    /// Duplicates of a completed event with a different body, answered 200
+    /// under [`FingerprintPolicy::Lenient`](crate::FingerprintPolicy::Lenient)
+    /// and handed to the `on_rejected` hook; also counted in `duplicate`.
+    duplicate_body_changed,
     /// Deliveries the [replay guard](crate::PipelineBuilder::replay_guard)
-    /// refused: a body already claimed under another delivery id or kind. They
+    /// refused: a body already registered to another delivery id or kind. They
     /// were answered 200 `Duplicate` and are counted in `duplicate` too.
     replays,
 }

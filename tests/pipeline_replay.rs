@@ -257,6 +257,24 @@ async fn a_failed_body_runs_on_the_providers_retry_and_never_under_another_kind(
     assert_replays(&log, &body, &[("github", "d-2", "pull_request.closed")]);
 }
 
+#[tokio::test]
+async fn a_guarded_event_keeps_its_id_key_and_the_body_rule() {
+    let (issues, prs, log) = (Tally::default(), Tally::default(), RejectedLog::default());
+    let pipeline = pipeline(github_registry(&issues, &prs), &["github"], &log);
+    let (body, headers) = gh_delivery("d-1", &issue_body(1));
+    assert_eq!(pipeline.handle(body, &headers).await.status(), 200);
+    // Another body under a completed delivery id (not a replay of a captured
+    // body: its bytes are new) is the completed event's duplicate, reported.
+    let (changed, headers) = gh_delivery("d-1", &issue_body(2));
+    let outcome = pipeline.handle(changed, &headers).await;
+    assert!(matches!(outcome.kind, OutcomeKind::Duplicate));
+    assert_eq!(issues.count("d-1"), 1);
+    let stats = pipeline.stats();
+    assert_eq!((stats.replays, stats.duplicate_body_changed), (0, 1));
+    let reasons: Vec<_> = log.entries().into_iter().map(|r| r.reason).collect();
+    assert_eq!(reasons, [RejectionReason::DuplicateBodyChanged]);
+}
+
 /// Without the guard, today's keys (`provider:delivery_id`) let both attacks
 /// through: this is the risk the guard closes.
 #[tokio::test]
@@ -309,8 +327,7 @@ async fn stripe_is_left_alone_by_the_wildcard() {
     let (body, headers) = stripe_delivery(body, 1);
     let retry = pipeline.handle(body, &headers).await;
     assert!(matches!(retry.kind, OutcomeKind::Duplicate));
-    // A re-rendered retry (a live count changed) is still keyed on `evt_1`:
-    // with body keys it would run again.
+    // A re-rendered retry (a live count changed) is still keyed on `evt_1`.
     let (rerendered, headers) = stripe_delivery(
         r#"{"id":"evt_1","type":"invoice.paid","pending_webhooks":1}"#,
         2,

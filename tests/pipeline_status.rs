@@ -5,13 +5,13 @@
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use common::pipeline::*;
 use hookgate::{
-    handler_fn, testing, Clock, CriticalFailure, DeadLetterReason, FixedClock, HandlerError,
-    Headers, MemoryDeadLetter, OutcomeKind, PermanentFailurePolicy, Pipeline, Registry,
-    RejectedDelivery, RejectionReason, Stripe, SystemClock, VerifyError,
+    handler_fn, testing, Clock, CriticalFailure, DeadLetterReason, FingerprintPolicy, FixedClock,
+    HandlerError, Headers, MemoryDeadLetter, OutcomeKind, PermanentFailurePolicy, Pipeline,
+    Registry, RejectedDelivery, RejectionReason, Stripe, SystemClock, VerifyError,
 };
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -179,23 +179,124 @@ async fn duplicate_of_completed_event_gets_200_and_runs_nothing() {
     assert_eq!(best_effort.count("d-dup"), 1);
 }
 
+/// A GitHub pipeline with one critical handler, handing what `on_rejected`
+/// receives to the returned list.
+fn reporting_pipeline(
+    handler: impl hookgate::Handler + 'static,
+    policy: FingerprintPolicy,
+) -> (Pipeline, Arc<Mutex<Vec<RejectedDelivery>>>) {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = received.clone();
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(registry_with_critical(handler))
+        .fingerprint_policy(policy)
+        .on_rejected(move |rejected| sink.lock().unwrap().push(rejected))
+        .build()
+        .unwrap();
+    (pipeline, received)
+}
+
 #[tokio::test]
-async fn same_id_with_different_body_gets_422() {
+async fn completed_event_with_a_different_body_gets_200_duplicate_and_is_reported() {
     let tally = Tally::default();
-    let pipeline = pipeline(registry_with_critical(tally.handler()));
+    let (pipeline, received) = reporting_pipeline(tally.handler(), FingerprintPolicy::default());
     let (body, headers) = gh_delivery("d-same", &issue_body(1));
     assert_eq!(pipeline.handle(body, &headers).await.status(), 200);
 
     let (other, headers) = gh_delivery("d-same", &issue_body(2));
-    let outcome = pipeline.handle(other, &headers).await;
+    let outcome = pipeline.handle(other.clone(), &headers).await;
+    assert_eq!(outcome.status(), 200);
+    assert!(matches!(outcome.kind, OutcomeKind::Duplicate));
+    assert_eq!(tally.count("d-same"), 1, "handlers not run again");
+    let stats = pipeline.stats();
+    assert_eq!(
+        (
+            stats.duplicate,
+            stats.duplicate_body_changed,
+            stats.fingerprint_mismatch,
+            stats.body_changed
+        ),
+        (1, 1, 0, 0)
+    );
+    let received = received.lock().unwrap();
+    let [reported] = &received[..] else {
+        panic!("{received:?}")
+    };
+    assert_eq!(reported.reason, RejectionReason::DuplicateBodyChanged);
+    assert_eq!((reported.status, reported.body.clone()), (200, other));
+    assert_eq!(reported.event_id.as_deref(), Some("d-same"));
+}
+
+#[tokio::test]
+async fn strict_policy_answers_422_to_a_completed_event_with_a_different_body() {
+    let tally = Tally::default();
+    let (pipeline, received) = reporting_pipeline(tally.handler(), FingerprintPolicy::Strict);
+    let (body, headers) = gh_delivery("d-strict", &issue_body(1));
+    assert_eq!(pipeline.handle(body.clone(), &headers).await.status(), 200);
+
+    let (other, other_headers) = gh_delivery("d-strict", &issue_body(2));
+    let outcome = pipeline.handle(other, &other_headers).await;
     assert_eq!(outcome.status(), 422);
     assert!(matches!(outcome.kind, OutcomeKind::FingerprintMismatch));
+    // The same body is still a plain duplicate.
+    let again = pipeline.handle(body, &headers).await;
+    assert!(matches!(again.kind, OutcomeKind::Duplicate));
+    assert_eq!(tally.count("d-strict"), 1, "handlers not run again");
+    let stats = pipeline.stats();
     assert_eq!(
-        tally.count("d-same"),
-        1,
-        "handlers not run for the altered body"
+        (
+            stats.fingerprint_mismatch,
+            stats.duplicate,
+            stats.duplicate_body_changed
+        ),
+        (1, 1, 0)
     );
-    assert_eq!(pipeline.stats().fingerprint_mismatch, 1);
+    let received = received.lock().unwrap();
+    let [reported] = &received[..] else {
+        panic!("{received:?}")
+    };
+    assert_eq!(reported.reason, RejectionReason::FingerprintMismatch);
+    assert_eq!(reported.status, 422);
+}
+
+#[tokio::test]
+async fn a_retry_with_a_different_body_after_a_500_runs_the_handlers() {
+    for policy in [FingerprintPolicy::Lenient, FingerprintPolicy::Strict] {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (calls, handler) = numbered({
+            let seen = seen.clone();
+            move |call, event| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(event.body().clone());
+                    if call == 0 {
+                        return Err(HandlerError::transient(Injected("database timeout")));
+                    }
+                    Ok(())
+                }
+            }
+        });
+        let (pipeline, received) = reporting_pipeline(handler, policy);
+        let (body, headers) = gh_delivery("d-rerendered", &issue_body(1));
+        assert_eq!(pipeline.handle(body, &headers).await.status(), 500);
+
+        // The provider re-rendered the event for its retry.
+        let (rerendered, headers) = gh_delivery("d-rerendered", &issue_body(2));
+        let retried = pipeline.handle(rerendered.clone(), &headers).await;
+        assert_eq!(retried.status(), 200, "{policy:?}: {retried:?}");
+        assert!(matches!(retried.kind, OutcomeKind::Processed { .. }));
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "{policy:?}");
+        assert_eq!(seen.lock().unwrap().last(), Some(&rerendered));
+        let stats = pipeline.stats();
+        assert_eq!((stats.body_changed, stats.processed), (1, 1), "{policy:?}");
+        assert!(received.lock().unwrap().is_empty(), "nothing to report");
+        // Done now: the re-rendered body is the plain duplicate.
+        let again = pipeline.handle(rerendered, &headers).await;
+        assert!(matches!(again.kind, OutcomeKind::Duplicate));
+        assert_eq!(pipeline.stats().duplicate_body_changed, 0);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,6 +327,10 @@ async fn duplicate_while_another_attempt_holds_the_lease_gets_409() {
     let second = pipeline.handle(body, &headers).await;
     assert_eq!(second.status(), 409);
     assert!(matches!(second.kind, OutcomeKind::InFlight { .. }));
+    // Whatever its body.
+    let (other, headers) = gh_delivery("d-busy", &issue_body(4));
+    let third = pipeline.handle(other, &headers).await;
+    assert!(matches!(third.kind, OutcomeKind::InFlight { .. }));
 
     go_on.notify_one();
     assert_eq!(first.await.unwrap().status(), 200);
@@ -478,25 +583,25 @@ async fn authentic_refusals_reach_the_rejected_hook_and_forged_ones_never_do() {
     assert_eq!(&unusable.body[..], body);
     assert!(unusable.headers.get("stripe-signature").is_ok());
 
-    // 422 fingerprint mismatch: the altered body, its id and kind.
+    // A completed event's id with another body: the altered body, its id and kind.
     let (first, headers) = gh_delivery("d-altered", &issue_body(1));
     assert_eq!(pipeline.handle(first, &headers).await.status(), 200);
     let (altered, headers) = gh_delivery("d-altered", &issue_body(2));
     assert_eq!(
         pipeline.handle(altered.clone(), &headers).await.status(),
-        422
+        200
     );
     let rejected = taken();
     assert_eq!(rejected.len(), 1);
     let mismatch = &rejected[0];
-    assert_eq!(mismatch.reason, RejectionReason::FingerprintMismatch);
+    assert_eq!(mismatch.reason, RejectionReason::DuplicateBodyChanged);
     assert_eq!(
         (
             mismatch.status,
             mismatch.event_id.as_deref(),
             mismatch.event_kind.as_deref()
         ),
-        (422, Some("d-altered"), Some("issues.opened"))
+        (200, Some("d-altered"), Some("issues.opened"))
     );
     assert_eq!(mismatch.body, altered);
     assert!(

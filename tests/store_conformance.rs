@@ -16,7 +16,22 @@ enum Flaw {
     None,
     AlwaysAcquire,
     UntilIgnoresLease,
+    /// Never reports another body: `Acquired` and `Completed` only.
     IgnoreFingerprint,
+    /// The rule before bodies could change between attempts: another body is
+    /// refused whatever the key's state (as `CompletedBodyChanged`).
+    OldFingerprintRule,
+    /// Takes a released or expired key for another body, but keeps the first
+    /// body's fingerprint.
+    KeepFirstFingerprint,
+    /// Takes a key in flight when the body differs.
+    TakeOtherBodyInFlight,
+    /// Answers `Completed` to another body of a completed key.
+    CompletedIgnoresBody,
+    /// Refuses another body once a lease expired (as `CompletedBodyChanged`).
+    RefuseOtherBodyAfterExpiry,
+    /// Reports another body as changed even past retention.
+    ChangedAfterRetention,
     AcceptAnyTokenInFlight,
     AcceptTokenAfterSettle,
     AcceptReleasedToken,
@@ -41,6 +56,14 @@ struct Record {
     fingerprint: Fingerprint,
     token: u64,
     state: State,
+}
+
+/// A claim that takes the key: the record it replaces (none for a new key),
+/// and whether it is reported as another body.
+#[derive(Debug, Clone, Copy, Default)]
+struct Take {
+    previous: Option<Record>,
+    changed: bool,
 }
 
 /// A deliberately plain store (one mutex, string keys, a global token counter)
@@ -73,28 +96,39 @@ impl ToyStore {
         *tokens
     }
 
-    fn decide(
-        &self,
-        record: Option<Record>,
-        fingerprint: Fingerprint,
-    ) -> Result<Claim, Option<u64>> {
+    /// The answer to a claim of `record` with `fingerprint`, or `Err` when the
+    /// claim takes the key.
+    fn decide(&self, record: Option<Record>, fingerprint: Fingerprint) -> Result<Claim, Take> {
         let now = Instant::now();
         let Some(record) = record else {
-            return Err(None);
+            return Err(Take::default());
+        };
+        let other = record.fingerprint != fingerprint && self.flaw != Flaw::IgnoreFingerprint;
+        let take = Take {
+            previous: Some(record),
+            changed: other,
         };
         if self.flaw == Flaw::AlwaysAcquire {
-            return Err(Some(record.token));
+            return Err(take);
         }
-        if let State::Completed(until) = record.state {
-            if until <= now && self.flaw != Flaw::KeepCompletedForever {
-                return Err(None);
+        if other && self.flaw == Flaw::OldFingerprintRule {
+            let expired = matches!(record.state, State::Completed(until) if until <= now);
+            if !expired {
+                return Ok(Claim::CompletedBodyChanged);
             }
         }
-        if record.fingerprint != fingerprint && self.flaw != Flaw::IgnoreFingerprint {
-            return Ok(Claim::FingerprintMismatch);
-        }
         match record.state {
+            State::Completed(until) if until <= now && self.flaw != Flaw::KeepCompletedForever => {
+                Err(Take {
+                    changed: other && self.flaw == Flaw::ChangedAfterRetention,
+                    ..take
+                })
+            }
+            State::Completed(_) if other && self.flaw != Flaw::CompletedIgnoresBody => {
+                Ok(Claim::CompletedBodyChanged)
+            }
             State::Completed(_) => Ok(Claim::Completed),
+            State::InFlight(_) if other && self.flaw == Flaw::TakeOtherBodyInFlight => Err(take),
             State::InFlight(until) if until > now || self.flaw == Flaw::LeasesNeverExpire => {
                 let until = if self.flaw == Flaw::UntilIgnoresLease {
                     SystemTime::now()
@@ -103,7 +137,10 @@ impl ToyStore {
                 };
                 Ok(Claim::InFlight { until })
             }
-            State::InFlight(_) | State::Released => Err(Some(record.token)),
+            State::InFlight(_) if other && self.flaw == Flaw::RefuseOtherBodyAfterExpiry => {
+                Ok(Claim::CompletedBodyChanged)
+            }
+            State::InFlight(_) | State::Released => Err(take),
         }
     }
 
@@ -113,19 +150,28 @@ impl ToyStore {
         key: &str,
         fingerprint: Fingerprint,
         lease: Duration,
-        previous: Option<u64>,
+        take: Take,
     ) -> Claim {
-        let token = self.next_token(previous);
+        let previous = take.previous.map(|record| record.token);
+        let token = FencingToken(self.next_token(previous));
+        let fingerprint = match take.previous {
+            Some(record) if self.flaw == Flaw::KeepFirstFingerprint => record.fingerprint,
+            _ => fingerprint,
+        };
         let state = State::InFlight(Instant::now() + lease);
         records.insert(
             key.to_owned(),
             Record {
                 fingerprint,
-                token,
+                token: token.0,
                 state,
             },
         );
-        Claim::Acquired(FencingToken(token))
+        if take.changed {
+            Claim::AcquiredBodyChanged(token)
+        } else {
+            Claim::Acquired(token)
+        }
     }
 
     async fn settle(&self, key: &str, token: FencingToken, next: State) -> Result<(), StoreError> {
@@ -195,17 +241,15 @@ impl IdempotencyStore for ToyStore {
             // Decide under one lock, write under another: the race the suite must
             // catch (NonAtomicReclaim: only for keys that exist already).
             let current = self.records.lock().unwrap().get(key).copied();
-            let previous = match self.decide(current, fingerprint) {
+            let take = match self.decide(current, fingerprint) {
                 Ok(answer) => return Ok(answer),
-                Err(previous) => previous,
+                Err(take) => take,
             };
-            if previous.is_none() && self.flaw == Flaw::NonAtomicReclaim {
+            if take.previous.is_none() && self.flaw == Flaw::NonAtomicReclaim {
                 let mut records = self.records.lock().unwrap();
                 return match self.decide(records.get(key).copied(), fingerprint) {
                     Ok(answer) => Ok(answer),
-                    Err(previous) => {
-                        Ok(self.acquire(&mut records, key, fingerprint, lease, previous))
-                    }
+                    Err(take) => Ok(self.acquire(&mut records, key, fingerprint, lease, take)),
                 };
             }
             tokio::task::yield_now().await;
@@ -214,13 +258,13 @@ impl IdempotencyStore for ToyStore {
                 key,
                 fingerprint,
                 lease,
-                previous,
+                take,
             ));
         }
         let mut records = self.records.lock().unwrap();
         match self.decide(records.get(key).copied(), fingerprint) {
             Ok(answer) => Ok(answer),
-            Err(previous) => Ok(self.acquire(&mut records, key, fingerprint, lease, previous)),
+            Err(take) => Ok(self.acquire(&mut records, key, fingerprint, lease, take)),
         }
     }
 
@@ -286,7 +330,33 @@ broken_store_fails! {
     until_without_lease_fails: Flaw::UntilIgnoresLease
         => Check::ClaimWhileLeased, Problem::ImplausibleUntil { .. },
     store_ignoring_fingerprints_fails: Flaw::IgnoreFingerprint
-        => Check::FingerprintMismatch, Problem::UnexpectedClaim { .. },
+        => Check::OtherBodyAfterRelease, Problem::UnexpectedClaim {
+            step: "other body after release", got: Claim::Acquired(_), ..
+        },
+    store_refusing_another_body_after_release_fails: Flaw::OldFingerprintRule
+        => Check::OtherBodyAfterRelease, Problem::UnexpectedClaim {
+            step: "other body after release", got: Claim::CompletedBodyChanged, ..
+        },
+    store_keeping_the_first_fingerprint_fails: Flaw::KeepFirstFingerprint
+        => Check::OtherBodyAfterRelease, Problem::UnexpectedClaim {
+            step: "usual body after the other body's release", got: Claim::Acquired(_), ..
+        },
+    store_taking_a_leased_key_for_another_body_fails: Flaw::TakeOtherBodyInFlight
+        => Check::OtherBodyWhileLeased, Problem::UnexpectedClaim {
+            got: Claim::AcquiredBodyChanged(_), ..
+        },
+    store_hiding_another_body_of_a_completed_key_fails: Flaw::CompletedIgnoresBody
+        => Check::OtherBodyAfterComplete, Problem::UnexpectedClaim {
+            got: Claim::Completed, ..
+        },
+    store_refusing_another_body_after_expiry_fails: Flaw::RefuseOtherBodyAfterExpiry
+        => Check::OtherBodyAfterExpiredLease, Problem::UnexpectedClaim {
+            got: Claim::CompletedBodyChanged, ..
+        },
+    store_reporting_another_body_past_retention_fails: Flaw::ChangedAfterRetention
+        => Check::Retention, Problem::UnexpectedClaim {
+            got: Claim::AcquiredBodyChanged(_), ..
+        },
     store_accepting_any_token_in_flight_fails: Flaw::AcceptAnyTokenInFlight
         => Check::ReleaseThenReclaim, Problem::StaleTokenAccepted { .. },
     store_settling_twice_fails: Flaw::AcceptTokenAfterSettle

@@ -125,13 +125,49 @@ async fn settle_of_unknown_key_or_settled_key_is_stale() {
 }
 
 #[tokio::test]
-async fn released_key_keeps_its_fingerprint_and_is_reclaimed_with_a_larger_token() {
+async fn a_released_key_is_taken_by_another_body_which_it_then_holds() {
     let (store, _) = one_shard(16);
     let first = acquire(&store, "k").await;
     store.release("k", first, "transient").await.unwrap();
-    let other_body = store.claim("k", Fingerprint(7), LEASE).await.unwrap();
-    assert_eq!(other_body, Claim::FingerprintMismatch);
-    assert!(acquire(&store, "k").await > first);
+    // The provider re-rendered the event for its retry: it runs.
+    let Claim::AcquiredBodyChanged(second) = store.claim("k", Fingerprint(7), LEASE).await.unwrap()
+    else {
+        panic!("a released key is taken by another body");
+    };
+    assert!(second > first);
+    store.release("k", second, "transient").await.unwrap();
+    // The key holds the new body now: the first one is the changed one.
+    let third = store.claim("k", fp("k"), LEASE).await.unwrap();
+    assert!(
+        matches!(third, Claim::AcquiredBodyChanged(t) if t > second),
+        "{third:?}"
+    );
+    store
+        .complete("k", third.token().unwrap(), RETENTION)
+        .await
+        .unwrap();
+    assert_eq!(claim(&store, "k").await, Claim::Completed);
+    assert_eq!(
+        store.claim("k", Fingerprint(7), LEASE).await.unwrap(),
+        Claim::CompletedBodyChanged
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_by_another_body_and_a_live_one_is_not() {
+    let (store, clock) = one_shard(16);
+    let first = acquire(&store, "k").await;
+    let until = UNIX_EPOCH + Duration::from_secs(START as u64) + LEASE;
+    assert_eq!(
+        store.claim("k", Fingerprint(7), LEASE).await.unwrap(),
+        Claim::InFlight { until }
+    );
+    clock.advance(LEASE);
+    let second = store.claim("k", Fingerprint(7), LEASE).await.unwrap();
+    assert!(
+        matches!(second, Claim::AcquiredBodyChanged(t) if t > first),
+        "{second:?}"
+    );
 }
 
 #[tokio::test]
@@ -182,11 +218,6 @@ async fn full_store_evicts_the_oldest_settled_key_first() {
     assert_eq!(store.evictions(), 1);
     assert_eq!(store.len(), 3);
     assert_eq!(claim(&store, "a").await, Claim::Completed);
-    // b (released) is still there: its fingerprint is remembered.
-    assert_eq!(
-        store.claim("b", Fingerprint(9), LEASE).await.unwrap(),
-        Claim::FingerprintMismatch
-    );
     // c was evicted: it is new again, with a token larger than its old one.
     let c_again = store.claim("c", Fingerprint(9), LEASE).await.unwrap();
     match c_again {
@@ -224,14 +255,6 @@ async fn a_full_store_drops_keys_past_retention_before_evicting_live_ones() {
     assert_eq!(store.evictions(), 0);
     assert_eq!(store.len(), 4);
     assert_eq!(claim(&store, "github").await, Claim::Completed);
-    assert_eq!(
-        store
-            .claim("released", Fingerprint(9), LEASE)
-            .await
-            .unwrap(),
-        Claim::FingerprintMismatch,
-        "the released key is remembered"
-    );
 
     // Nothing is past retention now: the oldest settlement goes, as before.
     complete(&store, "new-3", RETENTION).await;
@@ -244,7 +267,7 @@ async fn a_full_store_drops_keys_past_retention_before_evicting_live_ones() {
                 .unwrap(),
             Claim::Acquired(_)
         ),
-        "the released key was settled first"
+        "the released key was settled first: forgotten (Acquired), not taken as another body"
     );
     assert_eq!(store.evictions(), 2, "then the GitHub key");
     for key in ["new-1", "new-2", "new-3"] {
@@ -536,14 +559,25 @@ mod model {
                 .filter(|e| !(e.state == State::Completed && e.deadline <= self.now))
                 .copied();
             let expected = match live {
-                Some(e) if e.body != body => Claim::FingerprintMismatch,
+                Some(e) if e.state == State::Completed && e.body != body => {
+                    Claim::CompletedBodyChanged
+                }
                 Some(e) if e.state == State::Completed => Claim::Completed,
                 Some(e) if e.state == State::InFlight && e.deadline > self.now => Claim::InFlight {
                     until: UNIX_EPOCH + Duration::from_secs(e.deadline),
                 },
                 _ => {
-                    let Claim::Acquired(token) = got else {
-                        return Err(format!("expected Acquired, got {got:?}"));
+                    // Released or expired: taken whatever the body, reported
+                    // as changed against the body the key holds.
+                    let changed = live.is_some_and(|e| e.body != body);
+                    let token = match got {
+                        Claim::Acquired(token) if !changed => token,
+                        Claim::AcquiredBodyChanged(token) if changed => token,
+                        got => {
+                            return Err(format!(
+                                "expected Acquired (body changed: {changed}), got {got:?}"
+                            ))
+                        }
                     };
                     let given = self.tokens.entry(key).or_default();
                     if given.last().is_some_and(|last| *last >= token) {

@@ -299,6 +299,79 @@ async fn migrate_adds_the_unsettled_index_to_an_existing_table() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_key_is_taken_by_another_body() {
+    let store = store_on(&common::postgres_url(), &common::unique("body"));
+    scenarios::released_key_is_taken_by_another_body(&store, "k").await;
+    drop_table(&store).await;
+}
+
+/// Seconds from the server's now to the stored `expires_at` of `key`.
+async fn expires_in(store: &PostgresStore, key: &str) -> i64 {
+    let client = store.pool().get().await.unwrap();
+    let sql = format!(
+        "SELECT extract(epoch FROM expires_at - now())::bigint FROM {} WHERE event_key = $1",
+        store.table()
+    );
+    client.query_one(&sql, &[&key]).await.unwrap().get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retention_of_99_years_is_stored_in_full() {
+    let store = store_on(&common::postgres_url(), &common::unique("long"));
+    let year = 365 * 86_400;
+    let token = scenarios::acquire(&store, "k", LEASE).await;
+    let retention = Duration::from_secs(99 * year);
+    store.complete("k", token, retention).await.unwrap();
+    let left = expires_in(&store, "k").await;
+    assert!(
+        (99 * year as i64 - 60..=99 * year as i64).contains(&left),
+        "kept for {left} s"
+    );
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
+    assert_eq!(
+        store
+            .claim("k", Fingerprint::of(b"body"), LEASE)
+            .await
+            .unwrap(),
+        Claim::Completed
+    );
+    drop_table(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsettled_keys_are_kept_72_hours_by_default() {
+    let store = PostgresStore::connect(common::postgres_url())
+        .table(common::unique("default"))
+        .build()
+        .unwrap();
+    store.migrate().await.unwrap();
+    let client = store.pool().get().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO {t} VALUES ('kept', '\\x{fp}', 'released', 7, now() - interval '73 hours',
+                'boom', now() - interval '72 hours' + interval '1 minute');
+             INSERT INTO {t} VALUES ('gone', '\\x{fp}', 'released', 7, now() - interval '73 hours',
+                'boom', now() - interval '72 hours' - interval '1 minute');",
+            t = store.table(),
+            fp = hex::encode(Fingerprint::of(b"body").to_bytes()),
+        ))
+        .await
+        .unwrap();
+    drop(client);
+    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    // Kept: its token counter goes on.
+    assert_eq!(
+        store
+            .claim("kept", Fingerprint::of(b"body"), LEASE)
+            .await
+            .unwrap(),
+        Claim::Acquired(FencingToken(8))
+    );
+    scenarios::assert_forgotten(&store, "gone").await;
+    drop_table(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_rows_are_reported_as_corrupt() {
     let store = store_on(&common::postgres_url(), &common::unique("corrupt"));
     store.migrate().await.unwrap();

@@ -166,6 +166,88 @@ async fn keys_follow_the_documented_layout_and_ttls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_key_is_taken_by_another_body() {
+    let prefix = prefix();
+    let store = store_on(&common::redis_url(), &prefix);
+    scenarios::released_key_is_taken_by_another_body(&store, "k").await;
+    delete_keys(&prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retention_of_99_years_is_stored_in_full() {
+    let prefix = prefix();
+    let store = store_on(&common::redis_url(), &prefix);
+    let year_ms: i64 = 365 * 86_400 * 1000;
+    let token = scenarios::acquire(&store, "k", LEASE).await;
+    let retention = Duration::from_millis(99 * year_ms as u64);
+    store.complete("k", token, retention).await.unwrap();
+    let mut conn = store.connection().await.unwrap();
+    let key = store.redis_key("k");
+    let ttl: i64 = conn.pttl(&key).await.unwrap();
+    assert!(
+        (99 * year_ms - 60_000..=99 * year_ms).contains(&ttl),
+        "kept for {ttl} ms"
+    );
+    let (seconds, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    let exp: i64 = conn.hget(&key, "exp").await.unwrap();
+    let left = exp - (seconds * 1000 + micros / 1000);
+    assert!(
+        (99 * year_ms - 60_000..=99 * year_ms).contains(&left),
+        "completed until {left} ms from now"
+    );
+    assert_eq!(
+        store
+            .claim("k", Fingerprint::of(b"body"), LEASE)
+            .await
+            .unwrap(),
+        Claim::Completed
+    );
+    delete_keys(&prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsettled_keys_are_kept_72_hours_by_default() {
+    let prefix = prefix();
+    let store = RedisStore::connect(common::redis_url())
+        .key_prefix(&prefix)
+        .build()
+        .unwrap();
+    let token = scenarios::acquire(&store, "k", LEASE).await;
+    let mut conn = connection().await;
+    let hours_72: i64 = 72 * 3600 * 1000;
+    let ttl: i64 = conn.pttl(store.redis_key("k")).await.unwrap();
+    let leased = LEASE.as_millis() as i64 + hours_72;
+    assert!(
+        (leased - 60_000..=leased).contains(&ttl),
+        "leased: {ttl} ms"
+    );
+    store.release("k", token, "boom").await.unwrap();
+    let ttl: i64 = conn.pttl(store.redis_key("k")).await.unwrap();
+    assert!(
+        (hours_72 - 60_000..=hours_72).contains(&ttl),
+        "released: {ttl} ms"
+    );
+    delete_keys(&prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stores_connection_serves_maintenance_commands() {
+    let prefix = prefix();
+    let store = store_on(&common::redis_url(), &prefix);
+    // Before any operation: the connection is set up on demand.
+    let mut conn = store.connection().await.unwrap();
+    scenarios::complete_new_key(&store, "k").await;
+    let state: String = conn.hget(store.redis_key("k"), "state").await.unwrap();
+    assert_eq!(state, "completed");
+    let _: () = conn.del(store.redis_key("k")).await.unwrap();
+    assert!(matches!(
+        scenarios::acquire(&store, "k", LEASE).await,
+        FencingToken(1)
+    ));
+    delete_keys(&prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_use_the_servers_clock() {
     let prefix = prefix();
     let store = store_on(&common::redis_url(), &prefix);

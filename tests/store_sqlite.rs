@@ -190,12 +190,78 @@ async fn purge_deletes_only_completed_keys_past_retention_in_batches() {
             .claim("released", Fingerprint::of(b"x"), LEASE)
             .await
             .unwrap(),
-        Claim::FingerprintMismatch
+        Claim::AcquiredBodyChanged(FencingToken(2))
+    );
+}
+
+#[tokio::test]
+async fn a_released_key_is_taken_by_another_body() {
+    let db = TempDb::new();
+    scenarios::released_key_is_taken_by_another_body(&db.store(), "k").await;
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_by_another_body_which_it_then_holds() {
+    let clock = FixedClock::at_unix(1_700_000_000);
+    let store = SqliteStore::memory().clock(clock.clone()).build().unwrap();
+    let (body, other) = (Fingerprint::of(b"body"), Fingerprint::of(b"other body"));
+    let first = scenarios::acquire(&store, "k", LEASE).await;
+    assert!(matches!(
+        store.claim("k", other, LEASE).await.unwrap(),
+        Claim::InFlight { .. }
+    ));
+    clock.advance(LEASE);
+    let second = store.claim("k", other, LEASE).await.unwrap();
+    assert_eq!(
+        second,
+        Claim::AcquiredBodyChanged(FencingToken(first.0 + 1))
+    );
+    store
+        .complete("k", second.token().unwrap(), DAY)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim("k", other, LEASE).await.unwrap(),
+        Claim::Completed
     );
     assert_eq!(
-        store.claim("released", fp, LEASE).await.unwrap(),
-        Claim::Acquired(FencingToken(2))
+        store.claim("k", body, LEASE).await.unwrap(),
+        Claim::CompletedBodyChanged
     );
+}
+
+#[tokio::test]
+async fn a_retention_of_99_years_is_kept_and_ends() {
+    let clock = FixedClock::at_unix(1_700_000_000);
+    let store = SqliteStore::memory().clock(clock.clone()).build().unwrap();
+    let year = Duration::from_secs(365 * 86_400);
+    let token = scenarios::acquire(&store, "k", LEASE).await;
+    store.complete("k", token, 99 * year).await.unwrap();
+    clock.advance(98 * year);
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
+    assert_eq!(
+        store
+            .claim("k", Fingerprint::of(b"body"), LEASE)
+            .await
+            .unwrap(),
+        Claim::Completed
+    );
+    clock.advance(year);
+    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    scenarios::assert_forgotten(&store, "k").await;
+}
+
+#[tokio::test]
+async fn unsettled_keys_are_kept_72_hours_by_default() {
+    let clock = FixedClock::at_unix(1_700_000_000);
+    let store = SqliteStore::memory().clock(clock.clone()).build().unwrap();
+    let token = scenarios::acquire(&store, "released", LEASE).await;
+    store.release("released", token, "boom").await.unwrap();
+    clock.advance(Duration::from_secs(72 * 3600 - 1));
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    scenarios::assert_forgotten(&store, "released").await;
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::best_effort::BestEffortRunner;
-use super::limits::{resolve_limits, LimitOverrides, PermanentFailurePolicy};
+use super::limits::{resolve_limits, FingerprintPolicy, LimitOverrides, PermanentFailurePolicy};
 use super::recorder::Recorder;
 use super::rejected_hook::RejectedHook;
 use super::replay;
@@ -61,7 +61,7 @@ pub enum BuildError {
     },
     /// [`PipelineBuilder::replay_guard`] names a provider whose verifier signs
     /// the event id and kind ([`ProviderProfile::signs_identity`](crate::ProviderProfile::signs_identity)).
-    #[error("`{0}` signs its event ids and kinds, so it needs no replay guard; the guard would key its events on their bodies, and a retry whose body the provider re-rendered would run again")]
+    #[error("`{0}` signs its event ids and kinds, so a captured delivery cannot be sent again under other headers: it needs no replay guard (leave it out, or use `*`, which skips it)")]
     ReplayGuardOnSignedIdentity(String),
     /// A field of the [`RetryPolicy`] set with
     /// [`PipelineBuilder::retry_policy`] cannot work (see [`RetryPolicy::check`]).
@@ -97,6 +97,7 @@ pub struct PipelineBuilder {
     clock: Arc<dyn Clock>,
     overrides: HashMap<String, LimitOverrides>,
     permanent_failure_policy: PermanentFailurePolicy,
+    fingerprint_policy: FingerprintPolicy,
     retry_policy: RetryPolicy,
     dead_letter: Arc<dyn DeadLetter>,
     memory_dead_letter: Option<MemoryDeadLetter>,
@@ -203,7 +204,7 @@ impl PipelineBuilder {
     /// it runs again, or under another event header, and it runs another
     /// handler (an `issues` body as `pull_request`). Deduplicating on the
     /// delivery id cannot catch that. With the guard on, a verified body
-    /// already claimed under another delivery id, kind (or, for Shopify, shop
+    /// already registered to another delivery id, kind (or, for Shopify, shop
     /// domain) is answered **200 [`Duplicate`](crate::OutcomeKind::Duplicate)**
     /// without running a handler, counted in
     /// [`Stats::replays`](crate::Stats::replays) and handed to
@@ -212,9 +213,13 @@ impl PipelineBuilder {
     /// provider's own redeliveries and retries keep their delivery id and kind,
     /// so they are ordinary duplicates (or run, if the earlier attempt failed).
     ///
-    /// How: the provider's idempotency key becomes a digest of the signed body
-    /// and the claim's fingerprint a digest of the id and kind headers.
-    /// Handlers still see the delivery id in [`Event::id`](crate::Event::id).
+    /// How: before its event is claimed, each body is registered in the store
+    /// under a key of its own (a digest of the signed body) with a digest of
+    /// the id and kind headers as fingerprint, completed at once and kept for
+    /// the provider's retention, so it stays bound to the first headers it
+    /// came with. That costs one more store call per delivery (two the first
+    /// time a body is seen). Event keys stay `provider:event_id`, and handlers
+    /// still see the delivery id in [`Event::id`](crate::Event::id).
     ///
     /// Know before you turn it on:
     /// - **Byte-identical bodies are one event.** If the provider legitimately
@@ -231,23 +236,21 @@ impl PipelineBuilder {
     ///   once under a handled kind. To have every body recorded, register a
     ///   critical no-op handler on `"*"` for the provider (this makes the
     ///   first point apply to every kind).
-    /// - **The keys change.** An event completed under its delivery-id key
-    ///   before the switch is not known under its body key after it (and the
-    ///   other way round when you turn the guard off), so a redelivery of it
-    ///   runs once more; two instances that disagree run a delivery each.
-    ///   Switch every instance at once (not in a rolling deploy), at a quiet
-    ///   time; only events sent again after the switch can repeat (GitHub:
-    ///   manual redeliveries; Shopify: its 4 h of retries).
+    /// - **Bodies are registered from the switch on.** A body first seen before
+    ///   the guard was on is registered by its next delivery, whatever its
+    ///   headers, so a replay of an older capture is caught only once the
+    ///   provider's own redelivery registered it. Event keys do not change:
+    ///   turning the guard on or off never runs a completed event again, and
+    ///   instances that disagree still deduplicate each event.
     /// - The digest is the body's 128-bit xxh3 [`Fingerprint`](crate::Fingerprint),
     ///   not collision-resistant against whoever writes whole bodies; only the
     ///   provider does. A collision would refuse a later event (reported),
     ///   never run a forged one.
     ///
     /// Naming a provider that signs its ids and kinds (Stripe) is refused with
-    /// [`BuildError::ReplayGuardOnSignedIdentity`]: it has nothing to guard, and
-    /// keying its events on their bodies would run a retry again when the
-    /// provider re-renders it (Stripe's `pending_webhooks`). `"*"` skips such
-    /// providers. A name no verifier has is refused with
+    /// [`BuildError::ReplayGuardOnSignedIdentity`]: it has nothing to guard,
+    /// and the registration would only cost a store call per delivery. `"*"`
+    /// skips such providers. A name no verifier has is refused with
     /// [`BuildError::UnknownProvider`].
     ///
     /// ```
@@ -273,6 +276,27 @@ impl PipelineBuilder {
     #[must_use]
     pub fn permanent_failure_policy(mut self, policy: PermanentFailurePolicy) -> Self {
         self.permanent_failure_policy = policy;
+        self
+    }
+
+    /// Sets what a delivery whose event already completed with a different
+    /// body answers: 200 `Duplicate`, reported (the default,
+    /// [`FingerprintPolicy::Lenient`]), or 422 ([`FingerprintPolicy::Strict`]).
+    /// A retry after a failed attempt runs whatever its body under both.
+    ///
+    /// ```
+    /// # use hookgate::{FingerprintPolicy, GitHub, MemoryStore, Pipeline};
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(GitHub::builder("secret").build()?)
+    ///     .store(MemoryStore::new())
+    ///     .fingerprint_policy(FingerprintPolicy::Strict)
+    ///     .build()?;
+    /// # let _ = pipeline;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn fingerprint_policy(mut self, policy: FingerprintPolicy) -> Self {
+        self.fingerprint_policy = policy;
         self
     }
 
@@ -339,11 +363,12 @@ impl PipelineBuilder {
     }
 
     /// Sets a hook that receives every delivery whose signature verified but
-    /// that the pipeline refused — an unusable payload (400), an event id
-    /// already used with a different body (422), or a replay refused by the
-    /// [replay guard](Self::replay_guard) (200) — with its raw body and headers,
-    /// so you can keep it for inspection or replay (see [`crate::rejected`]).
-    /// Deliveries that fail verification never reach it.
+    /// whose handlers the pipeline did not run for it — an unusable payload
+    /// (400), an event that already completed with a different body (200 as a
+    /// duplicate, 422 under [`FingerprintPolicy::Strict`]), or a replay refused
+    /// by the [replay guard](Self::replay_guard) (200) — with its raw body and
+    /// headers, so you can keep it for inspection or replay (see
+    /// [`crate::rejected`]). Deliveries that fail verification never reach it.
     ///
     /// It is called inline, before `handle` returns: keep it quick (push into a
     /// channel, spawn a task). A panic in it is caught and does not change the
@@ -446,6 +471,7 @@ impl PipelineBuilder {
                 registry: self.registry,
                 clock: self.clock,
                 permanent_failure_policy: self.permanent_failure_policy,
+                fingerprint_policy: self.fingerprint_policy,
                 dead_letter: self.dead_letter,
                 memory_dead_letter: self.memory_dead_letter,
                 on_rejected: self.on_rejected,
@@ -497,6 +523,7 @@ impl PipelineBuilder {
             clock: Arc::new(SystemClock),
             overrides: HashMap::new(),
             permanent_failure_policy: PermanentFailurePolicy::default(),
+            fingerprint_policy: FingerprintPolicy::default(),
             retry_policy: RetryPolicy::default(),
             dead_letter: Arc::new(memory_dead_letter.clone()),
             memory_dead_letter: Some(memory_dead_letter),

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use super::builder::BuildError;
+use crate::outcome::OutcomeKind;
+use crate::rejected::RejectionReason;
 use crate::verify::ProviderProfile;
 
 /// Per-provider limits: how big a body may be, how long critical work may take,
@@ -65,6 +67,50 @@ pub enum PermanentFailurePolicy {
     /// Release the key and answer 500, so the provider keeps retrying (useful when
     /// a fix can be deployed within the provider's retry window).
     Retry,
+}
+
+/// What the pipeline answers to a delivery whose event already completed with
+/// another body (same id, different bytes: [`Claim::CompletedBodyChanged`](crate::Claim::CompletedBodyChanged)).
+///
+/// Providers re-render an event between deliveries (an endpoint's API version
+/// changes; Stripe's `pending_webhooks` is a live count), so a different body
+/// under a completed id is usually the same event, already handled. Either
+/// way no handler runs, and the delivery goes to the
+/// [`on_rejected`](crate::PipelineBuilder::on_rejected) hook with its body.
+///
+/// A retry after a *failed* attempt (the key released, or its lease expired)
+/// runs whatever its body under either policy: the work was never done
+/// ([`Stats::body_changed`](crate::Stats::body_changed) counts these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum FingerprintPolicy {
+    /// Answer 200 [`OutcomeKind::Duplicate`], so the provider stops sending it,
+    /// count it in [`Stats::duplicate_body_changed`](crate::Stats::duplicate_body_changed)
+    /// and hand it to the hook as [`RejectionReason::DuplicateBodyChanged`].
+    #[default]
+    Lenient,
+    /// Answer 422 [`OutcomeKind::FingerprintMismatch`] (the provider retries
+    /// where it retries at all) and hand it to the hook as
+    /// [`RejectionReason::FingerprintMismatch`]: for hosts that treat a changed
+    /// body under a known id as an error to look into.
+    Strict,
+}
+
+impl FingerprintPolicy {
+    /// How a delivery whose event completed with another body is answered
+    /// under this policy, and why it is handed to the hook.
+    pub(super) fn completed_body_changed(self) -> (OutcomeKind, RejectionReason) {
+        match self {
+            FingerprintPolicy::Lenient => (
+                OutcomeKind::Duplicate,
+                RejectionReason::DuplicateBodyChanged,
+            ),
+            FingerprintPolicy::Strict => (
+                OutcomeKind::FingerprintMismatch,
+                RejectionReason::FingerprintMismatch,
+            ),
+        }
+    }
 }
 
 /// Limits set on the builder, for one provider or for all of them.

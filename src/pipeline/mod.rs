@@ -10,8 +10,8 @@
 //! 4. **route**: no handler for the kind means `Ignored`, without touching the store;
 //! 5. **claim** `provider:event_id` with the body's
 //!    [`Fingerprint`](crate::Fingerprint) and the provider's lease (under the
-//!    [replay guard](PipelineBuilder::replay_guard): the body's digest, with a
-//!    fingerprint of the id and kind);
+//!    [replay guard](PipelineBuilder::replay_guard), after registering the body
+//!    to its id and kind);
 //! 6. run the **critical** handlers in order under the provider's deadline
 //!    (errors, timeouts and panics release the key);
 //! 7. **complete** the key (kept for the provider's retention) — only then is the
@@ -23,6 +23,7 @@
 mod attempt;
 mod best_effort;
 mod builder;
+mod claim;
 mod limits;
 mod recorder;
 mod rejected_hook;
@@ -39,7 +40,7 @@ use futures_util::FutureExt;
 
 pub use best_effort::{BestEffort, BestEffortReport, ShutdownReport};
 pub use builder::{BuildError, PipelineBuilder};
-pub use limits::{PermanentFailurePolicy, ProviderLimits};
+pub use limits::{FingerprintPolicy, PermanentFailurePolicy, ProviderLimits};
 
 use attempt::Attempt;
 use best_effort::BestEffortRunner;
@@ -53,9 +54,9 @@ use crate::handler::{HandlerError, HandlerPanicked};
 use crate::headers::Headers;
 use crate::outcome::{CriticalFailure, Outcome, OutcomeKind};
 use crate::registry::{NamedHandler, Registry, Routes};
-use crate::rejected::{RejectedDelivery, RejectionReason};
+use crate::rejected::RejectionReason;
 use crate::stats::Stats;
-use crate::store::{Claim, IdempotencyStore};
+use crate::store::IdempotencyStore;
 use crate::verify::{ProviderProfile, Verifier, VerifyError};
 
 /// Turns deliveries into exactly-once critical work, best-effort work and
@@ -75,6 +76,7 @@ struct Inner {
     registry: Registry,
     clock: Arc<dyn Clock>,
     permanent_failure_policy: PermanentFailurePolicy,
+    fingerprint_policy: FingerprintPolicy,
     dead_letter: Arc<dyn DeadLetter>,
     memory_dead_letter: Option<MemoryDeadLetter>,
     on_rejected: Option<RejectedHook>,
@@ -250,39 +252,12 @@ impl Pipeline {
         {
             return finish(outcome, OutcomeKind::Ignored);
         }
-        let (key, fingerprint) = replay::claim_of(
-            &provider.name,
-            &provider.profile,
-            provider.replay_guard,
-            &identity,
-            &body,
-        );
-        let token = match inner
-            .store
-            .claim(&key, fingerprint, provider.limits.lease)
+        let (key, token) = match self
+            .claim(provider, &outcome, &identity, &body, headers)
             .await
         {
-            Ok(Claim::Acquired(token)) => token,
-            Ok(Claim::Completed) => return finish(outcome, OutcomeKind::Duplicate),
-            Ok(Claim::InFlight { until }) => {
-                return finish(outcome, OutcomeKind::InFlight { until })
-            }
-            Ok(Claim::FingerprintMismatch) if provider.replay_guard => {
-                // This body was claimed under another delivery id or kind.
-                Recorder::bump(&inner.stats.replays);
-                self.reject(&outcome, RejectionReason::Replayed, &body, headers);
-                return finish(outcome, OutcomeKind::Duplicate);
-            }
-            Ok(Claim::FingerprintMismatch) => {
-                self.reject(
-                    &outcome,
-                    RejectionReason::FingerprintMismatch,
-                    &body,
-                    headers,
-                );
-                return finish(outcome, OutcomeKind::FingerprintMismatch);
-            }
-            Err(err) => return finish(outcome, OutcomeKind::StoreUnavailable(Arc::new(err))),
+            Ok(claimed) => claimed,
+            Err(kind) => return finish(outcome, kind),
         };
         let attempt = Attempt {
             inner,
@@ -317,29 +292,13 @@ impl Pipeline {
         finish(outcome, kind)
     }
 
-    /// Hands an authentic but refused delivery to the host's hook, if any.
+    /// Hands an authentic delivery whose handlers did not run to the host's
+    /// hook, if any.
     fn reject(&self, outcome: &Outcome, reason: RejectionReason, body: &Bytes, headers: &Headers) {
         let Some(hook) = &self.inner.on_rejected else {
             return;
         };
-        let status = match &reason {
-            RejectionReason::Unusable(err) => err.status(),
-            RejectionReason::FingerprintMismatch => OutcomeKind::FingerprintMismatch.status(),
-            RejectionReason::Replayed => OutcomeKind::Duplicate.status(),
-        };
-        let Some(provider) = outcome.provider.clone() else {
-            return;
-        };
-        let delivered = hook.call(RejectedDelivery {
-            provider,
-            reason,
-            status,
-            event_id: outcome.event_id.clone(),
-            event_kind: outcome.event_kind.clone(),
-            body: body.clone(),
-            headers: headers.clone(),
-        });
-        if !delivered {
+        if !hook.deliver(outcome, reason, body, headers) {
             Recorder::bump(&self.inner.stats.rejected_hook_panics);
         }
     }
@@ -546,6 +505,7 @@ impl fmt::Debug for Pipeline {
                 "permanent_failure_policy",
                 &self.inner.permanent_failure_policy,
             )
+            .field("fingerprint_policy", &self.inner.fingerprint_policy)
             .field("dead_letter", &self.inner.dead_letter)
             .field("best_effort", &self.inner.best_effort)
             .finish()

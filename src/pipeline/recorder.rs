@@ -18,6 +18,8 @@ pub(super) struct Recorder {
     pub(super) best_effort_dropped: AtomicU64,
     pub(super) dead_letter_failures: AtomicU64,
     pub(super) rejected_hook_panics: AtomicU64,
+    pub(super) body_changed: AtomicU64,
+    pub(super) duplicate_body_changed: AtomicU64,
     pub(super) replays: AtomicU64,
 }
 
@@ -73,6 +75,8 @@ impl Recorder {
             dead_letter_failures: load(&self.dead_letter_failures),
             best_effort_pending: 0,
             rejected_hook_panics: load(&self.rejected_hook_panics),
+            body_changed: load(&self.body_changed),
+            duplicate_body_changed: load(&self.duplicate_body_changed),
             replays: load(&self.replays),
         }
     }

@@ -1,9 +1,13 @@
-//! The host's hook for authentic deliveries the pipeline refused.
+//! The host's hook for authentic deliveries whose handlers did not run.
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::rejected::RejectedDelivery;
+use bytes::Bytes;
+
+use crate::headers::Headers;
+use crate::outcome::{Outcome, OutcomeKind};
+use crate::rejected::{RejectedDelivery, RejectionReason};
 
 /// The host's hook for rejected deliveries; see
 /// [`PipelineBuilder::on_rejected`](crate::PipelineBuilder::on_rejected).
@@ -15,8 +19,38 @@ impl RejectedHook {
         Self(Arc::new(hook))
     }
 
+    /// Hands the delivery (`outcome` so far, `body`, `headers`) to the hook
+    /// with `reason` and the status it is answered with; false if the hook
+    /// panicked. Nothing is handed over before the provider is known.
+    pub(super) fn deliver(
+        &self,
+        outcome: &Outcome,
+        reason: RejectionReason,
+        body: &Bytes,
+        headers: &Headers,
+    ) -> bool {
+        let status = match &reason {
+            RejectionReason::Unusable(err) => err.status(),
+            RejectionReason::DuplicateBodyChanged => OutcomeKind::Duplicate.status(),
+            RejectionReason::FingerprintMismatch => OutcomeKind::FingerprintMismatch.status(),
+            RejectionReason::Replayed => OutcomeKind::Duplicate.status(),
+        };
+        let Some(provider) = outcome.provider.clone() else {
+            return true;
+        };
+        self.call(RejectedDelivery {
+            provider,
+            reason,
+            status,
+            event_id: outcome.event_id.clone(),
+            event_kind: outcome.event_kind.clone(),
+            body: body.clone(),
+            headers: headers.clone(),
+        })
+    }
+
     /// Calls the hook; a panic in it is caught so it cannot change the answer.
-    pub(super) fn call(&self, rejected: RejectedDelivery) -> bool {
+    fn call(&self, rejected: RejectedDelivery) -> bool {
         let hook = &self.0;
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(rejected))).is_ok()
     }

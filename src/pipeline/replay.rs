@@ -5,46 +5,75 @@
 //! (`X-GitHub-Delivery` / `X-GitHub-Event`, `X-Shopify-Webhook-Id` /
 //! `X-Shopify-Topic` / `X-Shopify-Shop-Domain`) can be rewritten by anyone who
 //! holds a captured delivery: under a fresh id it runs again, under another
-//! kind it runs another handler. With the guard on for a provider, the claim is
-//! turned around:
+//! kind it runs another handler. With the guard on for a provider, each body is
+//! **registered** to the first identity it comes with, before the event is
+//! claimed:
 //!
-//! - the idempotency **key** is the body's digest (the 128-bit xxh3
+//! - the registration's **key** is the body's digest (the 128-bit xxh3
 //!   [`Fingerprint`] the pipeline computes anyway), which nobody can rewrite
 //!   without breaking the signature;
-//! - the claim's **fingerprint** is a digest of what the headers say (id, kind
-//!   and the profile's [`identity_metadata`](ProviderProfile::identity_metadata)).
+//! - its **fingerprint** is a digest of what the headers say (id, kind and the
+//!   profile's [`identity_metadata`](ProviderProfile::identity_metadata));
+//! - the registration is completed at once, kept for the provider's retention:
+//!   the store's fingerprint guards completed keys, so the body stays bound to
+//!   that identity whatever becomes of its attempts (a failed attempt releases
+//!   the event's key, never the registration).
 //!
-//! So the provider's own redelivery (same body, same headers) is an ordinary
-//! duplicate, the same body under other headers is a fingerprint mismatch that
-//! the pipeline answers as a reported replay, and a new body is claimed as
-//! usual. The [`Event`](crate::Event) the handlers see is unchanged: its id is
-//! still the provider's delivery id.
+//! So the provider's own redelivery (same body, same headers) passes and is an
+//! ordinary duplicate or retry of its event (`provider:event_id`, claimed as
+//! usual), the same body under other headers is a reported replay, and a new
+//! body registers as usual. The [`Event`](crate::Event) the handlers see is
+//! unchanged: its id is still the provider's delivery id.
 
 use std::fmt::Write as _;
+use std::time::SystemTime;
 
 use super::builder::{BuildError, ANY_PROVIDER};
-use crate::event::idempotency_key;
-use crate::store::Fingerprint;
+use crate::store::{Claim, Fingerprint, IdempotencyStore, StoreError};
 use crate::verify::{Identity, ProviderProfile};
 
-/// The key and fingerprint a delivery is claimed with: `provider:event_id`
-/// with the body's fingerprint, or under the replay guard the body's key with
-/// the headers' fingerprint.
-pub(super) fn claim_of(
+use super::ProviderLimits;
+
+/// What the registry says of a guarded delivery's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Registration {
+    /// The body is registered to this delivery's identity (now, or by an
+    /// earlier delivery with the same headers): claim the event as usual.
+    Owner,
+    /// The body is registered to another identity: a replay.
+    Replayed,
+    /// A delivery of this body is registering it right now, until `until`.
+    Busy {
+        /// When that registration's lease ends.
+        until: SystemTime,
+    },
+}
+
+/// Registers `body` to `identity` for `provider`, or tells who holds it.
+///
+/// # Errors
+/// The store's, when it cannot be reached or refused the registration's token.
+pub(super) async fn register(
+    store: &dyn IdempotencyStore,
     provider: &str,
     profile: &ProviderProfile,
-    guarded: bool,
+    limits: &ProviderLimits,
     identity: &Identity,
     body: &[u8],
-) -> (String, Fingerprint) {
-    let body = Fingerprint::of(body);
-    if !guarded {
-        return (idempotency_key(provider, &identity.id), body);
+) -> Result<Registration, StoreError> {
+    let key = body_key(provider, Fingerprint::of(body));
+    let fingerprint = identity_fingerprint(profile, identity);
+    match store.claim(&key, fingerprint, limits.lease).await? {
+        // First sighting; or a registration whose process stopped between
+        // its claim and its completion, taken over.
+        Claim::Acquired(token) | Claim::AcquiredBodyChanged(token) => {
+            store.complete(&key, token, limits.retention).await?;
+            Ok(Registration::Owner)
+        }
+        Claim::Completed => Ok(Registration::Owner),
+        Claim::CompletedBodyChanged => Ok(Registration::Replayed),
+        Claim::InFlight { until } => Ok(Registration::Busy { until }),
     }
-    (
-        body_key(provider, body),
-        identity_fingerprint(profile, identity),
-    )
 }
 
 /// `provider#` and the 32 lowercase hex digits of the body's fingerprint.
@@ -113,35 +142,29 @@ mod tests {
     }
 
     #[test]
-    fn unguarded_keys_stay_provider_colon_id_with_the_body_fingerprint() {
-        let profile = ProviderProfile::default();
-        let (key, fp) = claim_of("github", &profile, false, &identity("d-1", "issues"), b"{}");
-        assert_eq!(key, "github:d-1");
-        assert_eq!(fp, Fingerprint::of(b"{}"));
-    }
-
-    #[test]
-    fn guarded_keys_depend_on_the_body_only() {
-        let profile = ProviderProfile::default();
-        let body = b"{\"action\":\"opened\"}";
-        let (a, fa) = claim_of("github", &profile, true, &identity("d-1", "issues"), body);
-        let (b, fb) = claim_of("github", &profile, true, &identity("d-2", "issues"), body);
-        let (c, fc) = claim_of("github", &profile, true, &identity("d-1", "push"), body);
-        assert_eq!(a, format!("github#{:032x}", Fingerprint::of(body).0));
-        assert_eq!((a == b, b == c), (true, true));
-        assert!(fa != fb && fa != fc && fb != fc);
-        let (d, _) = claim_of("github", &profile, true, &identity("d-1", "issues"), b"{}");
-        assert_ne!(a, d);
+    fn body_keys_depend_on_the_provider_and_the_body_only() {
+        let body = Fingerprint::of(b"{\"action\":\"opened\"}");
+        let key = body_key("github", body);
+        assert_eq!(key, format!("github#{:032x}", body.0));
+        assert_ne!(key, body_key("github", Fingerprint::of(b"{}")));
+        assert_ne!(key, body_key("shopify", body));
     }
 
     #[test]
     fn a_body_key_never_equals_an_event_id_key() {
-        let profile = ProviderProfile::default();
-        let (guarded, _) = claim_of("github", &profile, true, &identity("x", "k"), b"{}");
+        let guarded = body_key("github", Fingerprint::of(b"{}"));
         let id = guarded.trim_start_matches("github#");
-        let (plain, _) = claim_of("github", &profile, false, &identity(id, "k"), b"{}");
-        assert_ne!(guarded, plain);
+        assert_ne!(guarded, crate::event::idempotency_key("github", id));
         assert!(!guarded.contains(':'));
+    }
+
+    #[test]
+    fn the_identity_fingerprint_covers_the_id_and_the_kind() {
+        let profile = ProviderProfile::default();
+        let of = |id, kind| identity_fingerprint(&profile, &identity(id, kind));
+        assert_eq!(of("d-1", "issues"), of("d-1", "issues"));
+        assert_ne!(of("d-1", "issues"), of("d-2", "issues"));
+        assert_ne!(of("d-1", "issues"), of("d-1", "push"));
     }
 
     #[test]

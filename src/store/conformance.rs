@@ -1,7 +1,7 @@
 //! A conformance suite for [`IdempotencyStore`] implementations: ours and yours.
 //!
 //! [`run`] drives a store through the whole protocol — claims, leases, fencing
-//! tokens, release, fingerprints, retention, purge — and races real tokio tasks
+//! tokens, release, changed bodies, retention, purge — and races real tokio tasks
 //! against it: 32 concurrent claims of one key must give exactly one
 //! [`Claim::Acquired`], and of a `complete` racing a `release` exactly one may win.
 //! The first broken rule ends the run with a [`ConformanceFailure`] that names the
@@ -10,7 +10,7 @@
 //! The suite is safe to run again and again against a shared, real server: every
 //! run uses fresh keys (prefixed with the time in nanoseconds and a counter) and
 //! real, short durations (leases and retention of a few hundred milliseconds,
-//! since a database keeps its own time). A run takes about 2.5 seconds.
+//! since a database keeps its own time). A run takes about 3 seconds.
 //!
 //! Call it from a test on tokio's multi-thread runtime (the races need threads):
 //!
@@ -75,11 +75,24 @@ pub enum Check {
     /// After `release`, the released token can settle nothing any more, and a
     /// claim acquires the key again with a larger token.
     ReleaseThenReclaim,
-    /// A claim with another fingerprint answers `FingerprintMismatch` whether the
-    /// key is in flight, released or completed.
-    FingerprintMismatch,
+    /// A claim with another body takes a released key
+    /// (`AcquiredBodyChanged`, with a larger token) and the key then holds the
+    /// new body's fingerprint: after another release the first body is the
+    /// changed one, and completed with it, it is a plain duplicate.
+    OtherBodyAfterRelease,
+    /// A claim with another body while a lease runs answers `InFlight` and
+    /// changes nothing: the holder still completes the key with its body.
+    OtherBodyWhileLeased,
+    /// A claim with another body of a retained completed key answers
+    /// `CompletedBodyChanged` and changes nothing: the first body is still a
+    /// plain duplicate.
+    OtherBodyAfterComplete,
     /// After its lease expires, a key is acquired again with a larger token.
     ExpiredLeaseReclaimable,
+    /// A claim with another body takes a key whose lease expired
+    /// (`AcquiredBodyChanged`, with a larger token), and the key then holds the
+    /// new body's fingerprint.
+    OtherBodyAfterExpiredLease,
     /// Once a newer attempt reclaimed an expired key, the older token is refused
     /// by `complete` and by `release`.
     StaleTokenRejected,
@@ -98,13 +111,16 @@ pub enum Check {
 
 impl Check {
     /// Every check, in the order they run.
-    pub const ALL: [Check; 11] = [
+    pub const ALL: [Check; 14] = [
         Check::FirstClaimAcquires,
         Check::ClaimWhileLeased,
         Check::CompleteThenClaim,
         Check::ReleaseThenReclaim,
-        Check::FingerprintMismatch,
+        Check::OtherBodyAfterRelease,
+        Check::OtherBodyWhileLeased,
+        Check::OtherBodyAfterComplete,
         Check::ExpiredLeaseReclaimable,
+        Check::OtherBodyAfterExpiredLease,
         Check::StaleTokenRejected,
         Check::Retention,
         Check::PurgeExpired,
@@ -119,8 +135,11 @@ impl Check {
             Check::ClaimWhileLeased => "claim_while_leased",
             Check::CompleteThenClaim => "complete_then_claim",
             Check::ReleaseThenReclaim => "release_then_reclaim",
-            Check::FingerprintMismatch => "fingerprint_mismatch",
+            Check::OtherBodyAfterRelease => "other_body_after_release",
+            Check::OtherBodyWhileLeased => "other_body_while_leased",
+            Check::OtherBodyAfterComplete => "other_body_after_complete",
             Check::ExpiredLeaseReclaimable => "expired_lease_reclaimable",
+            Check::OtherBodyAfterExpiredLease => "other_body_after_expired_lease",
             Check::StaleTokenRejected => "stale_token_rejected",
             Check::Retention => "retention",
             Check::PurgeExpired => "purge_expired",
@@ -294,7 +313,7 @@ impl fmt::Display for Report {
             self.purged
         )?;
         for (check, took) in &self.checks {
-            writeln!(f, "  ok  {check:<28} {took:.2?}")?;
+            writeln!(f, "  ok  {check:<32} {took:.2?}")?;
         }
         Ok(())
     }
@@ -431,8 +450,11 @@ impl Suite {
                 Check::ClaimWhileLeased => ctx.claim_while_leased().await,
                 Check::CompleteThenClaim => ctx.complete_then_claim().await,
                 Check::ReleaseThenReclaim => ctx.release_then_reclaim().await,
-                Check::FingerprintMismatch => ctx.fingerprint_mismatch().await,
+                Check::OtherBodyAfterRelease => ctx.other_body_after_release().await,
+                Check::OtherBodyWhileLeased => ctx.other_body_while_leased().await,
+                Check::OtherBodyAfterComplete => ctx.other_body_after_complete().await,
                 Check::ExpiredLeaseReclaimable => ctx.expired_lease_reclaimable().await,
+                Check::OtherBodyAfterExpiredLease => ctx.other_body_after_expired_lease().await,
                 Check::StaleTokenRejected => ctx.stale_token_rejected().await,
                 Check::Retention => ctx.retention().await,
                 Check::PurgeExpired => ctx.purge_expired().await.map(|purged| {
@@ -484,7 +506,8 @@ where
             .map_err(|error| Problem::Store { step, error })
     }
 
-    /// Claims `key`, which must be acquired with a token larger than `after`.
+    /// Claims `key` with its usual body, which must be acquired (as
+    /// `Acquired`) with a token larger than `after`.
     async fn acquire(
         &self,
         step: &'static str,
@@ -492,33 +515,94 @@ where
         lease: Duration,
         after: Option<FencingToken>,
     ) -> Result<FencingToken, Problem> {
-        match self.claim(step, key, fingerprint(key, 0), lease).await? {
-            Claim::Acquired(token) => match after {
-                Some(earlier) if token <= earlier => Err(Problem::TokenNotIncreasing {
-                    step,
-                    earlier,
-                    later: token,
-                }),
-                _ => Ok(token),
-            },
-            got => Err(unexpected(step, "Acquired", got)),
+        self.acquire_with(step, key, USUAL, false, lease, after)
+            .await
+    }
+
+    /// Claims `key` with the body `variant`, which must be acquired with a
+    /// token larger than `after`: as `AcquiredBodyChanged` if `changed` (the
+    /// key held another body), as `Acquired` if not.
+    async fn acquire_with(
+        &self,
+        step: &'static str,
+        key: &str,
+        variant: u8,
+        changed: bool,
+        lease: Duration,
+        after: Option<FencingToken>,
+    ) -> Result<FencingToken, Problem> {
+        let token = match self
+            .claim(step, key, fingerprint(key, variant), lease)
+            .await?
+        {
+            Claim::Acquired(token) if !changed => token,
+            Claim::AcquiredBodyChanged(token) if changed => token,
+            got if changed => return Err(unexpected(step, "AcquiredBodyChanged", got)),
+            got => return Err(unexpected(step, "Acquired", got)),
+        };
+        match after {
+            Some(earlier) if token <= earlier => Err(Problem::TokenNotIncreasing {
+                step,
+                earlier,
+                later: token,
+            }),
+            _ => Ok(token),
         }
     }
 
-    /// Claims `key` with its usual fingerprint; the answer must be `Completed`.
+    /// Claims `key` with the body `variant`; the answer must be `expected`,
+    /// which `is` recognises.
+    async fn expect(
+        &self,
+        step: &'static str,
+        key: &str,
+        variant: u8,
+        expected: &'static str,
+        is: fn(&Claim) -> bool,
+    ) -> Result<(), Problem> {
+        let got = self
+            .claim(step, key, fingerprint(key, variant), LONG)
+            .await?;
+        if is(&got) {
+            Ok(())
+        } else {
+            Err(unexpected(step, expected, got))
+        }
+    }
+
+    /// Claims `key` with its usual body; the answer must be `Completed`.
     async fn expect_completed(&self, step: &'static str, key: &str) -> Result<(), Problem> {
-        match self.claim(step, key, fingerprint(key, 0), LONG).await? {
-            Claim::Completed => Ok(()),
-            got => Err(unexpected(step, "Completed", got)),
-        }
+        self.expect(step, key, USUAL, "Completed", |got| {
+            *got == Claim::Completed
+        })
+        .await
     }
 
-    /// Claims `key` with its usual fingerprint; the answer must be `InFlight`.
-    async fn expect_in_flight(&self, step: &'static str, key: &str) -> Result<(), Problem> {
-        match self.claim(step, key, fingerprint(key, 0), LONG).await? {
-            Claim::InFlight { .. } => Ok(()),
-            got => Err(unexpected(step, "InFlight", got)),
-        }
+    /// Claims `key` with the body `variant`; the answer must be
+    /// `CompletedBodyChanged`.
+    async fn expect_completed_body_changed(
+        &self,
+        step: &'static str,
+        key: &str,
+        variant: u8,
+    ) -> Result<(), Problem> {
+        self.expect(step, key, variant, "CompletedBodyChanged", |got| {
+            *got == Claim::CompletedBodyChanged
+        })
+        .await
+    }
+
+    /// Claims `key` with the body `variant`; the answer must be `InFlight`.
+    async fn expect_in_flight(
+        &self,
+        step: &'static str,
+        key: &str,
+        variant: u8,
+    ) -> Result<(), Problem> {
+        self.expect(step, key, variant, "InFlight", |got| {
+            matches!(got, Claim::InFlight { .. })
+        })
+        .await
     }
 
     async fn settle(
@@ -566,7 +650,10 @@ where
         let before = SystemTime::now();
         let token = self.acquire("first claim", &key, LONG, None).await?;
         let step = "second claim while the lease runs";
-        match self.claim(step, &key, fingerprint(&key, 0), LONG).await? {
+        match self
+            .claim(step, &key, fingerprint(&key, USUAL), LONG)
+            .await?
+        {
             Claim::InFlight { until } => {
                 let skew = self.suite.clock_skew;
                 let earliest = before + LONG - skew;
@@ -642,27 +729,56 @@ where
         self.expect_completed("claim after complete", &key).await
     }
 
-    async fn fingerprint_mismatch(&self) -> Result<(), Problem> {
-        let key = self.key(Check::FingerprintMismatch, 0);
-        let other = fingerprint(&key, 1);
-        let mismatch = |step, got| match got {
-            Claim::FingerprintMismatch => Ok(()),
-            got => Err(unexpected(step, "FingerprintMismatch", got)),
-        };
-        let token = self.acquire("claim", &key, LONG, None).await?;
-        let step = "other body while in flight";
-        mismatch(step, self.claim(step, &key, other, LONG).await?)?;
-        self.settle("release", &key, token, Settle::Release).await?;
+    async fn other_body_after_release(&self) -> Result<(), Problem> {
+        let key = self.key(Check::OtherBodyAfterRelease, 0);
+        let first = self.acquire("claim", &key, LONG, None).await?;
+        self.settle("release", &key, first, Settle::Release).await?;
         let step = "other body after release";
-        mismatch(step, self.claim(step, &key, other, LONG).await?)?;
-        let token = self
-            .acquire("claim after release", &key, LONG, Some(token))
+        let second = self
+            .acquire_with(step, &key, OTHER, true, LONG, Some(first))
             .await?;
+        self.expect_stale(
+            "complete with the released token",
+            &key,
+            first,
+            Settle::Complete(LONG),
+        )
+        .await?;
+        let step = "release the other body's attempt";
+        self.settle(step, &key, second, Settle::Release).await?;
+        // The key holds the other body now: the usual one is the changed one.
+        let step = "usual body after the other body's release";
+        let third = self
+            .acquire_with(step, &key, USUAL, true, LONG, Some(second))
+            .await?;
+        self.settle("complete", &key, third, Settle::Complete(LONG))
+            .await?;
+        self.expect_completed("usual body after complete", &key)
+            .await
+    }
+
+    async fn other_body_while_leased(&self) -> Result<(), Problem> {
+        let key = self.key(Check::OtherBodyWhileLeased, 0);
+        let token = self.acquire("claim", &key, LONG, None).await?;
+        self.expect_in_flight("other body while the lease runs", &key, OTHER)
+            .await?;
+        let step = "complete by the holder";
+        self.settle(step, &key, token, Settle::Complete(LONG))
+            .await?;
+        self.expect_completed("usual body after complete", &key)
+            .await
+    }
+
+    async fn other_body_after_complete(&self) -> Result<(), Problem> {
+        let key = self.key(Check::OtherBodyAfterComplete, 0);
+        let token = self.acquire("claim", &key, LONG, None).await?;
         self.settle("complete", &key, token, Settle::Complete(LONG))
             .await?;
-        let step = "other body after complete";
-        mismatch(step, self.claim(step, &key, other, LONG).await?)?;
-        self.expect_completed("same body after complete", &key)
+        for step in ["other body after complete", "other body again"] {
+            self.expect_completed_body_changed(step, &key, OTHER)
+                .await?;
+        }
+        self.expect_completed("usual body after the other body's claims", &key)
             .await
     }
 
@@ -676,7 +792,7 @@ where
         let second = self
             .acquire("claim after the lease expired", &key, LONG, Some(first))
             .await?;
-        self.expect_in_flight("claim while the new lease runs", &key)
+        self.expect_in_flight("claim while the new lease runs", &key, USUAL)
             .await?;
         self.settle(
             "complete with the new token",
@@ -685,6 +801,37 @@ where
             Settle::Complete(LONG),
         )
         .await
+    }
+
+    async fn other_body_after_expired_lease(&self) -> Result<(), Problem> {
+        let key = self.key(Check::OtherBodyAfterExpiredLease, 0);
+        let lease = self.suite.short_lease;
+        let first = self
+            .acquire("claim with a short lease", &key, lease, None)
+            .await?;
+        self.pause(lease).await;
+        let step = "other body after the lease expired";
+        let second = self
+            .acquire_with(step, &key, OTHER, true, LONG, Some(first))
+            .await?;
+        self.expect_stale(
+            "complete with the expired token",
+            &key,
+            first,
+            Settle::Complete(LONG),
+        )
+        .await?;
+        let step = "complete with the new token";
+        self.settle(step, &key, second, Settle::Complete(LONG))
+            .await?;
+        // The key holds the other body now.
+        let step = "other body after complete";
+        self.expect(step, &key, OTHER, "Completed", |got| {
+            *got == Claim::Completed
+        })
+        .await?;
+        self.expect_completed_body_changed("usual body after complete", &key, USUAL)
+            .await
     }
 
     async fn stale_token_rejected(&self) -> Result<(), Problem> {
@@ -735,10 +882,9 @@ where
         self.pause(retention).await;
         // The key is new again: even another body acquires it.
         let step = "claim with another body after retention";
-        match self.claim(step, &key, fingerprint(&key, 1), LONG).await? {
-            Claim::Acquired(_) => Ok(()),
-            got => Err(unexpected(step, "Acquired", got)),
-        }
+        self.acquire_with(step, &key, OTHER, false, LONG, None)
+            .await
+            .map(drop)
     }
 
     async fn purge_expired(&self) -> Result<u64, Problem> {
@@ -773,19 +919,14 @@ where
                 error,
             })?;
         let step = "claim of the purged key with another body";
-        match self
-            .claim(step, &expired, fingerprint(&expired, 1), LONG)
-            .await?
-        {
-            Claim::Acquired(_) => {}
-            got => return Err(unexpected(step, "Acquired", got)),
-        }
+        self.acquire_with(step, &expired, OTHER, false, LONG, None)
+            .await?;
         self.expect_completed(
             "claim of a completed key within retention after purge",
             &retained,
         )
         .await?;
-        self.expect_in_flight("claim of an in-flight key after purge", &in_flight)
+        self.expect_in_flight("claim of an in-flight key after purge", &in_flight, USUAL)
             .await?;
         Ok(purged)
     }
@@ -843,7 +984,7 @@ where
         let answers = race(tasks, |_| {
             let (store, key) = (self.store.clone(), key.clone());
             async move {
-                let answer = store.claim(&key, fingerprint(&key, 0), LONG).await;
+                let answer = store.claim(&key, fingerprint(&key, USUAL), LONG).await;
                 answer.map_err(|error| Problem::Store { step, error })
             }
         })
@@ -972,8 +1113,14 @@ async fn settle<S: IdempotencyStore + ?Sized>(
     }
 }
 
-/// A fingerprint that differs per key and per `variant` (variant 0 is the key's
-/// usual body).
+/// The variant of a key's usual body.
+const USUAL: u8 = 0;
+
+/// The variant of another body for the same key.
+const OTHER: u8 = 1;
+
+/// A fingerprint that differs per key and per `variant` ([`USUAL`] is the
+/// key's usual body).
 fn fingerprint(key: &str, variant: u8) -> Fingerprint {
     let mut bytes = key.as_bytes().to_vec();
     bytes.push(variant);

@@ -1,11 +1,11 @@
-//! What the durable stores (SQLite, PostgreSQL, Redis) share: the configuration
-//! error, table-name validation, the stored record's states, the claim decision,
-//! and the conversions between Rust durations and stored milliseconds.
+//! What the durable stores (SQLite, PostgreSQL, Redis) share besides the claim
+//! rule (in `protocol`): the configuration error, table-name validation,
+//! timeouts, and the conversions between Rust values and stored ones.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Claim, FencingToken, Fingerprint, StoreError};
+use super::{FencingToken, Fingerprint, StoreError};
 
 /// Why a durable store's builder refused its settings. Nothing is connected or
 /// opened while building, so these are all mistakes in the configuration.
@@ -132,76 +132,6 @@ pub(crate) struct Timeout {
     limit: Duration,
 }
 
-/// The state column of a stored key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum State {
-    /// An attempt holds the key until `expires_at`.
-    Leased,
-    /// The last attempt failed; the next claim acquires the key.
-    Released,
-    /// The critical work succeeded; the key is kept until `expires_at`.
-    Completed,
-}
-
-impl State {
-    pub(crate) fn parse(key: &str, text: &str) -> Result<Self, StoreError> {
-        match text {
-            "leased" => Ok(State::Leased),
-            "released" => Ok(State::Released),
-            "completed" => Ok(State::Completed),
-            other => Err(corrupt(key, format!("unknown state `{other}`"))),
-        }
-    }
-}
-
-/// A stored key as read back, with `expired` decided by whichever clock the
-/// store trusts (the server's, where there is one).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Record {
-    pub(crate) fingerprint: Fingerprint,
-    pub(crate) state: State,
-    pub(crate) token: u64,
-    pub(crate) expires_at: SystemTime,
-    pub(crate) expired: bool,
-}
-
-/// What a claim of an existing record comes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Decision {
-    /// The caller may take the key, with the next token.
-    Take {
-        /// The token the new attempt gets.
-        token: FencingToken,
-    },
-    /// The answer without taking the key.
-    Answer(Claim),
-}
-
-/// The idempotency protocol's claim rule, shared by every durable store.
-///
-/// A completed key whose retention ended counts as absent (whatever its
-/// fingerprint); otherwise a different fingerprint is reported first, then a
-/// completed key, then an unexpired lease; a released key or an expired lease is
-/// taken with the next token.
-pub(crate) fn decide(record: &Record, fingerprint: Fingerprint) -> Decision {
-    let take = Decision::Take {
-        token: FencingToken(record.token.saturating_add(1)),
-    };
-    if record.state == State::Completed && record.expired {
-        return take;
-    }
-    if record.fingerprint != fingerprint {
-        return Decision::Answer(Claim::FingerprintMismatch);
-    }
-    match record.state {
-        State::Completed => Decision::Answer(Claim::Completed),
-        State::Leased if !record.expired => Decision::Answer(Claim::InFlight {
-            until: record.expires_at,
-        }),
-        State::Leased | State::Released => take,
-    }
-}
-
 /// A [`StoreError::Corrupt`] for `key`.
 pub(crate) fn corrupt(key: &str, reason: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
@@ -254,16 +184,6 @@ pub(crate) fn token_to_i64(token: FencingToken) -> Option<i64> {
 mod tests {
     use super::*;
 
-    fn record(state: State, expired: bool) -> Record {
-        Record {
-            fingerprint: Fingerprint(7),
-            state,
-            token: 3,
-            expires_at: from_unix_ms(1_000),
-            expired,
-        }
-    }
-
     #[test]
     fn table_names_are_plain_identifiers() {
         for ok in ["hookgate_keys", "_t", "T1", "a".repeat(48).as_str()] {
@@ -298,46 +218,15 @@ mod tests {
     fn durations_are_capped_milliseconds() {
         assert_eq!(duration_ms(Duration::from_micros(2_500)), 2);
         assert_eq!(duration_ms(Duration::MAX), MAX_DURATION_MS);
+        // The cap lies beyond any retention a provider needs: 99 years pass whole.
+        let years_99 = Duration::from_secs(99 * 366 * 86_400);
+        assert_eq!(duration_ms(years_99), 99 * 366 * 86_400 * 1000);
+        assert_eq!(MAX_DURATION_MS, 100 * 366 * 86_400 * 1000);
         assert_eq!(
             from_unix_ms(1_234).duration_since(UNIX_EPOCH).ok(),
             Some(Duration::from_millis(1_234))
         );
         assert_eq!(from_unix_ms(-5), UNIX_EPOCH);
-    }
-
-    #[test]
-    fn claim_rule_follows_the_protocol() {
-        let same = Fingerprint(7);
-        let other = Fingerprint(8);
-        let next = Decision::Take {
-            token: FencingToken(4),
-        };
-        assert_eq!(decide(&record(State::Released, false), same), next);
-        assert_eq!(decide(&record(State::Leased, true), same), next);
-        assert_eq!(
-            decide(&record(State::Leased, false), same),
-            Decision::Answer(Claim::InFlight {
-                until: from_unix_ms(1_000)
-            })
-        );
-        assert_eq!(
-            decide(&record(State::Completed, false), same),
-            Decision::Answer(Claim::Completed)
-        );
-        // A retained completed key reports a different body before anything else.
-        for state in [State::Leased, State::Released, State::Completed] {
-            assert_eq!(
-                decide(&record(state, false), other),
-                Decision::Answer(Claim::FingerprintMismatch)
-            );
-        }
-        assert_eq!(
-            decide(&record(State::Leased, true), other),
-            Decision::Answer(Claim::FingerprintMismatch)
-        );
-        // Past retention the key is gone: any body claims it as new.
-        assert_eq!(decide(&record(State::Completed, true), other), next);
-        assert_eq!(decide(&record(State::Completed, true), same), next);
     }
 
     #[test]
@@ -355,9 +244,5 @@ mod tests {
             Err(StoreError::Corrupt { .. })
         ));
         assert_eq!(token_to_i64(FencingToken(u64::MAX)), None);
-        assert!(matches!(
-            State::parse("k", "done"),
-            Err(StoreError::Corrupt { .. })
-        ));
     }
 }

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 use crate::clock::{Clock, SystemClock};
+use crate::store::protocol::{self, Decision, Record, State};
 use crate::store::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
 
 /// Settled keys per chunk of a shard's eviction queue: the queue never holds more
@@ -414,13 +415,6 @@ impl Hasher for KeyIdHasher {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum State {
-    InFlight = 0,
-    Completed = 1,
-    Released = 2,
-}
-
 /// One key's record: 32 bytes.
 #[derive(Clone, Copy)]
 #[repr(C, packed(4))]
@@ -436,7 +430,12 @@ impl Entry {
     fn new(fingerprint: Fingerprint, token: u64, state: State, deadline_ms: u64) -> Self {
         Self {
             fingerprint: fingerprint.0,
-            token_and_state: token << 2 | state as u64,
+            token_and_state: token << 2
+                | match state {
+                    State::Leased => 0,
+                    State::Completed => 1,
+                    State::Released => 2,
+                },
             deadline_ms,
         }
     }
@@ -451,7 +450,7 @@ impl Entry {
 
     fn state(&self) -> State {
         match self.token_and_state & 0b11 {
-            0 => State::InFlight,
+            0 => State::Leased,
             1 => State::Completed,
             _ => State::Released,
         }
@@ -461,12 +460,22 @@ impl Entry {
         self.deadline_ms
     }
 
+    /// The entry as the claim rule reads it at `now_ms`.
+    fn record(&self, now_ms: u64) -> Record {
+        Record {
+            fingerprint: self.fingerprint(),
+            state: self.state(),
+            expires_at: to_system_time(self.deadline()),
+            expired: self.deadline() <= now_ms,
+        }
+    }
+
     fn is_expired_completion(&self, now_ms: u64) -> bool {
         self.state() == State::Completed && self.deadline() <= now_ms
     }
 
     fn is_abandoned_lease(&self, now_ms: u64) -> bool {
-        self.state() == State::InFlight && self.deadline() <= now_ms
+        self.state() == State::Leased && self.deadline() <= now_ms
     }
 }
 
@@ -541,7 +550,7 @@ impl SettledQueues {
                 }
                 let settled_at = match entry.state() {
                     State::Completed => deadline.saturating_sub(*retention),
-                    State::Released | State::InFlight => deadline,
+                    State::Released | State::Leased => deadline,
                 };
                 if oldest.is_none_or(|(_, at)| settled_at < at) {
                     oldest = Some((index, settled_at));
@@ -640,27 +649,20 @@ impl Shard {
         lease_end_ms: u64,
         capacity: usize,
     ) -> Result<Claim, MemoryStoreError> {
-        match self.entries.get(&id) {
-            // Past retention, a completed key counts as absent and its slot is reused.
-            Some(entry) if entry.is_expired_completion(now_ms) => {}
-            Some(entry) if entry.fingerprint() != fingerprint => {
-                return Ok(Claim::FingerprintMismatch)
-            }
-            Some(entry) => match entry.state() {
-                State::Completed => return Ok(Claim::Completed),
-                State::InFlight if entry.deadline() > now_ms => {
-                    return Ok(Claim::InFlight {
-                        until: to_system_time(entry.deadline()),
-                    })
+        let previous = match self.entries.get(&id) {
+            Some(entry) => {
+                let record = entry.record(now_ms);
+                if let Decision::Answer(answer) = protocol::decide(&record, fingerprint) {
+                    return Ok(answer);
                 }
-                // Abandoned lease or released key: a new attempt.
-                State::InFlight | State::Released => {}
-            },
+                Some(record)
+            }
             None => {
                 self.make_room(now_ms, capacity)?;
                 self.reserve_slot(capacity);
+                None
             }
-        }
+        };
         let token = self.last_token + 1;
         if token > MAX_TOKEN {
             return Err(MemoryStoreError::TokensExhausted);
@@ -669,9 +671,13 @@ impl Shard {
         self.earliest_lease_ms = self.earliest_lease_ms.min(lease_end_ms);
         self.entries.insert(
             id,
-            Entry::new(fingerprint, token, State::InFlight, lease_end_ms),
+            Entry::new(fingerprint, token, State::Leased, lease_end_ms),
         );
-        Ok(Claim::Acquired(FencingToken(token)))
+        Ok(protocol::acquired(
+            previous.as_ref(),
+            fingerprint,
+            FencingToken(token),
+        ))
     }
 
     /// Settles the in-flight claim `token` of `id` with a `deadline_ms`
@@ -687,7 +693,7 @@ impl Shard {
         let Some(entry) = self.entries.get_mut(&id) else {
             return false;
         };
-        if entry.state() != State::InFlight || entry.token() != token.0 {
+        if entry.state() != State::Leased || entry.token() != token.0 {
             return false;
         }
         *entry = Entry::new(entry.fingerprint(), token.0, state, deadline_ms);
@@ -731,7 +737,7 @@ impl Shard {
             self.earliest_lease_ms = self
                 .entries
                 .values()
-                .filter(|entry| entry.state() == State::InFlight)
+                .filter(|entry| entry.state() == State::Leased)
                 .map(Entry::deadline)
                 .min()
                 .unwrap_or(u64::MAX);
@@ -786,7 +792,7 @@ fn is_current(entries: &EntryMap, item: &Settled) -> bool {
 fn current<'a>(entries: &'a EntryMap, item: &Settled) -> Option<&'a Entry> {
     entries
         .get(&{ item.key })
-        .filter(|entry| entry.state() != State::InFlight && entry.token() == { item.token })
+        .filter(|entry| entry.state() != State::Leased && entry.token() == { item.token })
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
 //! Idempotency stores: who may run an event's critical work, and whether it is done.
 //!
 //! The protocol (see the crate docs): `claim` a key with the body's fingerprint
-//! and a lease; on [`Claim::Acquired`] run the critical work, then `complete` on
-//! success or `release` on failure, both with the fencing token the claim gave.
+//! and a lease; when it acquires the key ([`Claim::token`]) run the critical
+//! work, then `complete` on success or `release` on failure, both with the
+//! fencing token the claim gave.
 //! An expired lease can be claimed again (crash recovery), and a token from an
-//! older attempt can no longer settle the key.
+//! older attempt can no longer settle the key. The body's fingerprint guards
+//! completed keys only (see [`Claim`]): a retry after a failed attempt runs
+//! even when the provider re-rendered the body.
 //!
 //! Implementations: [`MemoryStore`] in the process; shared by every instance of
 //! a service and surviving restarts, behind opt-in features,
@@ -21,6 +24,7 @@ use async_trait::async_trait;
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod conformance;
 mod memory;
+mod protocol;
 
 pub use memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreError};
 
@@ -78,22 +82,50 @@ impl Fingerprint {
 pub struct FencingToken(pub u64);
 
 /// The answer to a claim.
+///
+/// The body's fingerprint guards **completed** keys only: providers re-render an
+/// event between attempts (an endpoint's API version changes, Stripe's
+/// `pending_webhooks` is a live count), so a retry after a failed or abandoned
+/// attempt runs whatever its body, while a duplicate of finished work is never
+/// run again, whatever its body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Claim {
-    /// The caller holds the key until the lease ends and must run the critical work,
-    /// then settle with this token.
+    /// The caller holds the key until the lease ends and must run the critical
+    /// work, then settle with this token. Answered for an absent key, a
+    /// completed key past its retention (whatever its body), and a released key
+    /// or an expired lease claimed again with the same body.
     Acquired(FencingToken),
-    /// Another attempt holds an unexpired lease on the key until `until`.
+    /// As [`Claim::Acquired`], for a released key or an expired lease that was
+    /// last claimed with another body: the caller holds the key and must run the
+    /// critical work, and the key now holds the new body's fingerprint. The
+    /// pipeline counts these (`Stats::body_changed`).
+    AcquiredBodyChanged(FencingToken),
+    /// Another attempt holds an unexpired lease on the key until `until`,
+    /// whatever the body. Nothing is claimed.
     InFlight {
         /// When the other attempt's lease expires.
         until: SystemTime,
     },
-    /// The critical work for this key already succeeded.
+    /// The critical work for this key already succeeded, with the same body,
+    /// and the key is within its retention. Nothing is claimed.
     Completed,
-    /// The key was first claimed with a different body fingerprint: same id,
-    /// different bytes. Nothing is claimed.
-    FingerprintMismatch,
+    /// The critical work for this key already succeeded, with another body, and
+    /// the key is within its retention: same id, different bytes. Nothing is
+    /// claimed and the stored fingerprint stays. The pipeline answers it as a
+    /// duplicate and reports it, or refuses it under a strict policy.
+    CompletedBodyChanged,
+}
+
+impl Claim {
+    /// The token of a claim that acquired the key ([`Claim::Acquired`] or
+    /// [`Claim::AcquiredBodyChanged`]); `None` when nothing was claimed.
+    pub fn token(&self) -> Option<FencingToken> {
+        match *self {
+            Claim::Acquired(token) | Claim::AcquiredBodyChanged(token) => Some(token),
+            Claim::InFlight { .. } | Claim::Completed | Claim::CompletedBodyChanged => None,
+        }
+    }
 }
 
 /// Why a store operation failed.
@@ -132,18 +164,27 @@ impl StoreError {
 /// Storage for the idempotency protocol, shared by every instance of a service.
 ///
 /// Implementations must make `claim` atomic: of concurrent claims of one key
-/// (from any number of processes), at most one gets [`Claim::Acquired`] while the
-/// lease runs. Run the public conformance suite (`store::conformance`) against your own implementation.
+/// (from any number of processes), at most one acquires the key
+/// ([`Claim::Acquired`] or [`Claim::AcquiredBodyChanged`]) while the lease
+/// runs. Run the public conformance suite (`store::conformance`) against your
+/// own implementation.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + fmt::Debug {
-    /// Claims `key` for one attempt of the critical work, holding it for `lease`.
+    /// Claims `key` for one attempt of the critical work, holding it for `lease`,
+    /// with `fingerprint` the fingerprint of this delivery's body.
     ///
-    /// - absent key, released key, or expired lease: [`Claim::Acquired`] with a
-    ///   token larger than any given before for this key;
-    /// - unexpired lease: [`Claim::InFlight`];
-    /// - completed and still retained: [`Claim::Completed`];
-    /// - a different `fingerprint` than the key was first claimed with:
-    ///   [`Claim::FingerprintMismatch`] (checked before the states above).
+    /// - absent key, or completed key past its retention (whatever the body):
+    ///   [`Claim::Acquired`];
+    /// - released key, or lease expired: taken whatever the body, the key now
+    ///   holds `fingerprint`: [`Claim::Acquired`] for the body it held,
+    ///   [`Claim::AcquiredBodyChanged`] for another one;
+    /// - unexpired lease, whatever the body: [`Claim::InFlight`];
+    /// - completed and still retained: [`Claim::Completed`] for the body it
+    ///   completed with, [`Claim::CompletedBodyChanged`] for another one (the
+    ///   stored fingerprint stays).
+    ///
+    /// A claim that acquires the key gets a token larger than any given before
+    /// for this key.
     async fn claim(
         &self,
         key: &str,

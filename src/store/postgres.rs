@@ -18,10 +18,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::OnceCell;
 
 use super::durable::{
-    decide, duration_ms, fingerprint_from_slice, from_unix_ms, purge_batch, require_nonzero,
-    settled, stale, token_from_i64, token_to_i64, unqualified, validate_table_name, with_timeout,
-    Decision, Record, State, StoreConfigError, DEFAULT_PURGE_BATCH, DEFAULT_UNSETTLED_RETENTION,
+    duration_ms, fingerprint_from_slice, from_unix_ms, purge_batch, require_nonzero, settled,
+    stale, token_from_i64, token_to_i64, unqualified, validate_table_name, with_timeout,
+    StoreConfigError, DEFAULT_PURGE_BATCH, DEFAULT_UNSETTLED_RETENTION,
 };
+use super::protocol::{self, Decision, Record, State};
 use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
 
 /// The default table name.
@@ -97,11 +98,15 @@ impl Statements {
                     WHERE state <> 'completed';"
             ),
             // `current` reads the key as of the statement's snapshot. A key the
-            // snapshot shows as not takeable (completed, leased, other body) is
-            // answered from it without writing or locking anything, so
-            // duplicates cost no commit. Otherwise the INSERT runs, and ON
-            // CONFLICT re-checks the rule on the newest row version under its
-            // lock: the row comes back only if this claim took the key.
+            // snapshot shows as not takeable (completed, leased) is answered
+            // from it without writing or locking anything, so duplicates cost
+            // no commit. Otherwise the INSERT runs, and ON CONFLICT re-checks
+            // on the newest row version, under its lock, that the key may be
+            // taken and is still the row the snapshot read (same token, state
+            // and fingerprint: tokens grow with every claim), so the snapshot
+            // tells exactly which record the claim replaced. The row comes back
+            // only if this claim took the key; then the snapshot's columns
+            // describe the record it replaced (none for a new key).
             claim: format!(
                 "WITH current AS (
                     SELECT state, token, fingerprint, expires_at FROM {table} WHERE event_key = $1
@@ -115,17 +120,26 @@ impl Statements {
                     ON CONFLICT (event_key) DO UPDATE
                        SET fingerprint = EXCLUDED.fingerprint, state = 'leased', token = cur.token + 1,
                            expires_at = EXCLUDED.expires_at, reason = NULL, updated_at = now()
-                     WHERE {cur_takeable}
+                     WHERE ({cur_takeable})
+                       AND (cur.token, cur.state, cur.fingerprint)
+                           = (SELECT token, state, fingerprint FROM current)
                     RETURNING cur.token
+                 ),
+                 previous AS (
+                    SELECT state, token, fingerprint,
+                           (extract(epoch FROM expires_at) * 1000)::bigint AS ms,
+                           expires_at <= now() AS expired
+                      FROM current
                  )
-                 SELECT true, 'leased'::text, token, NULL::bytea, 0::bigint, false FROM claimed
+                 SELECT true, (SELECT state FROM previous), token, (SELECT fingerprint FROM previous),
+                        (SELECT ms FROM previous), (SELECT expired FROM previous)
+                   FROM claimed
                  UNION ALL
-                 SELECT false, state, token, fingerprint,
-                        (extract(epoch FROM expires_at) * 1000)::bigint, expires_at <= now()
-                   FROM current
+                 SELECT false, state, token, fingerprint, ms, expired
+                   FROM previous
                   WHERE NOT EXISTS (SELECT 1 FROM claimed)",
-                current_takeable = takeable("current", "$2"),
-                cur_takeable = takeable("cur", "EXCLUDED.fingerprint"),
+                current_takeable = takeable("current"),
+                cur_takeable = takeable("cur"),
             ),
             complete: format!(
                 "UPDATE {table}
@@ -162,14 +176,14 @@ impl Statements {
     }
 }
 
-/// The claim rule of `store::durable::decide` in SQL: whether the row `alias`
-/// may be taken by a claim with `fingerprint`.
-fn takeable(alias: &str, fingerprint: &str) -> String {
+/// `store::protocol::takes` in SQL: whether a claim takes the row `alias`
+/// (released, or its lease or retention ended; the body plays no part). A row
+/// this store cannot read (a fingerprint of another length, a negative token)
+/// is never taken, so the claim reports it as corrupt instead of overwriting it.
+fn takeable(alias: &str) -> String {
     format!(
-        "({alias}.state = 'completed' AND {alias}.expires_at <= now())
-         OR ({alias}.fingerprint = {fingerprint}
-             AND ({alias}.state = 'released'
-                  OR ({alias}.state = 'leased' AND {alias}.expires_at <= now())))"
+        "({alias}.state = 'released' OR {alias}.expires_at <= now())
+         AND octet_length({alias}.fingerprint) = 16 AND {alias}.token >= 0"
     )
 }
 
@@ -447,21 +461,31 @@ impl IdempotencyStore for PostgresStore {
                     .map_err(pg_error)?;
                 // No row: the key was inserted or purged after the snapshot; ask again.
                 let Some(row) = row else { continue };
+                let taken: bool = row.try_get(0).map_err(pg_error)?;
                 let token = token_from_i64(key, row.try_get(2).map_err(pg_error)?)?;
-                if row.try_get::<_, bool>(0).map_err(pg_error)? {
-                    return Ok(Claim::Acquired(FencingToken(token)));
-                }
-                let stored_fp: Vec<u8> = row.try_get(3).map_err(pg_error)?;
-                let record = Record {
-                    fingerprint: fingerprint_from_slice(key, &stored_fp)?,
-                    state: State::parse(key, row.try_get(1).map_err(pg_error)?)?,
-                    token,
-                    expires_at: from_unix_ms(row.try_get(4).map_err(pg_error)?),
-                    expired: row.try_get(5).map_err(pg_error)?,
+                // The record as the snapshot read it: the one a taken claim
+                // replaced (none for a new key), or the one that refused it.
+                let record = match row.try_get::<_, Option<&str>>(1).map_err(pg_error)? {
+                    None => None,
+                    Some(state) => Some(Record {
+                        fingerprint: fingerprint_from_slice(
+                            key,
+                            row.try_get(3).map_err(pg_error)?,
+                        )?,
+                        state: State::parse(key, state)?,
+                        expires_at: from_unix_ms(row.try_get(4).map_err(pg_error)?),
+                        expired: row.try_get(5).map_err(pg_error)?,
+                    }),
                 };
+                if taken {
+                    let token = FencingToken(token);
+                    return Ok(protocol::acquired(record.as_ref(), fingerprint, token));
+                }
                 // A snapshot that says "take it" is older than the row the
                 // conflict check saw (which refused): ask again.
-                if let Decision::Answer(answer) = decide(&record, fingerprint) {
+                if let Some(Decision::Answer(answer)) =
+                    record.map(|record| protocol::decide(&record, fingerprint))
+                {
                     return Ok(answer);
                 }
             }

@@ -17,9 +17,10 @@ use redis::Script;
 use tokio::sync::OnceCell;
 
 use super::durable::{
-    corrupt, duration_ms, from_unix_ms, require_nonzero, settled, with_timeout, StoreConfigError,
-    DEFAULT_UNSETTLED_RETENTION,
+    corrupt, duration_ms, fingerprint_from_slice, from_unix_ms, require_nonzero, settled,
+    with_timeout, StoreConfigError, DEFAULT_UNSETTLED_RETENTION,
 };
+use super::protocol::{self, Decision, Record, State};
 use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
 
 /// The default key prefix.
@@ -35,35 +36,38 @@ local function num(x) return string.format('%.0f', x) end
 ";
 
 /// KEYS[1] key; ARGV[1] fingerprint (16 bytes), ARGV[2] lease ms, ARGV[3]
-/// unsettled retention ms. Returns {1, token} acquired, {2, until ms} in flight,
-/// {3} completed, {4} fingerprint mismatch, {5} not a hash or unreadable.
+/// unsettled retention ms. Takes the key when `store::protocol::takes` says so
+/// (released, or its lease or retention ended; the body plays no part) and
+/// returns {taken (1 or 0), token, state, fp, exp, expired (1 or 0)}: the new
+/// token and the record it replaced (state '' for a new key), or the record
+/// that refused the claim, which Rust then answers by `protocol::decide`.
+/// Returns {5, …} for a key that is not a hash or is unreadable.
 const CLAIM: &str = "
+local corrupt = {5, 0, '', '', 0, 0}
 local kind = redis.call('TYPE', KEYS[1]).ok
-if kind ~= 'hash' and kind ~= 'none' then return {5} end
+if kind ~= 'hash' and kind ~= 'none' then return corrupt end
 local stored = redis.call('HMGET', KEYS[1], 'state', 'fp', 'token', 'exp')
 local state, fp, token, exp = stored[1], stored[2], tonumber(stored[3]), tonumber(stored[4])
+local expired = 0
 if state then
-  if not (fp and token and exp)
+  if not (fp and token and exp) or #fp ~= 16
      or (state ~= 'leased' and state ~= 'released' and state ~= 'completed') then
-    return {5}
+    return corrupt
   end
-  local expired = exp <= now
-  if not (state == 'completed' and expired) then
-    if fp ~= ARGV[1] then return {4} end
-    if state == 'completed' then return {3} end
-    if state == 'leased' and not expired then return {2, exp} end
+  if exp <= now then expired = 1 end
+  if not (state == 'released' or expired == 1) then
+    return {0, token, state, fp, exp, expired}
   end
 elseif kind == 'hash' then
-  return {5}
+  return corrupt
 else
-  token = 0
+  state, fp, token, exp = '', '', 0, 0
 end
-token = token + 1
 local lease = tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'state', 'leased', 'fp', ARGV[1], 'token', num(token), 'exp', num(now + lease))
+redis.call('HSET', KEYS[1], 'state', 'leased', 'fp', ARGV[1], 'token', num(token + 1), 'exp', num(now + lease))
 redis.call('HDEL', KEYS[1], 'reason')
 redis.call('PEXPIRE', KEYS[1], lease + tonumber(ARGV[3]))
-return {1, token}
+return {1, token + 1, state, fp, exp, expired}
 ";
 
 /// KEYS[1] key; ARGV[1] token, ARGV[2] retention ms, ARGV[3] unsettled
@@ -91,6 +95,11 @@ redis.call('HSET', KEYS[1], 'state', 'released', 'reason', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 ";
+
+/// The claim script's reply: taken (1), not taken (0) or corrupt (5); the
+/// token; the record's state, fingerprint, expiry (Unix ms) and whether it has
+/// expired (1) by the server's clock.
+type ClaimReply = (i64, i64, String, Vec<u8>, i64, i64);
 
 /// The three scripts, hashed once per store.
 struct Scripts {
@@ -189,6 +198,38 @@ impl RedisStore {
     /// The Redis key a protocol key is stored at.
     pub fn redis_key(&self, key: &str) -> String {
         format!("{}{key}", self.inner.prefix)
+    }
+
+    /// The connection this store runs its scripts on, for maintenance beside
+    /// the protocol (inspecting or deleting keys under
+    /// [`RedisStore::key_prefix`], `INFO`, `DBSIZE`), as `PostgresStore::pool`
+    /// gives the pool.
+    ///
+    /// It is a clone of the store's one [`ConnectionManager`]: commands sent on
+    /// it share the store's multiplexed connection and reconnect as the store
+    /// does. For a store built from a URL it is created on the first call to
+    /// this or any operation (which is why this is `async`); that creates no
+    /// connection yet, the manager connects on the first command. Blocking
+    /// commands (`BLPOP`, `SUBSCRIBE`, …) on it would hold up the store's
+    /// claims: open a connection of your own for those.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hookgate::store::redis::RedisStore;
+    ///
+    /// let store = RedisStore::connect("redis://cache.internal:6379/").build()?;
+    /// let mut connection = store.connection().await?;
+    /// let keys: u64 = redis::cmd("DBSIZE").query_async(&mut connection).await?;
+    /// # let _ = keys; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the manager cannot be set up from the
+    /// store's client.
+    pub async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        self.manager().await
     }
 
     /// The connection manager, created on first use.
@@ -350,21 +391,41 @@ impl IdempotencyStore for RedisStore {
             .arg(&fingerprint.to_bytes()[..])
             .arg(duration_ms(lease))
             .arg(self.inner.unsettled_retention_ms);
-        let reply: Vec<i64> = self.invoke("Redis claim", invocation).await?;
-        match reply.as_slice() {
-            [1, token] => u64::try_from(*token)
-                .map(|token| Claim::Acquired(FencingToken(token)))
-                .map_err(|_| corrupt(key, format!("negative token {token}"))),
-            [2, until] => Ok(Claim::InFlight {
-                until: from_unix_ms(*until),
-            }),
-            [3] => Ok(Claim::Completed),
-            [4] => Ok(Claim::FingerprintMismatch),
-            [5] => Err(corrupt(
+        let reply: ClaimReply = self.invoke("Redis claim", invocation).await?;
+        let (code, token, state, stored_fp, exp, expired) = reply;
+        if code == 5 {
+            return Err(corrupt(
                 key,
                 "not a hash, or a hash that lacks a field or has an unknown state",
-            )),
-            other => Err(corrupt(key, format!("unexpected claim reply {other:?}"))),
+            ));
+        }
+        let record = match state.as_str() {
+            "" => None,
+            state => Some(Record {
+                fingerprint: fingerprint_from_slice(key, &stored_fp)?,
+                state: State::parse(key, state)?,
+                expires_at: from_unix_ms(exp),
+                expired: expired == 1,
+            }),
+        };
+        match (code, record) {
+            (1, record) => {
+                let token = u64::try_from(token)
+                    .map_err(|_| corrupt(key, format!("negative token {token}")))?;
+                Ok(protocol::acquired(
+                    record.as_ref(),
+                    fingerprint,
+                    FencingToken(token),
+                ))
+            }
+            (0, Some(record)) => match protocol::decide(&record, fingerprint) {
+                Decision::Answer(answer) => Ok(answer),
+                Decision::Take => Err(corrupt(
+                    key,
+                    "the claim script refused a key the claim rule takes",
+                )),
+            },
+            (code, _) => Err(corrupt(key, format!("unexpected claim reply code {code}"))),
         }
     }
 

@@ -18,10 +18,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use super::durable::{
-    self, decide, duration_ms, fingerprint_from_slice, from_unix_ms, purge_batch, require_nonzero,
-    settled, stale, token_from_i64, token_to_i64, validate_table_name, with_timeout, Decision,
-    Record, State, StoreConfigError, DEFAULT_PURGE_BATCH, DEFAULT_UNSETTLED_RETENTION,
+    self, duration_ms, fingerprint_from_slice, from_unix_ms, purge_batch, require_nonzero, settled,
+    stale, token_from_i64, token_to_i64, validate_table_name, with_timeout, StoreConfigError,
+    DEFAULT_PURGE_BATCH, DEFAULT_UNSETTLED_RETENTION,
 };
+use super::protocol::{self, Decision, Record, State};
 use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
 use crate::clock::{Clock, SystemClock};
 
@@ -480,20 +481,20 @@ impl IdempotencyStore for SqliteStore {
                         .optional()
                 })
                 .map_err(sql_error)?;
-            let (token, sql) = match stored {
-                None => (FencingToken(1), &inner.sql.insert),
+            let (previous, token, sql) = match stored {
+                None => (None, FencingToken(1), &inner.sql.insert),
                 Some((stored_fp, state, token, expires_at)) => {
                     let record = Record {
                         fingerprint: fingerprint_from_slice(&key, &stored_fp)?,
                         state: State::parse(&key, &state)?,
-                        token: token_from_i64(&key, token)?,
                         expires_at: from_unix_ms(expires_at),
                         expired: expires_at <= now,
                     };
-                    match decide(&record, fingerprint) {
-                        Decision::Answer(answer) => return Ok(answer),
-                        Decision::Take { token } => (token, &inner.sql.update_claim),
+                    if let Decision::Answer(answer) = protocol::decide(&record, fingerprint) {
+                        return Ok(answer);
                     }
+                    let next = token_from_i64(&key, token)?.saturating_add(1);
+                    (Some(record), FencingToken(next), &inner.sql.update_claim)
                 }
             };
             let stored_token = token_to_i64(token)
@@ -510,7 +511,7 @@ impl IdempotencyStore for SqliteStore {
                 })
                 .map_err(sql_error)?;
             tx.commit().map_err(sql_error)?;
-            Ok(Claim::Acquired(token))
+            Ok(protocol::acquired(previous.as_ref(), fingerprint, token))
         })
         .await
     }

@@ -554,20 +554,51 @@ pub async fn assert_forgotten(store: &dyn IdempotencyStore, key: &str) {
     );
 }
 
-/// Checks that the released `key`, written by an earlier schema long ago with
-/// the body `body`, survived a migration and goes with the next purge.
+/// Checks that the released `key`, written by an earlier schema long ago,
+/// survived a migration and goes with the next purge.
 pub async fn old_released_key_survives_then_is_purged(store: &dyn IdempotencyStore, key: &str) {
-    let claim = store
-        .claim(key, Fingerprint::of(b"other"), Duration::from_secs(30))
+    // The only key of the table: the purge finding it shows the migration kept it.
+    assert_eq!(store.purge_expired().await.unwrap(), 1, "{key} was kept");
+    assert_forgotten(store, key).await;
+}
+
+/// The regression of a retry whose body changed (the provider re-rendered the
+/// event between attempts): a released `key` is taken by a claim with another
+/// body, which the key then holds; once completed, only another body is
+/// reported as changed.
+pub async fn released_key_is_taken_by_another_body(store: &dyn IdempotencyStore, key: &str) {
+    let lease = Duration::from_secs(30);
+    let (body, rerendered) = (
+        Fingerprint::of(b"body"),
+        Fingerprint::of(b"re-rendered body"),
+    );
+    let first = acquire(store, key, lease).await;
+    store.release(key, first, "boom").await.unwrap();
+    let second = store.claim(key, rerendered, lease).await.unwrap();
+    assert!(
+        matches!(second, hookgate::Claim::AcquiredBodyChanged(t) if t > first),
+        "a released key with another body answered {second:?}"
+    );
+    let second = second.token().unwrap();
+    store.release(key, second, "boom again").await.unwrap();
+    // The key holds the re-rendered body now: the first body is the changed one.
+    let third = store.claim(key, body, lease).await.unwrap();
+    assert!(
+        matches!(third, hookgate::Claim::AcquiredBodyChanged(t) if t > second),
+        "{third:?}"
+    );
+    store
+        .complete(key, third.token().unwrap(), Duration::from_secs(600))
         .await
         .unwrap();
     assert_eq!(
-        claim,
-        hookgate::Claim::FingerprintMismatch,
-        "{key} was kept"
+        store.claim(key, body, lease).await.unwrap(),
+        hookgate::Claim::Completed
     );
-    assert_eq!(store.purge_expired().await.unwrap(), 1);
-    assert_forgotten(store, key).await;
+    assert_eq!(
+        store.claim(key, rerendered, lease).await.unwrap(),
+        hookgate::Claim::CompletedBodyChanged
+    );
 }
 
 /// Leases the new `key` for `lease` and checks that the `until` a second claim

@@ -1,0 +1,78 @@
+//! The claim step: which key a delivery claims, and what each answer of the
+//! store comes to.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::recorder::Recorder;
+use super::replay::{self, Registration};
+use super::{Pipeline, Provider};
+use crate::event::idempotency_key;
+use crate::headers::Headers;
+use crate::outcome::{Outcome, OutcomeKind};
+use crate::rejected::RejectionReason;
+use crate::store::{Claim, FencingToken, Fingerprint};
+use crate::verify::Identity;
+
+impl Pipeline {
+    /// Claims the event `provider:event_id` of a routed delivery with the
+    /// body's fingerprint, after registering the body under the replay guard.
+    /// `Ok` holds the key and the token of an attempt to run; `Err` is the
+    /// answer when there is nothing to run: a duplicate (with a changed body
+    /// per the [`FingerprintPolicy`](super::FingerprintPolicy), or a replay,
+    /// both reported), an attempt in flight, or a store failure.
+    pub(super) async fn claim(
+        &self,
+        provider: &Provider,
+        outcome: &Outcome,
+        identity: &Identity,
+        body: &Bytes,
+        headers: &Headers,
+    ) -> Result<(String, FencingToken), OutcomeKind> {
+        let inner = &*self.inner;
+        let unavailable = |err| OutcomeKind::StoreUnavailable(Arc::new(err));
+        if provider.replay_guard {
+            let registration = replay::register(
+                &*inner.store,
+                &provider.name,
+                &provider.profile,
+                &provider.limits,
+                identity,
+                body,
+            )
+            .await;
+            match registration.map_err(unavailable)? {
+                Registration::Owner => {}
+                Registration::Replayed => {
+                    Recorder::bump(&inner.stats.replays);
+                    self.reject(outcome, RejectionReason::Replayed, body, headers);
+                    return Err(OutcomeKind::Duplicate);
+                }
+                Registration::Busy { until } => return Err(OutcomeKind::InFlight { until }),
+            }
+        }
+        let key = idempotency_key(&provider.name, &identity.id);
+        let claim = inner
+            .store
+            .claim(&key, Fingerprint::of(body), provider.limits.lease)
+            .await;
+        match claim.map_err(unavailable)? {
+            Claim::Acquired(token) => Ok((key, token)),
+            Claim::AcquiredBodyChanged(token) => {
+                Recorder::bump(&inner.stats.body_changed);
+                Ok((key, token))
+            }
+            Claim::Completed => Err(OutcomeKind::Duplicate),
+            Claim::CompletedBodyChanged => {
+                let (kind, reason) = inner.fingerprint_policy.completed_body_changed();
+                if let OutcomeKind::Duplicate = kind {
+                    Recorder::bump(&inner.stats.duplicate_body_changed);
+                }
+                self.reject(outcome, reason, body, headers);
+                Err(kind)
+            }
+            Claim::InFlight { until } => Err(OutcomeKind::InFlight { until }),
+        }
+    }
+}
