@@ -1,12 +1,67 @@
-//! One claimed attempt at an event: the key, its fencing token, and how the
-//! attempt settles it.
+//! One claimed attempt at an event: the key, its fencing token, the answer
+//! budget it runs under, and how the attempt settles the key.
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::limits::ProviderLimits;
 use super::Inner;
-use crate::outcome::{CriticalFailure, OutcomeKind};
+use crate::outcome::{AnswerBudgetSpent, CriticalFailure, OutcomeKind};
 use crate::store::{FencingToken, StoreError};
+
+/// When one delivery's answer budget ends, counted from the start of `handle`.
+/// An instant too far away for the clock to hold is `None`: no end.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Budget {
+    /// The provider's answer budget.
+    pub(super) total: Duration,
+    /// When the answer is due: the end for completing or releasing the key.
+    pub(super) ends: Option<Instant>,
+    /// When the claim and the critical handlers must be done, so that the
+    /// settle reserve is left for completing the key.
+    pub(super) work_ends: Option<Instant>,
+}
+
+impl Budget {
+    /// The budget of a delivery `handle` started on at `started`.
+    pub(super) fn new(started: Instant, limits: &ProviderLimits) -> Self {
+        Self {
+            total: limits.answer_budget,
+            ends: started.checked_add(limits.answer_budget),
+            work_ends: started
+                .checked_add(limits.answer_budget.saturating_sub(limits.settle_reserve)),
+        }
+    }
+
+    /// The time the critical handlers get from `now`: `deadline`, or less when
+    /// the budget leaves less before the settle reserve.
+    pub(super) fn handler_time(&self, now: Instant, deadline: Duration) -> Duration {
+        self.work_ends.map_or(deadline, |ends| {
+            deadline.min(ends.saturating_duration_since(now))
+        })
+    }
+}
+
+/// Runs `op` until `ends` (`None`: no end); `None` if it had not finished by
+/// then, in which case `op` is dropped where it stood. An `op` that is ready
+/// at its first poll (the in-memory store, handlers that never wait) is taken
+/// even past `ends`, and costs no timer.
+pub(super) async fn within<F: Future>(ends: Option<Instant>, op: F) -> Option<F::Output> {
+    let mut op = pin!(op);
+    let first = std::future::poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await;
+    if let Poll::Ready(output) = first {
+        return Some(output);
+    }
+    match ends {
+        Some(ends) => tokio::time::timeout_at(ends, op).await.ok(),
+        None => Some(op.await),
+    }
+}
 
 /// A claimed key, settled exactly once by the attempt that holds it.
 pub(super) struct Attempt<'a> {
@@ -14,28 +69,36 @@ pub(super) struct Attempt<'a> {
     pub(super) key: String,
     pub(super) token: FencingToken,
     pub(super) limits: ProviderLimits,
+    pub(super) budget: Budget,
 }
 
 impl Attempt<'_> {
-    /// Frees the key so a retry runs the work again. A failed release is not
-    /// reported: the lease expires on its own, and a stale token must not touch a
-    /// newer attempt's claim (the store refuses it).
+    /// Frees the key so a retry runs the work again, within what is left of
+    /// the answer budget. A failed or abandoned release is not reported: the
+    /// lease expires on its own, and a stale token must not touch a newer
+    /// attempt's claim (the store refuses it).
     pub(super) async fn release(&self, reason: &str) {
-        let _ = self
-            .inner
-            .store
-            .release(&self.key, self.token, reason)
-            .await;
+        let release = self.inner.store.release(&self.key, self.token, reason);
+        let _ = within(self.budget.ends, release).await;
     }
 
-    /// Records the key as done; the outcome to answer when that fails.
+    /// Records the key as done within what is left of the answer budget; the
+    /// outcome to answer when that fails or does not answer in time.
     pub(super) async fn complete(&self, handler: Arc<str>) -> Result<(), OutcomeKind> {
-        match self
+        let complete = self
             .inner
             .store
-            .complete(&self.key, self.token, self.limits.retention)
-            .await
-        {
+            .complete(&self.key, self.token, self.limits.retention);
+        let Some(completed) = within(self.budget.ends, complete).await else {
+            // The store may still record it: no release (which could undo a
+            // completion that lands after all, and would overrun the budget).
+            // The retry finds the key completed, or leased until it expires.
+            let spent = AnswerBudgetSpent::Complete(self.budget.total);
+            return Err(OutcomeKind::StoreUnavailable(Arc::new(
+                StoreError::unavailable(spent),
+            )));
+        };
+        match completed {
             Ok(()) => Ok(()),
             Err(err @ StoreError::StaleToken { .. }) => Err(OutcomeKind::CriticalFailed {
                 handler,

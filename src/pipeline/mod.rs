@@ -16,7 +16,9 @@
 //!    answer 2xx, and only then does best-effort work start.
 //!
 //! A fencing token ties steps 5–7 together, so an attempt whose lease expired
-//! can neither complete nor release a newer attempt's claim.
+//! can neither complete nor release a newer attempt's claim. Steps 1–7 share
+//! the provider's answer budget ([`ProviderLimits::answer_budget`]): each store
+//! call gets what is left of it.
 
 mod attempt;
 mod best_effort;
@@ -33,12 +35,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
+use tokio::time::Instant;
 
 pub use best_effort::{BestEffort, BestEffortReport, ShutdownReport};
 pub use builder::{BuildError, PipelineBuilder};
 pub use limits::{PermanentFailurePolicy, ProviderLimits};
 
-use attempt::Attempt;
+use attempt::{within, Attempt, Budget};
 use best_effort::BestEffortRunner;
 use recorder::Recorder;
 use rejected_hook::RejectedHook;
@@ -48,11 +51,11 @@ use crate::dead_letter::{DeadLetter, DeadLetterEntry, DeadLetterReason, MemoryDe
 use crate::event::{idempotency_key, Event};
 use crate::handler::{HandlerError, HandlerPanicked};
 use crate::headers::Headers;
-use crate::outcome::{CriticalFailure, Outcome, OutcomeKind};
+use crate::outcome::{AnswerBudgetSpent, CriticalFailure, Outcome, OutcomeKind};
 use crate::registry::{NamedHandler, Registry, Routes};
 use crate::rejected::{RejectedDelivery, RejectionReason};
 use crate::stats::Stats;
-use crate::store::{Claim, Fingerprint, IdempotencyStore};
+use crate::store::{Claim, Fingerprint, IdempotencyStore, StoreError};
 use crate::verify::{ProviderProfile, Verifier, VerifyError};
 
 /// Turns deliveries into exactly-once critical work, best-effort work and
@@ -176,13 +179,16 @@ impl Pipeline {
         body: Bytes,
         headers: &Headers,
     ) -> (Outcome, Option<BestEffort>) {
-        let (outcome, best_effort_work) = self.run(index, body, headers).await;
+        let started = Instant::now();
+        let (mut outcome, best_effort_work) = self.run(started, index, body, headers).await;
+        outcome.elapsed = started.elapsed();
         self.inner.stats.delivery(&outcome.kind);
         (outcome, best_effort_work)
     }
 
     async fn run(
         &self,
+        started: Instant,
         index: Option<usize>,
         body: Bytes,
         headers: &Headers,
@@ -247,11 +253,13 @@ impl Pipeline {
         }
         let fingerprint = Fingerprint::of(&body);
         let key = idempotency_key(&provider.name, &identity.id);
-        let token = match inner
-            .store
-            .claim(&key, fingerprint, provider.limits.lease)
-            .await
-        {
+        let budget = Budget::new(started, &provider.limits);
+        let claim = inner.store.claim(&key, fingerprint, provider.limits.lease);
+        let claimed = within(budget.work_ends, claim).await.unwrap_or_else(|| {
+            let spent = AnswerBudgetSpent::Claim(budget.total);
+            Err(StoreError::unavailable(spent))
+        });
+        let token = match claimed {
             Ok(Claim::Acquired(token)) => token,
             Ok(Claim::Completed) => return finish(outcome, OutcomeKind::Duplicate),
             Ok(Claim::InFlight { until }) => {
@@ -273,6 +281,7 @@ impl Pipeline {
             key,
             token,
             limits: provider.limits,
+            budget,
         };
         // Built only once the key is held: duplicates never pay for it.
         let event = Event::new(provider.name.clone(), identity, body);
@@ -281,7 +290,10 @@ impl Pipeline {
             event.kind(),
             provider.profile.kinds_carry_action,
         );
-        let kind = match self.run_critical(&attempt, &event, routes).await {
+        let kind = match self
+            .run_critical(&attempt, &event, routes, &mut outcome)
+            .await
+        {
             Ok(last) => match attempt.complete(handler_name(last)).await {
                 Ok(()) => {
                     let best_effort: Vec<NamedHandler> = routes.best_effort().cloned().collect();
@@ -327,20 +339,27 @@ impl Pipeline {
         }
     }
 
-    /// Runs the critical handlers in order under the deadline and settles the
-    /// failures; `Ok` (with the last handler run) means every handler succeeded
-    /// and the key is still held.
+    /// Runs the critical handlers in order under the deadline (or what the
+    /// budget leaves them), notes in `outcome` how many ran and for how long,
+    /// and settles the failures; `Ok` (with the last handler run) means every
+    /// handler succeeded and the key is still held.
     async fn run_critical<'r>(
         &self,
         attempt: &Attempt<'_>,
         event: &Event,
         routes: Routes<'r>,
+        outcome: &mut Outcome,
     ) -> Result<Option<&'r NamedHandler>, OutcomeKind> {
-        let deadline = attempt.limits.critical_deadline;
+        let began = Instant::now();
+        let time = attempt
+            .budget
+            .handler_time(began, attempt.limits.critical_deadline);
         let mut current = None;
+        let mut started = 0;
         let chain = async {
             for handler in routes.critical() {
                 current = Some(handler);
+                started += 1;
                 let run = AssertUnwindSafe(async { handler.handler().handle(event).await });
                 match run.catch_unwind().await {
                     Ok(Ok(())) => {}
@@ -352,10 +371,13 @@ impl Pipeline {
             }
             Ok(())
         };
-        let failure = match tokio::time::timeout(deadline, chain).await {
-            Ok(Ok(())) => return Ok(current),
-            Ok(Err(failure)) => failure,
-            Err(_) => Failure::Timeout,
+        let finished = within(began.checked_add(time), chain).await;
+        outcome.critical_handlers = started;
+        outcome.critical_elapsed = Some(began.elapsed());
+        let failure = match finished {
+            Some(Ok(())) => return Ok(current),
+            Some(Err(failure)) => failure,
+            None => Failure::Timeout,
         };
         let handler = handler_name(current);
         let kind = match failure {
@@ -364,7 +386,7 @@ impl Pipeline {
             }
             Failure::Error(err) => CriticalFailure::Transient(Arc::new(err)),
             Failure::Panic(panic) => CriticalFailure::Panic(panic.message),
-            Failure::Timeout => CriticalFailure::Timeout(deadline),
+            Failure::Timeout => CriticalFailure::Timeout(time),
         };
         attempt.release(&failure_reason(&handler, &kind)).await;
         Err(OutcomeKind::CriticalFailed {
@@ -401,7 +423,10 @@ impl Pipeline {
             DeadLetterReason::CriticalPermanent,
             Some(error.clone()),
         );
-        if inner.dead_letter.send(entry).await.is_err() {
+        // Within the budget, before the settle reserve: a dead letter that does
+        // not answer in time counts as refusing the entry.
+        let sent = within(attempt.budget.work_ends, inner.dead_letter.send(entry)).await;
+        if !matches!(sent, Some(Ok(()))) {
             Recorder::bump(&inner.stats.dead_letter_failures);
             attempt.release(&reason).await;
             return failed(false);
