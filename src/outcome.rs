@@ -34,10 +34,6 @@ pub struct Outcome {
     /// exactly when this call claimed the event and reached its critical
     /// handlers (even when none is registered for its kind); `None` otherwise.
     pub critical_elapsed: Option<Duration>,
-    /// How long `handle` took to reach this outcome, verification, store calls
-    /// and critical handlers included (best-effort work runs after and is not
-    /// counted). Compare it with the provider's answer time.
-    pub elapsed: Duration,
 }
 
 /// What happened to a delivery. Each variant is one row of the status table in
@@ -226,7 +222,6 @@ impl Outcome {
             event_kind: None,
             critical_handlers: 0,
             critical_elapsed: None,
-            elapsed: Duration::ZERO,
         }
     }
 

@@ -88,7 +88,6 @@ async fn claim_that_does_not_answer_in_time_gets_503_and_runs_nothing() {
         GH_BUDGET - GH_RESERVE,
         "the claim gets the budget up to the reserve"
     );
-    assert_eq!(outcome.elapsed, took);
     assert_eq!(tally.total(), 0, "no handler ran");
     assert_eq!(store.completes.load(Ordering::SeqCst), 0);
     assert_eq!(
@@ -437,7 +436,7 @@ async fn outcome_tells_whether_critical_handlers_ran_and_how_long_they_took() {
     );
     assert_eq!(outcome.critical_handlers, 2);
     assert_eq!(outcome.critical_elapsed, Some(3 * SECOND));
-    assert_eq!(outcome.elapsed, took);
+    assert_eq!(took, 3 * SECOND);
 
     let duplicate = pipeline.handle(delivery.0.clone(), &delivery.1).await;
     assert!(matches!(duplicate.kind, OutcomeKind::Duplicate));
@@ -445,7 +444,6 @@ async fn outcome_tells_whether_critical_handlers_ran_and_how_long_they_took() {
         (duplicate.critical_handlers, duplicate.critical_elapsed),
         (0, None)
     );
-    assert_eq!(duplicate.elapsed, Duration::ZERO);
 
     let (body, headers) = gh_delivery("d-fails", &issue_body(8));
     let failed = pipeline.handle(body, &headers).await;

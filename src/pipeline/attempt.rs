@@ -2,12 +2,12 @@
 //! budget it runs under, and how the attempt settles the key.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::limits::ProviderLimits;
 use super::Inner;
@@ -50,17 +50,22 @@ impl Budget {
 /// Runs `op` until `ends` (`None`: no end); `None` if it had not finished by
 /// then, in which case `op` is dropped where it stood. An `op` that is ready
 /// at its first poll (the in-memory store, handlers that never wait) is taken
-/// even past `ends`, and costs no timer.
+/// even past `ends`, and costs no timer: the timer is made (and boxed, so that
+/// the futures holding this one stay small) only once `op` has to wait.
 pub(super) async fn within<F: Future>(ends: Option<Instant>, op: F) -> Option<F::Output> {
     let mut op = pin!(op);
-    let first = std::future::poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await;
-    if let Poll::Ready(output) = first {
-        return Some(output);
-    }
-    match ends {
-        Some(ends) => tokio::time::timeout_at(ends, op).await.ok(),
-        None => Some(op.await),
-    }
+    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(output) = op.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        let Some(ends) = ends else {
+            return Poll::Pending;
+        };
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(ends)));
+        timer.as_mut().poll(cx).map(|()| None)
+    })
+    .await
 }
 
 /// A claimed key, settled exactly once by the attempt that holds it.

@@ -179,9 +179,7 @@ impl Pipeline {
         body: Bytes,
         headers: &Headers,
     ) -> (Outcome, Option<BestEffort>) {
-        let started = Instant::now();
-        let (mut outcome, best_effort_work) = self.run(started, index, body, headers).await;
-        outcome.elapsed = started.elapsed();
+        let (outcome, best_effort_work) = self.run(Instant::now(), index, body, headers).await;
         self.inner.stats.delivery(&outcome.kind);
         (outcome, best_effort_work)
     }
