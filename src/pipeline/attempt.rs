@@ -2,9 +2,9 @@
 //! budget it runs under, and how the attempt settles the key.
 
 use std::future::Future;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
@@ -18,8 +18,6 @@ use crate::store::{FencingToken, StoreError};
 /// An instant too far away for the clock to hold is `None`: no end.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Budget {
-    /// The provider's answer budget.
-    pub(super) total: Duration,
     /// When the answer is due: the end for completing or releasing the key.
     pub(super) ends: Option<Instant>,
     /// When the claim and the critical handlers must be done, so that the
@@ -30,11 +28,10 @@ pub(super) struct Budget {
 impl Budget {
     /// The budget of a delivery `handle` started on at `started`.
     pub(super) fn new(started: Instant, limits: &ProviderLimits) -> Self {
+        let work = limits.answer_budget.saturating_sub(limits.settle_reserve);
         Self {
-            total: limits.answer_budget,
             ends: started.checked_add(limits.answer_budget),
-            work_ends: started
-                .checked_add(limits.answer_budget.saturating_sub(limits.settle_reserve)),
+            work_ends: started.checked_add(work),
         }
     }
 
@@ -47,25 +44,43 @@ impl Budget {
     }
 }
 
-/// Runs `op` until `ends` (`None`: no end); `None` if it had not finished by
-/// then, in which case `op` is dropped where it stood. An `op` that is ready
+/// Runs `op` until `ends` (`None`: no end): resolves to `None` if `op` had not
+/// finished by then, and `op` is dropped where it stood. An `op` that is ready
 /// at its first poll (the in-memory store, handlers that never wait) is taken
 /// even past `ends`, and costs no timer: the timer is made (and boxed, so that
-/// the futures holding this one stay small) only once `op` has to wait.
-pub(super) async fn within<F: Future>(ends: Option<Instant>, op: F) -> Option<F::Output> {
-    let mut op = pin!(op);
-    let mut timer: Option<Pin<Box<Sleep>>> = None;
-    std::future::poll_fn(move |cx| {
-        if let Poll::Ready(output) = op.as_mut().poll(cx) {
+/// the futures holding this one stay small) only once `op` has to wait. Pin a
+/// future that is not `Unpin` first (`within(ends, pin!(op))`).
+pub(super) fn within<F: Future + Unpin>(ends: Option<Instant>, op: F) -> Within<F> {
+    Within {
+        op,
+        ends,
+        timer: None,
+    }
+}
+
+/// The future of [`within`].
+pub(super) struct Within<F> {
+    op: F,
+    ends: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<F: Future + Unpin> Future for Within<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Poll::Ready(output) = Pin::new(&mut this.op).poll(cx) {
             return Poll::Ready(Some(output));
         }
-        let Some(ends) = ends else {
+        let Some(ends) = this.ends else {
             return Poll::Pending;
         };
-        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(ends)));
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(ends)));
         timer.as_mut().poll(cx).map(|()| None)
-    })
-    .await
+    }
 }
 
 /// A claimed key, settled exactly once by the attempt that holds it.
@@ -73,7 +88,7 @@ pub(super) struct Attempt<'a> {
     pub(super) inner: &'a Inner,
     pub(super) key: String,
     pub(super) token: FencingToken,
-    pub(super) limits: ProviderLimits,
+    pub(super) limits: &'a ProviderLimits,
     pub(super) budget: Budget,
 }
 
@@ -98,7 +113,7 @@ impl Attempt<'_> {
             // The store may still record it: no release (which could undo a
             // completion that lands after all, and would overrun the budget).
             // The retry finds the key completed, or leased until it expires.
-            let spent = AnswerBudgetSpent::Complete(self.budget.total);
+            let spent = AnswerBudgetSpent::Complete(self.limits.answer_budget);
             return Err(OutcomeKind::StoreUnavailable(Arc::new(
                 StoreError::unavailable(spent),
             )));

@@ -29,6 +29,7 @@ mod rejected_hook;
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -254,7 +255,7 @@ impl Pipeline {
         let budget = Budget::new(started, &provider.limits);
         let claim = inner.store.claim(&key, fingerprint, provider.limits.lease);
         let claimed = within(budget.work_ends, claim).await.unwrap_or_else(|| {
-            let spent = AnswerBudgetSpent::Claim(budget.total);
+            let spent = AnswerBudgetSpent::Claim(provider.limits.answer_budget);
             Err(StoreError::unavailable(spent))
         });
         let token = match claimed {
@@ -278,7 +279,7 @@ impl Pipeline {
             inner,
             key,
             token,
-            limits: provider.limits,
+            limits: &provider.limits,
             budget,
         };
         // Built only once the key is held: duplicates never pay for it.
@@ -348,34 +349,41 @@ impl Pipeline {
         routes: Routes<'r>,
         outcome: &mut Outcome,
     ) -> Result<Option<&'r NamedHandler>, OutcomeKind> {
-        let began = Instant::now();
-        let time = attempt
-            .budget
-            .handler_time(began, attempt.limits.critical_deadline);
         let mut current = None;
         let mut started = 0;
-        let chain = async {
-            for handler in routes.critical() {
-                current = Some(handler);
-                started += 1;
-                let run = AssertUnwindSafe(async { handler.handler().handle(event).await });
-                match run.catch_unwind().await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => return Err(Failure::Error(err)),
-                    Err(panic) => {
-                        return Err(Failure::Panic(HandlerPanicked::from_payload(&*panic)))
+        // A block, so that what only the chain needs is not kept across the
+        // settling below (smaller futures).
+        let failure = {
+            let began = Instant::now();
+            let time = attempt
+                .budget
+                .handler_time(began, attempt.limits.critical_deadline);
+            let chain = async {
+                for handler in routes.critical() {
+                    current = Some(handler);
+                    started += 1;
+                    let run = AssertUnwindSafe(async { handler.handler().handle(event).await });
+                    match run.catch_unwind().await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(err)) => return Err(Failure::Error(err)),
+                        Err(panic) => {
+                            return Err(Failure::Panic(HandlerPanicked::from_payload(&*panic)))
+                        }
                     }
                 }
+                Ok(())
+            };
+            let finished = within(began.checked_add(time), pin!(chain)).await;
+            outcome.critical_elapsed = Some(began.elapsed());
+            match finished {
+                Some(Ok(())) => None,
+                Some(Err(failure)) => Some(failure),
+                None => Some(Failure::Timeout(time)),
             }
-            Ok(())
         };
-        let finished = within(began.checked_add(time), chain).await;
         outcome.critical_handlers = started;
-        outcome.critical_elapsed = Some(began.elapsed());
-        let failure = match finished {
-            Some(Ok(())) => return Ok(current),
-            Some(Err(failure)) => failure,
-            None => Failure::Timeout,
+        let Some(failure) = failure else {
+            return Ok(current);
         };
         let handler = handler_name(current);
         let kind = match failure {
@@ -384,7 +392,7 @@ impl Pipeline {
             }
             Failure::Error(err) => CriticalFailure::Transient(Arc::new(err)),
             Failure::Panic(panic) => CriticalFailure::Panic(panic.message),
-            Failure::Timeout => CriticalFailure::Timeout(time),
+            Failure::Timeout(after) => CriticalFailure::Timeout(after),
         };
         attempt.release(&failure_reason(&handler, &kind)).await;
         Err(OutcomeKind::CriticalFailed {
@@ -515,7 +523,8 @@ fn handler_name(handler: Option<&NamedHandler>) -> Arc<str> {
 enum Failure {
     Error(HandlerError),
     Panic(HandlerPanicked),
-    Timeout,
+    /// The chain did not finish within the time it had.
+    Timeout(Duration),
 }
 
 fn failure_reason(handler: &str, failure: &CriticalFailure) -> String {
