@@ -254,10 +254,12 @@ impl Pipeline {
         let key = idempotency_key(&provider.name, &identity.id);
         let budget = Budget::new(started, &provider.limits);
         let claim = inner.store.claim(&key, fingerprint, provider.limits.lease);
-        let claimed = within(budget.work_ends, claim).await.unwrap_or_else(|| {
-            let spent = AnswerBudgetSpent::Claim(provider.limits.answer_budget);
-            Err(StoreError::unavailable(spent))
-        });
+        let claimed = within(|| budget.work_ends(), claim)
+            .await
+            .unwrap_or_else(|| {
+                let spent = AnswerBudgetSpent::Claim(provider.limits.answer_budget);
+                Err(StoreError::unavailable(spent))
+            });
         let token = match claimed {
             Ok(Claim::Acquired(token)) => token,
             Ok(Claim::Completed) => return finish(outcome, OutcomeKind::Duplicate),
@@ -355,9 +357,6 @@ impl Pipeline {
         // settling below (smaller futures).
         let failure = {
             let began = Instant::now();
-            let time = attempt
-                .budget
-                .handler_time(began, attempt.limits.critical_deadline);
             let chain = async {
                 for handler in routes.critical() {
                     current = Some(handler);
@@ -373,12 +372,13 @@ impl Pipeline {
                 }
                 Ok(())
             };
-            let finished = within(began.checked_add(time), pin!(chain)).await;
+            let ends = || attempt.budget.handlers_end(began);
+            let finished = within(ends, pin!(chain)).await;
             outcome.critical_elapsed = Some(began.elapsed());
             match finished {
                 Some(Ok(())) => None,
                 Some(Err(failure)) => Some(failure),
-                None => Some(Failure::Timeout(time)),
+                None => Some(Failure::Timeout(attempt.budget.handler_time(began))),
             }
         };
         outcome.critical_handlers = started;
@@ -431,7 +431,7 @@ impl Pipeline {
         );
         // Within the budget, before the settle reserve: a dead letter that does
         // not answer in time counts as refusing the entry.
-        let sent = within(attempt.budget.work_ends, inner.dead_letter.send(entry)).await;
+        let sent = within(|| attempt.budget.work_ends(), inner.dead_letter.send(entry)).await;
         if !matches!(sent, Some(Ok(()))) {
             Recorder::bump(&inner.stats.dead_letter_failures);
             attempt.release(&reason).await;
