@@ -100,8 +100,9 @@ pub enum OutcomeKind {
     /// provider's answer budget (the error then holds an
     /// [`AnswerBudgetSpent`]). Nothing is known to be recorded as done: when
     /// the claim failed no handler ran; when completing the key failed the
-    /// handlers ran, and the provider's retry finds out whether the key was
-    /// recorded (200 `Duplicate`) or not (the work runs again).
+    /// handlers ran, and a later delivery finds out whether the key was
+    /// recorded (200 `Duplicate`) or not (the work runs again, at the latest
+    /// once this attempt's lease has ended). No event is lost either way.
     StoreUnavailable(Arc<StoreError>),
     /// 503: the pipeline is shutting down and takes no new deliveries.
     ShuttingDown,
@@ -134,12 +135,15 @@ pub enum CriticalFailure {
 #[non_exhaustive]
 pub enum AnswerBudgetSpent {
     /// The claim did not answer in time: no handler ran. If the store took the
-    /// key after all, its lease ends on its own and a later retry runs the work.
+    /// key after all (only its reply was late), later deliveries get 409 until
+    /// that lease ends, then the next one runs the work.
     #[error("the idempotency store did not answer the claim within the {0:?} answer budget")]
     Claim(Duration),
     /// Completing the key did not answer in time, after every critical handler
     /// succeeded: the key may or may not be recorded as done, so the answer is
-    /// not 2xx and the provider's retry finds out.
+    /// not 2xx. The key is not released (a completion still on its way may
+    /// land): a later delivery gets 200 `Duplicate` if it did, otherwise 409
+    /// until this attempt's lease ends, then runs the work again.
     #[error("the idempotency store did not complete the key within the {0:?} answer budget")]
     Complete(Duration),
 }

@@ -51,7 +51,7 @@ fn size() -> impl Strategy<Value = usize> {
 
 /// One limit setting.
 #[derive(Debug, Clone)]
-enum Limit {
+enum Setting {
     BodyLimit(usize),
     AnswerBudget(Duration),
     SettleReserve(Duration),
@@ -60,14 +60,14 @@ enum Limit {
     Retention(Duration),
 }
 
-fn limit() -> impl Strategy<Value = Limit> {
+fn setting() -> impl Strategy<Value = Setting> {
     prop_oneof![
-        size().prop_map(Limit::BodyLimit),
-        duration().prop_map(Limit::AnswerBudget),
-        duration().prop_map(Limit::SettleReserve),
-        duration().prop_map(Limit::CriticalDeadline),
-        duration().prop_map(Limit::Lease),
-        duration().prop_map(Limit::Retention),
+        size().prop_map(Setting::BodyLimit),
+        duration().prop_map(Setting::AnswerBudget),
+        duration().prop_map(Setting::SettleReserve),
+        duration().prop_map(Setting::CriticalDeadline),
+        duration().prop_map(Setting::Lease),
+        duration().prop_map(Setting::Retention),
     ]
 }
 
@@ -112,7 +112,7 @@ struct Settings {
     /// Which of [`PROVIDERS`] get a verifier.
     verifiers: [bool; 3],
     stripe: StripeSettings,
-    limits: Vec<(&'static str, Limit)>,
+    limits: Vec<(&'static str, Setting)>,
     max_concurrent_best_effort: Option<usize>,
     max_pending_best_effort: Option<usize>,
 }
@@ -125,7 +125,7 @@ fn settings() -> impl Strategy<Value = Settings> {
             prop::bool::weighted(0.8),
         ],
         stripe_settings(),
-        prop::collection::vec((target(), limit()), 0..6),
+        prop::collection::vec((target(), setting()), 0..6),
         prop::option::of(size()),
         prop::option::of(size()),
     )
@@ -180,12 +180,12 @@ fn builder(settings: &Settings) -> PipelineBuilder {
     }
     for (provider, limit) in &settings.limits {
         builder = match *limit {
-            Limit::BodyLimit(bytes) => builder.body_limit(provider, bytes),
-            Limit::AnswerBudget(budget) => builder.answer_budget(provider, budget),
-            Limit::SettleReserve(reserve) => builder.settle_reserve(provider, reserve),
-            Limit::CriticalDeadline(deadline) => builder.critical_deadline(provider, deadline),
-            Limit::Lease(lease) => builder.lease(provider, lease),
-            Limit::Retention(retention) => builder.retention(provider, retention),
+            Setting::BodyLimit(bytes) => builder.body_limit(provider, bytes),
+            Setting::AnswerBudget(budget) => builder.answer_budget(provider, budget),
+            Setting::SettleReserve(reserve) => builder.settle_reserve(provider, reserve),
+            Setting::CriticalDeadline(deadline) => builder.critical_deadline(provider, deadline),
+            Setting::Lease(lease) => builder.lease(provider, lease),
+            Setting::Retention(retention) => builder.retention(provider, retention),
         };
     }
     if let Some(max) = settings.max_concurrent_best_effort {
@@ -372,12 +372,12 @@ fn duration_max_everywhere_is_a_typed_error() {
         max_pending_best_effort: Some(usize::MAX),
     };
     for limit in [
-        Limit::AnswerBudget(Duration::MAX),
-        Limit::SettleReserve(Duration::MAX),
-        Limit::CriticalDeadline(Duration::MAX),
-        Limit::Lease(Duration::MAX),
-        Limit::Retention(Duration::MAX),
-        Limit::BodyLimit(usize::MAX),
+        Setting::AnswerBudget(Duration::MAX),
+        Setting::SettleReserve(Duration::MAX),
+        Setting::CriticalDeadline(Duration::MAX),
+        Setting::Lease(Duration::MAX),
+        Setting::Retention(Duration::MAX),
+        Setting::BodyLimit(usize::MAX),
     ] {
         settings.limits.push(("*", limit));
     }
@@ -401,13 +401,19 @@ fn huge_but_consistent_limits_build_and_answer() {
             plain_timestamp: true,
         },
         limits: vec![
-            ("*", Limit::AnswerBudget(Duration::from_secs(u64::MAX / 4))),
-            ("*", Limit::Lease(Duration::MAX)),
-            ("*", Limit::Retention(Duration::MAX)),
-            ("*", Limit::BodyLimit(usize::MAX)),
-            ("github", Limit::AnswerBudget(Duration::from_nanos(1))),
-            ("github", Limit::SettleReserve(Duration::ZERO)),
-            ("shopify", Limit::CriticalDeadline(Duration::from_nanos(1))),
+            (
+                "*",
+                Setting::AnswerBudget(Duration::from_secs(u64::MAX / 4)),
+            ),
+            ("*", Setting::Lease(Duration::MAX)),
+            ("*", Setting::Retention(Duration::MAX)),
+            ("*", Setting::BodyLimit(usize::MAX)),
+            ("github", Setting::AnswerBudget(Duration::from_nanos(1))),
+            ("github", Setting::SettleReserve(Duration::ZERO)),
+            (
+                "shopify",
+                Setting::CriticalDeadline(Duration::from_nanos(1)),
+            ),
         ],
         max_concurrent_best_effort: Some(usize::MAX),
         max_pending_best_effort: Some(1),

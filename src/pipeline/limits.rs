@@ -17,11 +17,12 @@ use crate::verify::ProviderProfile;
 /// From the moment `handle` starts (verification included) the claim, the
 /// critical handlers and the completion of the key must end within
 /// [`answer_budget`](ProviderLimits::answer_budget), so the provider gets its
-/// answer before it gives up. The claim may use the budget up to the
-/// [`settle_reserve`](ProviderLimits::settle_reserve); the critical handlers get
-/// their [`critical_deadline`](ProviderLimits::critical_deadline) or what the
-/// budget leaves before the reserve, whichever is shorter; completing the key
-/// gets what is left. A claim that does not answer in time is answered 503
+/// answer before it gives up. The claim, then the critical handlers (for at
+/// most their [`critical_deadline`](ProviderLimits::critical_deadline)), then
+/// the dead letter when a handler failed permanently, may use the budget up to
+/// the [`settle_reserve`](ProviderLimits::settle_reserve); completing the key
+/// (or releasing it after a failure) gets what is left. A claim that does not
+/// answer in time is answered 503
 /// (no handler ran); a completion that does not answer in time is answered 503
 /// too, never 2xx: the key may or may not be recorded as done, and the
 /// provider's retry finds out (200 `Duplicate` if it was, 409 until the lease
@@ -219,8 +220,10 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_answer_time() {
-        let mut profile = ProviderProfile::default();
-        profile.answer_within = Duration::from_secs(5);
+        let profile = ProviderProfile {
+            answer_within: Duration::from_secs(5),
+            ..ProviderProfile::default()
+        };
         let limits = ProviderLimits::from_profile(&profile);
         assert_eq!(limits.answer_budget, Duration::from_secs(4));
         assert_eq!(limits.settle_reserve, Duration::from_millis(500));
@@ -235,8 +238,10 @@ mod tests {
     #[test]
     fn extreme_answer_times_derive_without_overflow() {
         for answer_within in [Duration::MAX, Duration::from_nanos(1), Duration::ZERO] {
-            let mut profile = ProviderProfile::default();
-            profile.answer_within = answer_within;
+            let profile = ProviderProfile {
+                answer_within,
+                ..ProviderProfile::default()
+            };
             let limits = ProviderLimits::from_profile(&profile);
             assert!(limits.answer_budget <= answer_within);
             assert!(limits.settle_reserve <= limits.answer_budget);
