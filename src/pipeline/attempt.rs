@@ -1,126 +1,25 @@
-//! One claimed attempt at an event: the key, its fencing token, the answer
-//! budget it runs under, and how the attempt settles the key.
+//! One claimed attempt at an event: the key, its fencing token and answer
+//! budget, how the attempt runs the critical handlers, and how it settles the
+//! key.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::{Instant, Sleep};
+use futures_util::FutureExt;
+use tokio::time::Instant;
 
-use super::limits::ProviderLimits;
+use super::budget::{within, Budget};
+use super::limits::{PermanentFailurePolicy, ProviderLimits};
+use super::recorder::Recorder;
 use super::Inner;
-use crate::outcome::{AnswerBudgetSpent, CriticalFailure, OutcomeKind};
+use crate::dead_letter::{DeadLetterEntry, DeadLetterReason};
+use crate::event::Event;
+use crate::handler::{HandlerError, HandlerPanicked};
+use crate::outcome::{AnswerBudgetSpent, CriticalFailure, Outcome, OutcomeKind};
+use crate::registry::{NamedHandler, Routes};
 use crate::store::{FencingToken, StoreError};
-
-/// One delivery's answer budget: when `handle` started, and the provider's
-/// limits. The instants it ends at are worked out only when a step has to
-/// wait; `None` is an instant too far away for the clock to hold (no end).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Budget<'a> {
-    started: Instant,
-    limits: &'a ProviderLimits,
-}
-
-impl<'a> Budget<'a> {
-    /// The budget of a delivery `handle` started on at `started`.
-    pub(super) fn new(started: Instant, limits: &'a ProviderLimits) -> Self {
-        Self { started, limits }
-    }
-
-    /// When the answer is due: the end for completing or releasing the key.
-    pub(super) fn ends(&self) -> Option<Instant> {
-        self.started.checked_add(self.limits.answer_budget)
-    }
-
-    /// When the claim and the critical handlers must be done, so that the
-    /// settle reserve is left for completing the key.
-    pub(super) fn work_ends(&self) -> Option<Instant> {
-        let work = self
-            .limits
-            .answer_budget
-            .saturating_sub(self.limits.settle_reserve);
-        self.started.checked_add(work)
-    }
-
-    /// When critical handlers that began at `began` must be done: after their
-    /// deadline, or sooner when the budget leaves less before the reserve.
-    pub(super) fn handlers_end(&self, began: Instant) -> Option<Instant> {
-        let deadline = began.checked_add(self.limits.critical_deadline);
-        match (deadline, self.work_ends()) {
-            (Some(deadline), Some(work_ends)) => Some(deadline.min(work_ends)),
-            (deadline, work_ends) => deadline.or(work_ends),
-        }
-    }
-
-    /// The time critical handlers that began at `began` get.
-    pub(super) fn handler_time(&self, began: Instant) -> Duration {
-        self.handlers_end(began)
-            .map_or(self.limits.critical_deadline, |end| {
-                end.saturating_duration_since(began)
-            })
-    }
-}
-
-/// Runs `op` until the instant `ends` gives (`None`: no end): resolves to
-/// `None` if `op` had not finished by then, and `op` is dropped where it
-/// stood. An `op` that is ready at its first poll (the in-memory store,
-/// handlers that never wait) is taken even past the end, and costs neither
-/// the time arithmetic nor a timer: both are done (and the timer boxed, so
-/// that the futures holding this one stay small) only once `op` has to wait.
-/// Pin a future that is not `Unpin` first (`within(ends, pin!(op))`).
-#[inline]
-pub(super) fn within<F, E>(ends: E, op: F) -> Within<F, E>
-where
-    F: Future + Unpin,
-    E: FnOnce() -> Option<Instant> + Unpin,
-{
-    Within {
-        op,
-        timer: Timer::Unset(ends),
-    }
-}
-
-/// The future of [`within`].
-pub(super) struct Within<F, E> {
-    op: F,
-    timer: Timer<E>,
-}
-
-/// The timer of a [`Within`]: not needed yet, not needed at all, or running.
-enum Timer<E> {
-    Unset(E),
-    Never,
-    Armed(Pin<Box<Sleep>>),
-}
-
-impl<F, E> Future for Within<F, E>
-where
-    F: Future + Unpin,
-    E: FnOnce() -> Option<Instant> + Unpin,
-{
-    type Output = Option<F::Output>;
-
-    #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        if let Poll::Ready(output) = Pin::new(&mut this.op).poll(cx) {
-            return Poll::Ready(Some(output));
-        }
-        if let Timer::Unset(_) = this.timer {
-            if let Timer::Unset(ends) = std::mem::replace(&mut this.timer, Timer::Never) {
-                if let Some(ends) = ends() {
-                    this.timer = Timer::Armed(Box::pin(tokio::time::sleep_until(ends)));
-                }
-            }
-        }
-        match &mut this.timer {
-            Timer::Armed(timer) => timer.as_mut().poll(cx).map(|()| None),
-            Timer::Unset(_) | Timer::Never => Poll::Pending,
-        }
-    }
-}
 
 /// A claimed key, settled exactly once by the attempt that holds it.
 pub(super) struct Attempt<'a> {
@@ -170,5 +69,133 @@ impl Attempt<'_> {
                 Err(OutcomeKind::StoreUnavailable(Arc::new(err)))
             }
         }
+    }
+
+    /// Runs the critical handlers in order under the deadline (or what the
+    /// budget leaves them), notes in `outcome` how many ran and for how long,
+    /// and settles the failures; `Ok` (with the last handler run) means every
+    /// handler succeeded and the key is still held.
+    pub(super) async fn run_critical<'r>(
+        &self,
+        event: &Event,
+        routes: Routes<'r>,
+        outcome: &mut Outcome,
+    ) -> Result<Option<&'r NamedHandler>, OutcomeKind> {
+        let mut current = None;
+        let mut started = 0;
+        // A block, so that what only the chain needs is not kept across the
+        // settling below (smaller futures).
+        let failure = {
+            let began = Instant::now();
+            let chain = async {
+                for handler in routes.critical() {
+                    current = Some(handler);
+                    started += 1;
+                    let run = AssertUnwindSafe(async { handler.handler().handle(event).await });
+                    match run.catch_unwind().await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(err)) => return Err(Failure::Error(err)),
+                        Err(panic) => {
+                            return Err(Failure::Panic(HandlerPanicked::from_payload(&*panic)))
+                        }
+                    }
+                }
+                Ok(())
+            };
+            let ends = || self.budget.handlers_end(began);
+            let finished = within(ends, pin!(chain)).await;
+            outcome.critical_elapsed = Some(began.elapsed());
+            match finished {
+                Some(Ok(())) => None,
+                Some(Err(failure)) => Some(failure),
+                None => Some(Failure::Timeout(self.budget.handler_time(began))),
+            }
+        };
+        outcome.critical_handlers = started;
+        let Some(failure) = failure else {
+            return Ok(current);
+        };
+        let handler = handler_name(current);
+        let kind = match failure {
+            Failure::Error(err) if !err.is_transient() => {
+                return Err(self.settle_permanent(event, handler, err).await)
+            }
+            Failure::Error(err) => CriticalFailure::Transient(Arc::new(err)),
+            Failure::Panic(panic) => CriticalFailure::Panic(panic.message),
+            Failure::Timeout(after) => CriticalFailure::Timeout(after),
+        };
+        self.release(&failure_reason(&handler, &kind)).await;
+        Err(OutcomeKind::CriticalFailed {
+            handler,
+            failure: kind,
+        })
+    }
+
+    /// Settles a permanent failure as the policy says: released (answer 500),
+    /// or dead-lettered then completed (answer 200).
+    async fn settle_permanent(
+        &self,
+        event: &Event,
+        handler: Arc<str>,
+        err: HandlerError,
+    ) -> OutcomeKind {
+        let inner = self.inner;
+        let error = Arc::new(err);
+        let reason = format!("critical handler `{handler}` failed permanently: {error}");
+        let failed = |dead_lettered| OutcomeKind::PermanentFailure {
+            handler: handler.clone(),
+            error: error.clone(),
+            dead_lettered,
+        };
+        if inner.permanent_failure_policy == PermanentFailurePolicy::Retry {
+            self.release(&reason).await;
+            return failed(false);
+        }
+        // Dead-letter first, then complete: if completing fails the provider
+        // retries, and the event is dead-lettered again rather than lost.
+        let entry = DeadLetterEntry::new(
+            event.clone(),
+            handler.clone(),
+            1,
+            DeadLetterReason::CriticalPermanent,
+            Some(error.clone()),
+        );
+        // Within the budget, before the settle reserve: a dead letter that does
+        // not answer in time counts as refusing the entry.
+        let sent = within(|| self.budget.work_ends(), inner.dead_letter.send(entry)).await;
+        if !matches!(sent, Some(Ok(()))) {
+            Recorder::bump(&inner.stats.dead_letter_failures);
+            self.release(&reason).await;
+            return failed(false);
+        }
+        match self.complete(handler.clone()).await {
+            Ok(()) => failed(true),
+            Err(kind) => kind,
+        }
+    }
+}
+
+/// The name an outcome gives for `handler` (the failing or last critical one).
+pub(super) fn handler_name(handler: Option<&NamedHandler>) -> Arc<str> {
+    handler.map_or_else(|| "(no critical handler)".into(), NamedHandler::shared_name)
+}
+
+enum Failure {
+    Error(HandlerError),
+    Panic(HandlerPanicked),
+    /// The chain did not finish within the time it had.
+    Timeout(Duration),
+}
+
+fn failure_reason(handler: &str, failure: &CriticalFailure) -> String {
+    match failure {
+        CriticalFailure::Transient(err) => format!("critical handler `{handler}` failed: {err}"),
+        CriticalFailure::Timeout(after) => {
+            format!("critical handlers passed the {after:?} deadline in `{handler}`")
+        }
+        CriticalFailure::Panic(message) => {
+            format!("critical handler `{handler}` panicked: {message}")
+        }
+        CriticalFailure::LeaseLost(err) => format!("lease lost: {err}"),
     }
 }

@@ -22,38 +22,36 @@
 
 mod attempt;
 mod best_effort;
+mod budget;
 mod builder;
 mod limits;
 mod recorder;
 mod rejected_hook;
 
 use std::fmt;
-use std::panic::AssertUnwindSafe;
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
 use tokio::time::Instant;
 
 pub use best_effort::{BestEffort, BestEffortReport, ShutdownReport};
 pub use builder::{BuildError, PipelineBuilder};
 pub use limits::{PermanentFailurePolicy, ProviderLimits};
 
-use attempt::{within, Attempt, Budget};
+use attempt::{handler_name, Attempt};
 use best_effort::BestEffortRunner;
+use budget::{within, Budget};
 use recorder::Recorder;
 use rejected_hook::RejectedHook;
 
 use crate::clock::Clock;
-use crate::dead_letter::{DeadLetter, DeadLetterEntry, DeadLetterReason, MemoryDeadLetter};
+use crate::dead_letter::{DeadLetter, MemoryDeadLetter};
 use crate::event::{idempotency_key, Event};
-use crate::handler::{HandlerError, HandlerPanicked};
 use crate::headers::Headers;
-use crate::outcome::{AnswerBudgetSpent, CriticalFailure, Outcome, OutcomeKind};
-use crate::registry::{NamedHandler, Registry, Routes};
+use crate::outcome::{AnswerBudgetSpent, Outcome, OutcomeKind};
+use crate::registry::{NamedHandler, Registry};
 use crate::rejected::{RejectedDelivery, RejectionReason};
 use crate::stats::Stats;
 use crate::store::{Claim, Fingerprint, IdempotencyStore, StoreError};
@@ -291,10 +289,7 @@ impl Pipeline {
             event.kind(),
             provider.profile.kinds_carry_action,
         );
-        let kind = match self
-            .run_critical(&attempt, &event, routes, &mut outcome)
-            .await
-        {
+        let kind = match attempt.run_critical(&event, routes, &mut outcome).await {
             Ok(last) => match attempt.complete(handler_name(last)).await {
                 Ok(()) => {
                     let best_effort: Vec<NamedHandler> = routes.best_effort().cloned().collect();
@@ -337,109 +332,6 @@ impl Pipeline {
         });
         if !delivered {
             Recorder::bump(&self.inner.stats.rejected_hook_panics);
-        }
-    }
-
-    /// Runs the critical handlers in order under the deadline (or what the
-    /// budget leaves them), notes in `outcome` how many ran and for how long,
-    /// and settles the failures; `Ok` (with the last handler run) means every
-    /// handler succeeded and the key is still held.
-    async fn run_critical<'r>(
-        &self,
-        attempt: &Attempt<'_>,
-        event: &Event,
-        routes: Routes<'r>,
-        outcome: &mut Outcome,
-    ) -> Result<Option<&'r NamedHandler>, OutcomeKind> {
-        let mut current = None;
-        let mut started = 0;
-        // A block, so that what only the chain needs is not kept across the
-        // settling below (smaller futures).
-        let failure = {
-            let began = Instant::now();
-            let chain = async {
-                for handler in routes.critical() {
-                    current = Some(handler);
-                    started += 1;
-                    let run = AssertUnwindSafe(async { handler.handler().handle(event).await });
-                    match run.catch_unwind().await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(err)) => return Err(Failure::Error(err)),
-                        Err(panic) => {
-                            return Err(Failure::Panic(HandlerPanicked::from_payload(&*panic)))
-                        }
-                    }
-                }
-                Ok(())
-            };
-            let ends = || attempt.budget.handlers_end(began);
-            let finished = within(ends, pin!(chain)).await;
-            outcome.critical_elapsed = Some(began.elapsed());
-            match finished {
-                Some(Ok(())) => None,
-                Some(Err(failure)) => Some(failure),
-                None => Some(Failure::Timeout(attempt.budget.handler_time(began))),
-            }
-        };
-        outcome.critical_handlers = started;
-        let Some(failure) = failure else {
-            return Ok(current);
-        };
-        let handler = handler_name(current);
-        let kind = match failure {
-            Failure::Error(err) if !err.is_transient() => {
-                return Err(self.settle_permanent(attempt, event, handler, err).await)
-            }
-            Failure::Error(err) => CriticalFailure::Transient(Arc::new(err)),
-            Failure::Panic(panic) => CriticalFailure::Panic(panic.message),
-            Failure::Timeout(after) => CriticalFailure::Timeout(after),
-        };
-        attempt.release(&failure_reason(&handler, &kind)).await;
-        Err(OutcomeKind::CriticalFailed {
-            handler,
-            failure: kind,
-        })
-    }
-
-    async fn settle_permanent(
-        &self,
-        attempt: &Attempt<'_>,
-        event: &Event,
-        handler: Arc<str>,
-        err: HandlerError,
-    ) -> OutcomeKind {
-        let inner = &*self.inner;
-        let error = Arc::new(err);
-        let reason = format!("critical handler `{handler}` failed permanently: {error}");
-        let failed = |dead_lettered| OutcomeKind::PermanentFailure {
-            handler: handler.clone(),
-            error: error.clone(),
-            dead_lettered,
-        };
-        if inner.permanent_failure_policy == PermanentFailurePolicy::Retry {
-            attempt.release(&reason).await;
-            return failed(false);
-        }
-        // Dead-letter first, then complete: if completing fails the provider
-        // retries, and the event is dead-lettered again rather than lost.
-        let entry = DeadLetterEntry::new(
-            event.clone(),
-            handler.clone(),
-            1,
-            DeadLetterReason::CriticalPermanent,
-            Some(error.clone()),
-        );
-        // Within the budget, before the settle reserve: a dead letter that does
-        // not answer in time counts as refusing the entry.
-        let sent = within(|| attempt.budget.work_ends(), inner.dead_letter.send(entry)).await;
-        if !matches!(sent, Some(Ok(()))) {
-            Recorder::bump(&inner.stats.dead_letter_failures);
-            attempt.release(&reason).await;
-            return failed(false);
-        }
-        match attempt.complete(handler.clone()).await {
-            Ok(()) => failed(true),
-            Err(kind) => kind,
         }
     }
 
@@ -512,31 +404,6 @@ impl Pipeline {
             report.memory_dead_letter = memory.entries();
         }
         report
-    }
-}
-
-/// The name an outcome gives for `handler` (the failing or last critical one).
-fn handler_name(handler: Option<&NamedHandler>) -> Arc<str> {
-    handler.map_or_else(|| "(no critical handler)".into(), NamedHandler::shared_name)
-}
-
-enum Failure {
-    Error(HandlerError),
-    Panic(HandlerPanicked),
-    /// The chain did not finish within the time it had.
-    Timeout(Duration),
-}
-
-fn failure_reason(handler: &str, failure: &CriticalFailure) -> String {
-    match failure {
-        CriticalFailure::Transient(err) => format!("critical handler `{handler}` failed: {err}"),
-        CriticalFailure::Timeout(after) => {
-            format!("critical handlers passed the {after:?} deadline in `{handler}`")
-        }
-        CriticalFailure::Panic(message) => {
-            format!("critical handler `{handler}` panicked: {message}")
-        }
-        CriticalFailure::LeaseLost(err) => format!("lease lost: {err}"),
     }
 }
 
