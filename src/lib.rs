@@ -74,7 +74,7 @@
 //! | critical handlers succeed | 200 | `Processed` (best-effort work starts after) |
 //! | critical transient error, timeout, panic, lost lease | 500 | `CriticalFailed` (key released) |
 //! | critical permanent error | 200 + dead letter (default) or 500 | `PermanentFailure` |
-//! | idempotency store unavailable | 503 | `StoreUnavailable` |
+//! | idempotency store unavailable, or slower than the answer budget | 503 | `StoreUnavailable` |
 //! | pipeline shutting down | 503 | `ShuttingDown` |
 //!
 //! A non-2xx answer is only as good as the provider's next delivery: Stripe and
@@ -165,7 +165,7 @@ pub use dead_letter::{
 pub use event::{Event, PayloadError};
 pub use handler::{handler_fn, Handler, HandlerError};
 pub use headers::{HeaderError, Headers};
-pub use outcome::{CriticalFailure, Outcome, OutcomeKind};
+pub use outcome::{AnswerBudgetSpent, CriticalFailure, Outcome, OutcomeKind};
 #[cfg(feature = "tokio")]
 pub use pipeline::{
     BestEffort, BestEffortReport, BuildError, FingerprintPolicy, PermanentFailurePolicy, Pipeline,

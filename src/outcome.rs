@@ -24,6 +24,16 @@ pub struct Outcome {
     pub event_id: Option<String>,
     /// The event's kind, once identified.
     pub event_kind: Option<String>,
+    /// How many critical handlers this call started, the one that failed or
+    /// ran out of time included. 0 when none ran in this call: the delivery
+    /// was answered before the claim (refused, ignored, a duplicate, in
+    /// flight elsewhere, the store unavailable), or no critical handler is
+    /// registered for its kind.
+    pub critical_handlers: usize,
+    /// How long the critical handlers took together in this call. `Some`
+    /// exactly when this call claimed the event and reached its critical
+    /// handlers (even when none is registered for its kind); `None` otherwise.
+    pub critical_elapsed: Option<Duration>,
 }
 
 /// What happened to a delivery. Each variant is one row of the status table in
@@ -92,7 +102,13 @@ pub enum OutcomeKind {
         /// Whether the event is in the dead letter and recorded as done.
         dead_lettered: bool,
     },
-    /// 503: the idempotency store failed; nothing is recorded as done.
+    /// 503: the idempotency store failed, or did not answer within the
+    /// provider's answer budget (the error then holds an
+    /// [`AnswerBudgetSpent`]). Nothing is known to be recorded as done: when
+    /// the claim failed no handler ran; when completing the key failed the
+    /// handlers ran, and a later delivery finds out whether the key was
+    /// recorded (200 `Duplicate`) or not (the work runs again, at the latest
+    /// once this attempt's lease has ended). No event is lost either way.
     StoreUnavailable(Arc<StoreError>),
     /// 503: the pipeline is shutting down and takes no new deliveries.
     ShuttingDown,
@@ -104,8 +120,9 @@ pub enum OutcomeKind {
 pub enum CriticalFailure {
     /// It returned [`HandlerError::Transient`].
     Transient(Arc<HandlerError>),
-    /// The critical handlers did not finish within the provider's deadline and were
-    /// cancelled.
+    /// The critical handlers did not finish within the time they had (the
+    /// provider's critical deadline, or less when the answer budget left less)
+    /// and were cancelled; it holds that time.
     Timeout(Duration),
     /// It panicked; the panic was caught.
     Panic(String),
@@ -113,6 +130,28 @@ pub enum CriticalFailure {
     /// attempt holds the key (the store refused the stale fencing token). The newer
     /// attempt settles the key; this one must not answer 2xx.
     LeaseLost(Arc<StoreError>),
+}
+
+/// A call to the idempotency store that did not answer within what was left
+/// of the provider's [answer budget](crate::ProviderLimits::answer_budget):
+/// the pipeline stopped waiting for it and answered 503
+/// ([`OutcomeKind::StoreUnavailable`], whose [`StoreError::Unavailable`] holds
+/// this error). Each variant holds the provider's answer budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerBudgetSpent {
+    /// The claim did not answer in time: no handler ran. If the store took the
+    /// key after all (only its reply was late), later deliveries get 409 until
+    /// that lease ends, then the next one runs the work.
+    #[error("the idempotency store did not answer the claim within the {0:?} answer budget")]
+    Claim(Duration),
+    /// Completing the key did not answer in time, after every critical handler
+    /// succeeded: the key may or may not be recorded as done, so the answer is
+    /// not 2xx. The key is not released (a completion still on its way may
+    /// land): a later delivery gets 200 `Duplicate` if it did, otherwise 409
+    /// until this attempt's lease ends, then runs the work again.
+    #[error("the idempotency store did not complete the key within the {0:?} answer budget")]
+    Complete(Duration),
 }
 
 impl OutcomeKind {
@@ -191,6 +230,8 @@ impl Outcome {
             provider: None,
             event_id: None,
             event_kind: None,
+            critical_handlers: 0,
+            critical_elapsed: None,
         }
     }
 

@@ -1,11 +1,24 @@
-//! One claimed attempt at an event: the key, its fencing token, and how the
-//! attempt settles it.
+//! One claimed attempt at an event: the key, its fencing token and answer
+//! budget, how the attempt runs the critical handlers, and how it settles the
+//! key.
 
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::limits::ProviderLimits;
+use futures_util::FutureExt;
+use tokio::time::Instant;
+
+use super::budget::{within, Budget};
+use super::limits::{PermanentFailurePolicy, ProviderLimits};
+use super::recorder::Recorder;
 use super::Inner;
-use crate::outcome::{CriticalFailure, OutcomeKind};
+use crate::dead_letter::{DeadLetterEntry, DeadLetterReason};
+use crate::event::Event;
+use crate::handler::{HandlerError, HandlerPanicked};
+use crate::outcome::{AnswerBudgetSpent, CriticalFailure, Outcome, OutcomeKind};
+use crate::registry::{NamedHandler, Routes};
 use crate::store::{FencingToken, StoreError};
 
 /// A claimed key, settled exactly once by the attempt that holds it.
@@ -13,29 +26,37 @@ pub(super) struct Attempt<'a> {
     pub(super) inner: &'a Inner,
     pub(super) key: String,
     pub(super) token: FencingToken,
-    pub(super) limits: ProviderLimits,
+    pub(super) limits: &'a ProviderLimits,
+    pub(super) budget: Budget<'a>,
 }
 
 impl Attempt<'_> {
-    /// Frees the key so a retry runs the work again. A failed release is not
-    /// reported: the lease expires on its own, and a stale token must not touch a
-    /// newer attempt's claim (the store refuses it).
+    /// Frees the key so a retry runs the work again, within what is left of
+    /// the answer budget. A failed or abandoned release is not reported: the
+    /// lease expires on its own, and a stale token must not touch a newer
+    /// attempt's claim (the store refuses it).
     pub(super) async fn release(&self, reason: &str) {
-        let _ = self
-            .inner
-            .store
-            .release(&self.key, self.token, reason)
-            .await;
+        let release = self.inner.store.release(&self.key, self.token, reason);
+        let _ = within(|| self.budget.ends(), release).await;
     }
 
-    /// Records the key as done; the outcome to answer when that fails.
+    /// Records the key as done within what is left of the answer budget; the
+    /// outcome to answer when that fails or does not answer in time.
     pub(super) async fn complete(&self, handler: Arc<str>) -> Result<(), OutcomeKind> {
-        match self
+        let complete = self
             .inner
             .store
-            .complete(&self.key, self.token, self.limits.retention)
-            .await
-        {
+            .complete(&self.key, self.token, self.limits.retention);
+        let Some(completed) = within(|| self.budget.ends(), complete).await else {
+            // The store may still record it: no release (which could undo a
+            // completion that lands after all, and would overrun the budget).
+            // The retry finds the key completed, or leased until it expires.
+            let spent = AnswerBudgetSpent::Complete(self.limits.answer_budget);
+            return Err(OutcomeKind::StoreUnavailable(Arc::new(
+                StoreError::unavailable(spent),
+            )));
+        };
+        match completed {
             Ok(()) => Ok(()),
             Err(err @ StoreError::StaleToken { .. }) => Err(OutcomeKind::CriticalFailed {
                 handler,
@@ -48,5 +69,133 @@ impl Attempt<'_> {
                 Err(OutcomeKind::StoreUnavailable(Arc::new(err)))
             }
         }
+    }
+
+    /// Runs the critical handlers in order under the deadline (or what the
+    /// budget leaves them), notes in `outcome` how many ran and for how long,
+    /// and settles the failures; `Ok` (with the last handler run) means every
+    /// handler succeeded and the key is still held.
+    pub(super) async fn run_critical<'r>(
+        &self,
+        event: &Event,
+        routes: Routes<'r>,
+        outcome: &mut Outcome,
+    ) -> Result<Option<&'r NamedHandler>, OutcomeKind> {
+        let mut current = None;
+        let mut started = 0;
+        // A block, so that what only the chain needs is not kept across the
+        // settling below (smaller futures).
+        let failure = {
+            let began = Instant::now();
+            let chain = async {
+                for handler in routes.critical() {
+                    current = Some(handler);
+                    started += 1;
+                    let run = AssertUnwindSafe(async { handler.handler().handle(event).await });
+                    match run.catch_unwind().await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(err)) => return Err(Failure::Error(err)),
+                        Err(panic) => {
+                            return Err(Failure::Panic(HandlerPanicked::from_payload(&*panic)))
+                        }
+                    }
+                }
+                Ok(())
+            };
+            let ends = || self.budget.handlers_end(began);
+            let finished = within(ends, pin!(chain)).await;
+            outcome.critical_elapsed = Some(began.elapsed());
+            match finished {
+                Some(Ok(())) => None,
+                Some(Err(failure)) => Some(failure),
+                None => Some(Failure::Timeout(self.budget.handler_time(began))),
+            }
+        };
+        outcome.critical_handlers = started;
+        let Some(failure) = failure else {
+            return Ok(current);
+        };
+        let handler = handler_name(current);
+        let kind = match failure {
+            Failure::Error(err) if !err.is_transient() => {
+                return Err(self.settle_permanent(event, handler, err).await)
+            }
+            Failure::Error(err) => CriticalFailure::Transient(Arc::new(err)),
+            Failure::Panic(panic) => CriticalFailure::Panic(panic.message),
+            Failure::Timeout(after) => CriticalFailure::Timeout(after),
+        };
+        self.release(&failure_reason(&handler, &kind)).await;
+        Err(OutcomeKind::CriticalFailed {
+            handler,
+            failure: kind,
+        })
+    }
+
+    /// Settles a permanent failure as the policy says: released (answer 500),
+    /// or dead-lettered then completed (answer 200).
+    async fn settle_permanent(
+        &self,
+        event: &Event,
+        handler: Arc<str>,
+        err: HandlerError,
+    ) -> OutcomeKind {
+        let inner = self.inner;
+        let error = Arc::new(err);
+        let reason = format!("critical handler `{handler}` failed permanently: {error}");
+        let failed = |dead_lettered| OutcomeKind::PermanentFailure {
+            handler: handler.clone(),
+            error: error.clone(),
+            dead_lettered,
+        };
+        if inner.permanent_failure_policy == PermanentFailurePolicy::Retry {
+            self.release(&reason).await;
+            return failed(false);
+        }
+        // Dead-letter first, then complete: if completing fails the provider
+        // retries, and the event is dead-lettered again rather than lost.
+        let entry = DeadLetterEntry::new(
+            event.clone(),
+            handler.clone(),
+            1,
+            DeadLetterReason::CriticalPermanent,
+            Some(error.clone()),
+        );
+        // Within the budget, before the settle reserve: a dead letter that does
+        // not answer in time counts as refusing the entry.
+        let sent = within(|| self.budget.work_ends(), inner.dead_letter.send(entry)).await;
+        if !matches!(sent, Some(Ok(()))) {
+            Recorder::bump(&inner.stats.dead_letter_failures);
+            self.release(&reason).await;
+            return failed(false);
+        }
+        match self.complete(handler.clone()).await {
+            Ok(()) => failed(true),
+            Err(kind) => kind,
+        }
+    }
+}
+
+/// The name an outcome gives for `handler` (the failing or last critical one).
+pub(super) fn handler_name(handler: Option<&NamedHandler>) -> Arc<str> {
+    handler.map_or_else(|| "(no critical handler)".into(), NamedHandler::shared_name)
+}
+
+enum Failure {
+    Error(HandlerError),
+    Panic(HandlerPanicked),
+    /// The chain did not finish within the time it had.
+    Timeout(Duration),
+}
+
+fn failure_reason(handler: &str, failure: &CriticalFailure) -> String {
+    match failure {
+        CriticalFailure::Transient(err) => format!("critical handler `{handler}` failed: {err}"),
+        CriticalFailure::Timeout(after) => {
+            format!("critical handlers passed the {after:?} deadline in `{handler}`")
+        }
+        CriticalFailure::Panic(message) => {
+            format!("critical handler `{handler}` panicked: {message}")
+        }
+        CriticalFailure::LeaseLost(err) => format!("lease lost: {err}"),
     }
 }

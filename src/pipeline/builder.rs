@@ -73,6 +73,28 @@ pub enum BuildError {
         /// What the field must be.
         requirement: &'static str,
     },
+    /// A lease is not longer than its answer budget: an attempt that uses the
+    /// whole budget could lose its key to a retry while it still runs.
+    #[error("the lease of `{provider}` ({lease:?}) must be longer than its answer budget ({budget:?}), or a live attempt could lose its key")]
+    LeaseNotLongerThanBudget {
+        /// The provider.
+        provider: String,
+        /// The lease.
+        lease: Duration,
+        /// The answer budget.
+        budget: Duration,
+    },
+    /// A settle reserve is not shorter than its answer budget, which would
+    /// leave the claim and the critical handlers no time at all.
+    #[error("the settle reserve of `{provider}` ({reserve:?}) must be shorter than its answer budget ({budget:?}), or the claim and the critical handlers get no time")]
+    ReserveNotShorterThanBudget {
+        /// The provider.
+        provider: String,
+        /// The settle reserve.
+        reserve: Duration,
+        /// The answer budget.
+        budget: Duration,
+    },
     /// A limit that must be positive is zero.
     #[error("`{0}` must be greater than zero")]
     Zero(&'static str),
@@ -150,6 +172,40 @@ impl PipelineBuilder {
     #[must_use]
     pub fn body_limit(mut self, provider: &str, bytes: usize) -> Self {
         self.limits_of(provider).body_limit = Some(bytes);
+        self
+    }
+
+    /// Sets the answer budget of `provider` (`"*"`: every provider without a
+    /// setting of its own): the time claim, critical handlers and completion
+    /// share from the start of `handle`; see
+    /// [`ProviderLimits::answer_budget`](crate::ProviderLimits::answer_budget).
+    /// The settle reserve, critical deadline and lease you do not set follow it.
+    ///
+    /// ```
+    /// # use hookgate::{MemoryStore, Pipeline, Shopify};
+    /// # use std::time::Duration;
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(Shopify::builder("shp").build()?)
+    ///     .store(MemoryStore::new())
+    ///     .answer_budget("shopify", Duration::from_millis(3_500))
+    ///     .build()?;
+    /// let limits = pipeline.limits("shopify").unwrap();
+    /// assert_eq!(limits.critical_deadline, Duration::from_millis(3_500));
+    /// assert!(limits.lease > limits.answer_budget);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn answer_budget(mut self, provider: &str, budget: Duration) -> Self {
+        self.limits_of(provider).answer_budget = Some(budget);
+        self
+    }
+
+    /// Sets how much of the answer budget of `provider` (`"*"`: every provider
+    /// without a setting of its own) is kept for settling the key; see
+    /// [`ProviderLimits::settle_reserve`](crate::ProviderLimits::settle_reserve).
+    #[must_use]
+    pub fn settle_reserve(mut self, provider: &str, reserve: Duration) -> Self {
+        self.limits_of(provider).settle_reserve = Some(reserve);
         self
     }
 

@@ -7,12 +7,28 @@ use crate::outcome::OutcomeKind;
 use crate::rejected::RejectionReason;
 use crate::verify::ProviderProfile;
 
-/// Per-provider limits: how big a body may be, how long critical work may take,
-/// how long a claim is held and how long a completed event is remembered.
+/// Per-provider limits: how big a body may be, how long the answer may take and
+/// how that time is shared, how long a claim is held and how long a completed
+/// event is remembered.
 ///
 /// The defaults come from the verifier's [`ProviderProfile`]
 /// ([`Verifier::profile`](crate::Verifier::profile)); override them on the
 /// [`PipelineBuilder`](crate::PipelineBuilder).
+///
+/// # The answer budget
+/// From the moment `handle` starts (verification included) the claim, the
+/// critical handlers and the completion of the key must end within
+/// [`answer_budget`](ProviderLimits::answer_budget), so the provider gets its
+/// answer before it gives up. The claim, then the critical handlers (for at
+/// most their [`critical_deadline`](ProviderLimits::critical_deadline)), then
+/// the dead letter when a handler failed permanently, may use the budget up to
+/// the [`settle_reserve`](ProviderLimits::settle_reserve); completing the key
+/// (or releasing it after a failure) gets what is left. A claim that does not
+/// answer in time is answered 503
+/// (no handler ran); a completion that does not answer in time is answered 503
+/// too, never 2xx: the key may or may not be recorded as done, and the
+/// provider's retry finds out (200 `Duplicate` if it was, 409 until the lease
+/// ends and then a new attempt if it was not), so no event is lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProviderLimits {
@@ -20,14 +36,29 @@ pub struct ProviderLimits {
     /// [`body_limit`](ProviderProfile::body_limit): 25 MiB for GitHub (its
     /// payload cap), 1 MiB otherwise.
     pub body_limit: usize,
-    /// Time the critical handlers get, together, before the attempt is
-    /// cancelled and answered 500. It must leave room under the provider's own
-    /// answer timeout. Defaults to 80 % of the profile's
+    /// Time from the start of `handle` to the answer, for a delivery that gets
+    /// to run its critical handlers: claim, handlers and completion together.
+    /// Store calls that would overrun it are abandoned and answered 503. It
+    /// stays below the provider's answer time to leave room for what happens
+    /// outside `handle` (connecting, TLS, reading the body, writing the
+    /// answer). Defaults to 80 % of the profile's
     /// [`answer_within`](ProviderProfile::answer_within): 4 s for Shopify
     /// (answers within 5 s), 8 s for GitHub (10 s) and every other provider.
+    pub answer_budget: Duration,
+    /// The part of the answer budget kept back from the claim and the critical
+    /// handlers for settling the key (completing it, or releasing it after a
+    /// failure), so handlers that run long still leave the store time to
+    /// record their success. Defaults to 1/8 of the answer budget: 500 ms for
+    /// Shopify, 1 s for GitHub and every other provider.
+    pub settle_reserve: Duration,
+    /// Longest time the critical handlers get, together, before the attempt is
+    /// cancelled and answered 500. They never get more than the answer budget
+    /// leaves them after the claim and before the settle reserve, so this
+    /// matters only when it is shorter. Defaults to the answer budget.
     pub critical_deadline: Duration,
-    /// How long a claim holds the key; must be longer than the deadline so a
-    /// live attempt never loses its key. Defaults to 3 × the deadline.
+    /// How long a claim holds the key; must be longer than the answer budget
+    /// and the critical deadline, so a live attempt never loses its key.
+    /// Defaults to 3 × the longer of the two.
     pub lease: Duration,
     /// How long a completed event is remembered, which must cover the provider's
     /// retry or redelivery window. Defaults to the profile's
@@ -39,14 +70,36 @@ pub struct ProviderLimits {
 impl ProviderLimits {
     /// The defaults for a provider with this profile.
     pub fn from_profile(profile: &ProviderProfile) -> Self {
-        let critical_deadline = profile.answer_within.mul_f64(0.8);
+        let answer_budget = default_budget(profile.answer_within);
         Self {
             body_limit: profile.body_limit,
-            critical_deadline,
-            lease: critical_deadline.saturating_mul(3),
+            answer_budget,
+            settle_reserve: default_reserve(answer_budget),
+            critical_deadline: answer_budget,
+            lease: default_lease(answer_budget, answer_budget),
             retention: profile.retention,
         }
     }
+}
+
+/// 80 % of the provider's answer time (exact, and without overflow for any
+/// duration). The 20 % left covers what happens around `handle`: the
+/// provider's connection and TLS handshake, reading the body (a 25 MiB GitHub
+/// payload takes about 2 s at 100 Mbit/s), the host's routing and writing the
+/// answer; 1 s for Shopify, 2 s for GitHub.
+fn default_budget(answer_within: Duration) -> Duration {
+    answer_within - answer_within / 5
+}
+
+/// 1/8 of the budget: far more than a healthy store needs to settle a key
+/// (one statement or script, a few milliseconds), enough for a loaded one.
+fn default_reserve(answer_budget: Duration) -> Duration {
+    answer_budget / 8
+}
+
+/// 3 × the longer of the budget and the deadline, saturating.
+fn default_lease(answer_budget: Duration, critical_deadline: Duration) -> Duration {
+    answer_budget.max(critical_deadline).saturating_mul(3)
 }
 
 /// What the pipeline does when a critical handler fails permanently.
@@ -117,6 +170,8 @@ impl FingerprintPolicy {
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct LimitOverrides {
     pub(super) body_limit: Option<usize>,
+    pub(super) answer_budget: Option<Duration>,
+    pub(super) settle_reserve: Option<Duration>,
     pub(super) critical_deadline: Option<Duration>,
     pub(super) lease: Option<Duration>,
     pub(super) retention: Option<Duration>,
@@ -128,6 +183,8 @@ impl LimitOverrides {
     pub(super) fn or(self, wider: LimitOverrides) -> LimitOverrides {
         LimitOverrides {
             body_limit: self.body_limit.or(wider.body_limit),
+            answer_budget: self.answer_budget.or(wider.answer_budget),
+            settle_reserve: self.settle_reserve.or(wider.settle_reserve),
             critical_deadline: self.critical_deadline.or(wider.critical_deadline),
             lease: self.lease.or(wider.lease),
             retention: self.retention.or(wider.retention),
@@ -136,29 +193,55 @@ impl LimitOverrides {
 }
 
 /// The limits of `provider`: its profile's defaults under the settings made.
+/// Derived defaults (reserve, deadline, lease) follow the settings they derive
+/// from.
 pub(super) fn resolve_limits(
     provider: &str,
     profile: &ProviderProfile,
     set: LimitOverrides,
 ) -> Result<ProviderLimits, BuildError> {
-    let defaults = ProviderLimits::from_profile(profile);
-    let critical_deadline = set.critical_deadline.unwrap_or(defaults.critical_deadline);
+    let answer_budget = set
+        .answer_budget
+        .unwrap_or_else(|| default_budget(profile.answer_within));
+    let critical_deadline = set.critical_deadline.unwrap_or(answer_budget);
     let limits = ProviderLimits {
-        body_limit: set.body_limit.unwrap_or(defaults.body_limit),
+        body_limit: set.body_limit.unwrap_or(profile.body_limit),
+        answer_budget,
+        settle_reserve: set
+            .settle_reserve
+            .unwrap_or_else(|| default_reserve(answer_budget)),
         critical_deadline,
         lease: set
             .lease
-            .unwrap_or_else(|| critical_deadline.saturating_mul(3)),
-        retention: set.retention.unwrap_or(defaults.retention),
+            .unwrap_or_else(|| default_lease(answer_budget, critical_deadline)),
+        retention: set.retention.unwrap_or(profile.retention),
     };
+    check(provider, &limits)?;
+    Ok(limits)
+}
+
+/// Refuses limits that cannot work: zero sizes and times, a reserve that
+/// leaves the claim and the handlers nothing, a lease a live attempt could
+/// outlast.
+fn check(provider: &str, limits: &ProviderLimits) -> Result<(), BuildError> {
     if limits.body_limit == 0 {
         return Err(BuildError::Zero("body_limit"));
     }
-    if limits.critical_deadline.is_zero() {
-        return Err(BuildError::Zero("critical_deadline"));
+    for (name, value) in [
+        ("answer_budget", limits.answer_budget),
+        ("critical_deadline", limits.critical_deadline),
+        ("retention", limits.retention),
+    ] {
+        if value.is_zero() {
+            return Err(BuildError::Zero(name));
+        }
     }
-    if limits.retention.is_zero() {
-        return Err(BuildError::Zero("retention"));
+    if limits.settle_reserve >= limits.answer_budget {
+        return Err(BuildError::ReserveNotShorterThanBudget {
+            provider: provider.to_owned(),
+            reserve: limits.settle_reserve,
+            budget: limits.answer_budget,
+        });
     }
     if limits.lease <= limits.critical_deadline {
         return Err(BuildError::LeaseNotLongerThanDeadline {
@@ -167,5 +250,48 @@ pub(super) fn resolve_limits(
             deadline: limits.critical_deadline,
         });
     }
-    Ok(limits)
+    if limits.lease <= limits.answer_budget {
+        return Err(BuildError::LeaseNotLongerThanBudget {
+            provider: provider.to_owned(),
+            lease: limits.lease,
+            budget: limits.answer_budget,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_answer_time() {
+        let profile = ProviderProfile {
+            answer_within: Duration::from_secs(5),
+            ..ProviderProfile::default()
+        };
+        let limits = ProviderLimits::from_profile(&profile);
+        assert_eq!(limits.answer_budget, Duration::from_secs(4));
+        assert_eq!(limits.settle_reserve, Duration::from_millis(500));
+        assert_eq!(limits.critical_deadline, Duration::from_secs(4));
+        assert_eq!(limits.lease, Duration::from_secs(12));
+        assert_eq!(
+            resolve_limits("p", &profile, LimitOverrides::default()).ok(),
+            Some(limits)
+        );
+    }
+
+    #[test]
+    fn extreme_answer_times_derive_without_overflow() {
+        for answer_within in [Duration::MAX, Duration::from_nanos(1), Duration::ZERO] {
+            let profile = ProviderProfile {
+                answer_within,
+                ..ProviderProfile::default()
+            };
+            let limits = ProviderLimits::from_profile(&profile);
+            assert!(limits.answer_budget <= answer_within);
+            assert!(limits.settle_reserve <= limits.answer_budget);
+            let _ = resolve_limits("p", &profile, LimitOverrides::default());
+        }
+    }
 }

@@ -18,10 +18,13 @@
 //!    answer 2xx, and only then does best-effort work start.
 //!
 //! A fencing token ties steps 5–7 together, so an attempt whose lease expired
-//! can neither complete nor release a newer attempt's claim.
+//! can neither complete nor release a newer attempt's claim. Steps 1–7 share
+//! the provider's answer budget ([`ProviderLimits::answer_budget`]): each store
+//! call gets what is left of it.
 
 mod attempt;
 mod best_effort;
+mod budget;
 mod builder;
 mod claim;
 mod limits;
@@ -30,33 +33,33 @@ mod rejected_hook;
 mod replay;
 
 use std::fmt;
-use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
+use tokio::time::Instant;
 
 pub use best_effort::{BestEffort, BestEffortReport, ShutdownReport};
 pub use builder::{BuildError, PipelineBuilder};
 pub use limits::{FingerprintPolicy, PermanentFailurePolicy, ProviderLimits};
 
-use attempt::Attempt;
+use attempt::{handler_name, Attempt};
 use best_effort::BestEffortRunner;
+use budget::{within, Budget};
 use recorder::Recorder;
 use rejected_hook::RejectedHook;
 
 use crate::clock::Clock;
-use crate::dead_letter::{DeadLetter, DeadLetterEntry, DeadLetterReason, MemoryDeadLetter};
+use crate::dead_letter::{DeadLetter, MemoryDeadLetter};
 use crate::event::Event;
-use crate::handler::{HandlerError, HandlerPanicked};
 use crate::headers::Headers;
-use crate::outcome::{CriticalFailure, Outcome, OutcomeKind};
-use crate::registry::{NamedHandler, Registry, Routes};
+use crate::outcome::{AnswerBudgetSpent, Outcome, OutcomeKind};
+use crate::registry::{NamedHandler, Registry};
 use crate::rejected::RejectionReason;
 use crate::stats::Stats;
-use crate::store::IdempotencyStore;
+use crate::store::{IdempotencyStore, StoreError};
 use crate::verify::{ProviderProfile, Verifier, VerifyError};
 
 /// Turns deliveries into exactly-once critical work, best-effort work and
@@ -183,13 +186,14 @@ impl Pipeline {
         body: Bytes,
         headers: &Headers,
     ) -> (Outcome, Option<BestEffort>) {
-        let (outcome, best_effort_work) = self.run(index, body, headers).await;
+        let (outcome, best_effort_work) = self.run(Instant::now(), index, body, headers).await;
         self.inner.stats.delivery(&outcome.kind);
         (outcome, best_effort_work)
     }
 
     async fn run(
         &self,
+        started: Instant,
         index: Option<usize>,
         body: Bytes,
         headers: &Headers,
@@ -252,18 +256,28 @@ impl Pipeline {
         {
             return finish(outcome, OutcomeKind::Ignored);
         }
-        let (key, token) = match self
-            .claim(provider, &outcome, &identity, &body, headers)
-            .await
-        {
-            Ok(claimed) => claimed,
-            Err(kind) => return finish(outcome, kind),
+        let budget = Budget::new(started, &provider.limits);
+        // The claim step (the replay guard's registration included) must leave
+        // the settle reserve for completing the key.
+        let claimed = {
+            let claim = pin!(self.claim(provider, &outcome, &identity, &body, headers));
+            within(|| budget.work_ends(), claim).await
+        };
+        let (key, token) = match claimed {
+            Some(Ok(claimed)) => claimed,
+            Some(Err(kind)) => return finish(outcome, kind),
+            None => {
+                let spent = AnswerBudgetSpent::Claim(provider.limits.answer_budget);
+                let err = StoreError::unavailable(spent);
+                return finish(outcome, OutcomeKind::StoreUnavailable(Arc::new(err)));
+            }
         };
         let attempt = Attempt {
             inner,
             key,
             token,
-            limits: provider.limits,
+            limits: &provider.limits,
+            budget,
         };
         // Built only once the key is held: duplicates never pay for it.
         let event = Event::new(provider.name.clone(), identity, body);
@@ -272,7 +286,7 @@ impl Pipeline {
             event.kind(),
             provider.profile.kinds_carry_action,
         );
-        let kind = match self.run_critical(&attempt, &event, routes).await {
+        let kind = match attempt.run_critical(&event, routes, &mut outcome).await {
             Ok(last) => match attempt.complete(handler_name(last)).await {
                 Ok(()) => {
                     let best_effort: Vec<NamedHandler> = routes.best_effort().cloned().collect();
@@ -300,91 +314,6 @@ impl Pipeline {
         };
         if !hook.deliver(outcome, reason, body, headers) {
             Recorder::bump(&self.inner.stats.rejected_hook_panics);
-        }
-    }
-
-    /// Runs the critical handlers in order under the deadline and settles the
-    /// failures; `Ok` (with the last handler run) means every handler succeeded
-    /// and the key is still held.
-    async fn run_critical<'r>(
-        &self,
-        attempt: &Attempt<'_>,
-        event: &Event,
-        routes: Routes<'r>,
-    ) -> Result<Option<&'r NamedHandler>, OutcomeKind> {
-        let deadline = attempt.limits.critical_deadline;
-        let mut current = None;
-        let chain = async {
-            for handler in routes.critical() {
-                current = Some(handler);
-                let run = AssertUnwindSafe(async { handler.handler().handle(event).await });
-                match run.catch_unwind().await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => return Err(Failure::Error(err)),
-                    Err(panic) => {
-                        return Err(Failure::Panic(HandlerPanicked::from_payload(&*panic)))
-                    }
-                }
-            }
-            Ok(())
-        };
-        let failure = match tokio::time::timeout(deadline, chain).await {
-            Ok(Ok(())) => return Ok(current),
-            Ok(Err(failure)) => failure,
-            Err(_) => Failure::Timeout,
-        };
-        let handler = handler_name(current);
-        let kind = match failure {
-            Failure::Error(err) if !err.is_transient() => {
-                return Err(self.settle_permanent(attempt, event, handler, err).await)
-            }
-            Failure::Error(err) => CriticalFailure::Transient(Arc::new(err)),
-            Failure::Panic(panic) => CriticalFailure::Panic(panic.message),
-            Failure::Timeout => CriticalFailure::Timeout(deadline),
-        };
-        attempt.release(&failure_reason(&handler, &kind)).await;
-        Err(OutcomeKind::CriticalFailed {
-            handler,
-            failure: kind,
-        })
-    }
-
-    async fn settle_permanent(
-        &self,
-        attempt: &Attempt<'_>,
-        event: &Event,
-        handler: Arc<str>,
-        err: HandlerError,
-    ) -> OutcomeKind {
-        let inner = &*self.inner;
-        let error = Arc::new(err);
-        let reason = format!("critical handler `{handler}` failed permanently: {error}");
-        let failed = |dead_lettered| OutcomeKind::PermanentFailure {
-            handler: handler.clone(),
-            error: error.clone(),
-            dead_lettered,
-        };
-        if inner.permanent_failure_policy == PermanentFailurePolicy::Retry {
-            attempt.release(&reason).await;
-            return failed(false);
-        }
-        // Dead-letter first, then complete: if completing fails the provider
-        // retries, and the event is dead-lettered again rather than lost.
-        let entry = DeadLetterEntry::new(
-            event.clone(),
-            handler.clone(),
-            1,
-            DeadLetterReason::CriticalPermanent,
-            Some(error.clone()),
-        );
-        if inner.dead_letter.send(entry).await.is_err() {
-            Recorder::bump(&inner.stats.dead_letter_failures);
-            attempt.release(&reason).await;
-            return failed(false);
-        }
-        match attempt.complete(handler.clone()).await {
-            Ok(()) => failed(true),
-            Err(kind) => kind,
         }
     }
 
@@ -460,30 +389,6 @@ impl Pipeline {
             report.memory_dead_letter = memory.entries();
         }
         report
-    }
-}
-
-/// The name an outcome gives for `handler` (the failing or last critical one).
-fn handler_name(handler: Option<&NamedHandler>) -> Arc<str> {
-    handler.map_or_else(|| "(no critical handler)".into(), NamedHandler::shared_name)
-}
-
-enum Failure {
-    Error(HandlerError),
-    Panic(HandlerPanicked),
-    Timeout,
-}
-
-fn failure_reason(handler: &str, failure: &CriticalFailure) -> String {
-    match failure {
-        CriticalFailure::Transient(err) => format!("critical handler `{handler}` failed: {err}"),
-        CriticalFailure::Timeout(after) => {
-            format!("critical handlers passed the {after:?} deadline in `{handler}`")
-        }
-        CriticalFailure::Panic(message) => {
-            format!("critical handler `{handler}` panicked: {message}")
-        }
-        CriticalFailure::LeaseLost(err) => format!("lease lost: {err}"),
     }
 }
 

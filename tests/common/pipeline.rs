@@ -253,3 +253,123 @@ pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     .await;
     assert!(waited.is_ok(), "timed out waiting for {what}");
 }
+
+/// When a [`SlowStore`] delay runs relative to the store call it slows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lag {
+    /// Before the call reaches the store (a queue, a lock wait): abandoned in
+    /// the delay, the call never happens.
+    Before,
+    /// After the store did the work (a slow reply): abandoned in the delay,
+    /// the call has happened all the same.
+    After,
+}
+
+/// Delays injected into a [`SlowStore`]'s calls, settable while it runs.
+#[derive(Debug, Default)]
+pub struct Delays {
+    claim: Mutex<Option<(Lag, Duration)>>,
+    complete: Mutex<Option<(Lag, Duration)>>,
+    release: Mutex<Option<(Lag, Duration)>>,
+}
+
+impl Delays {
+    pub fn claim(&self, lag: Lag, delay: Duration) {
+        *self.claim.lock().unwrap() = Some((lag, delay));
+    }
+    pub fn complete(&self, lag: Lag, delay: Duration) {
+        *self.complete.lock().unwrap() = Some((lag, delay));
+    }
+    pub fn release(&self, lag: Lag, delay: Duration) {
+        *self.release.lock().unwrap() = Some((lag, delay));
+    }
+    /// No more delays.
+    pub fn clear(&self) {
+        for delay in [&self.claim, &self.complete, &self.release] {
+            *delay.lock().unwrap() = None;
+        }
+    }
+}
+
+/// A memory store whose calls sleep (on tokio's clock) as [`Delays`] says,
+/// and that counts the calls that reached the inner store.
+#[derive(Debug, Clone)]
+pub struct SlowStore {
+    pub inner: Arc<MemoryStore>,
+    pub delays: Arc<Delays>,
+    pub completes: Arc<AtomicU64>,
+    pub releases: Arc<AtomicU64>,
+}
+
+impl SlowStore {
+    /// Slows `inner`; no delays until [`SlowStore::delays`] sets some.
+    pub fn on(inner: MemoryStore) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            delays: Arc::default(),
+            completes: Arc::default(),
+            releases: Arc::default(),
+        }
+    }
+}
+
+impl Default for SlowStore {
+    fn default() -> Self {
+        Self::on(store())
+    }
+}
+
+/// Runs `call` with `delay` before or after it.
+async fn lagged<T>(delay: Option<(Lag, Duration)>, call: impl Future<Output = T>) -> T {
+    match delay {
+        Some((Lag::Before, delay)) => {
+            tokio::time::sleep(delay).await;
+            call.await
+        }
+        Some((Lag::After, delay)) => {
+            let out = call.await;
+            tokio::time::sleep(delay).await;
+            out
+        }
+        None => call.await,
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for SlowStore {
+    async fn claim(
+        &self,
+        key: &str,
+        fp: Fingerprint,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        let delay = *self.delays.claim.lock().unwrap();
+        lagged(delay, self.inner.claim(key, fp, lease)).await
+    }
+    async fn complete(
+        &self,
+        key: &str,
+        token: FencingToken,
+        retention: Duration,
+    ) -> Result<(), StoreError> {
+        let delay = *self.delays.complete.lock().unwrap();
+        lagged(delay, async {
+            self.completes.fetch_add(1, Ordering::SeqCst);
+            self.inner.complete(key, token, retention).await
+        })
+        .await
+    }
+    async fn release(
+        &self,
+        key: &str,
+        token: FencingToken,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let delay = *self.delays.release.lock().unwrap();
+        lagged(delay, async {
+            self.releases.fetch_add(1, Ordering::SeqCst);
+            self.inner.release(key, token, reason).await
+        })
+        .await
+    }
+}

@@ -144,6 +144,8 @@ pub fn pipeline_with(store: Store, limits: Limits, registry: Registry) -> Pipeli
         .store(store)
         .registry(registry)
         .critical_deadline("github", limits.deadline)
+        // The lease must outlast the whole answer budget.
+        .answer_budget("github", limits.lease / 2)
         .lease("github", limits.lease)
         .retention("github", Duration::from_secs(600))
         .build()
