@@ -145,7 +145,7 @@ impl Pipeline {
     /// spawning it: run the [`BestEffort`] yourself (await it after answering, or
     /// spawn it on your executor). `None` when there is nothing to do. Dropping
     /// the `BestEffort` unfinished sends its work to the dead letter
-    /// ([`DeadLetterReason::BestEffortDropped`]).
+    /// ([`DeadLetterReason::BestEffortDropped`](crate::DeadLetterReason::BestEffortDropped)).
     ///
     /// # Panics
     /// Outside a tokio runtime with its time driver enabled: the critical
