@@ -484,6 +484,34 @@ enum Settle {
     Release,
 }
 
+/// An answer a claim must give that acquires nothing.
+#[derive(Debug, Clone, Copy)]
+enum Expected {
+    Completed,
+    CompletedBodyChanged,
+    InFlight,
+}
+
+impl Expected {
+    /// The answer's name, for [`Problem::UnexpectedClaim`].
+    fn name(self) -> &'static str {
+        match self {
+            Expected::Completed => "Completed",
+            Expected::CompletedBodyChanged => "CompletedBodyChanged",
+            Expected::InFlight => "InFlight",
+        }
+    }
+
+    /// Whether the store's answer `got` is this one.
+    fn matches(self, got: &Claim) -> bool {
+        match self {
+            Expected::Completed => *got == Claim::Completed,
+            Expected::CompletedBodyChanged => *got == Claim::CompletedBodyChanged,
+            Expected::InFlight => matches!(got, Claim::InFlight { .. }),
+        }
+    }
+}
+
 impl<S> Ctx<'_, S>
 where
     S: IdempotencyStore + Clone + 'static,
@@ -550,59 +578,22 @@ where
         }
     }
 
-    /// Claims `key` with the body `variant`; the answer must be `expected`,
-    /// which `is` recognises.
+    /// Claims `key` with the body `variant`; the answer must be `expected`.
     async fn expect(
         &self,
         step: &'static str,
         key: &str,
         variant: u8,
-        expected: &'static str,
-        is: fn(&Claim) -> bool,
+        expected: Expected,
     ) -> Result<(), Problem> {
         let got = self
             .claim(step, key, fingerprint(key, variant), LONG)
             .await?;
-        if is(&got) {
+        if expected.matches(&got) {
             Ok(())
         } else {
-            Err(unexpected(step, expected, got))
+            Err(unexpected(step, expected.name(), got))
         }
-    }
-
-    /// Claims `key` with its usual body; the answer must be `Completed`.
-    async fn expect_completed(&self, step: &'static str, key: &str) -> Result<(), Problem> {
-        self.expect(step, key, USUAL, "Completed", |got| {
-            *got == Claim::Completed
-        })
-        .await
-    }
-
-    /// Claims `key` with the body `variant`; the answer must be
-    /// `CompletedBodyChanged`.
-    async fn expect_completed_body_changed(
-        &self,
-        step: &'static str,
-        key: &str,
-        variant: u8,
-    ) -> Result<(), Problem> {
-        self.expect(step, key, variant, "CompletedBodyChanged", |got| {
-            *got == Claim::CompletedBodyChanged
-        })
-        .await
-    }
-
-    /// Claims `key` with the body `variant`; the answer must be `InFlight`.
-    async fn expect_in_flight(
-        &self,
-        step: &'static str,
-        key: &str,
-        variant: u8,
-    ) -> Result<(), Problem> {
-        self.expect(step, key, variant, "InFlight", |got| {
-            matches!(got, Claim::InFlight { .. })
-        })
-        .await
     }
 
     async fn settle(
@@ -630,6 +621,17 @@ where
             Ok(()) => Err(Problem::StaleTokenAccepted { step, token }),
             Err(error) => Err(Problem::Store { step, error }),
         }
+    }
+
+    /// Claims `key` with a short lease and waits until the lease has
+    /// expired, as a crashed attempt leaves it; returns the expired token.
+    async fn abandoned_lease(&self, key: &str) -> Result<FencingToken, Problem> {
+        let lease = self.suite.short_lease;
+        let token = self
+            .acquire("claim with a short lease", key, lease, None)
+            .await?;
+        self.pause(lease).await;
+        Ok(token)
     }
 
     async fn pause(&self, duration: Duration) {
@@ -678,7 +680,8 @@ where
         let token = self.acquire("claim", &key, LONG, None).await?;
         self.settle("complete", &key, token, Settle::Complete(LONG))
             .await?;
-        self.expect_completed("claim after complete", &key).await?;
+        self.expect("claim after complete", &key, USUAL, Expected::Completed)
+            .await?;
         self.expect_stale(
             "second complete with the same token",
             &key,
@@ -688,8 +691,13 @@ where
         .await?;
         self.expect_stale("release after complete", &key, token, Settle::Release)
             .await?;
-        self.expect_completed("claim after the refused settle calls", &key)
-            .await
+        self.expect(
+            "claim after the refused settle calls",
+            &key,
+            USUAL,
+            Expected::Completed,
+        )
+        .await
     }
 
     async fn release_then_reclaim(&self) -> Result<(), Problem> {
@@ -726,7 +734,8 @@ where
             Settle::Complete(LONG),
         )
         .await?;
-        self.expect_completed("claim after complete", &key).await
+        self.expect("claim after complete", &key, USUAL, Expected::Completed)
+            .await
     }
 
     async fn other_body_after_release(&self) -> Result<(), Problem> {
@@ -753,20 +762,35 @@ where
             .await?;
         self.settle("complete", &key, third, Settle::Complete(LONG))
             .await?;
-        self.expect_completed("usual body after complete", &key)
-            .await
+        self.expect(
+            "usual body after complete",
+            &key,
+            USUAL,
+            Expected::Completed,
+        )
+        .await
     }
 
     async fn other_body_while_leased(&self) -> Result<(), Problem> {
         let key = self.key(Check::OtherBodyWhileLeased, 0);
         let token = self.acquire("claim", &key, LONG, None).await?;
-        self.expect_in_flight("other body while the lease runs", &key, OTHER)
-            .await?;
+        self.expect(
+            "other body while the lease runs",
+            &key,
+            OTHER,
+            Expected::InFlight,
+        )
+        .await?;
         let step = "complete by the holder";
         self.settle(step, &key, token, Settle::Complete(LONG))
             .await?;
-        self.expect_completed("usual body after complete", &key)
-            .await
+        self.expect(
+            "usual body after complete",
+            &key,
+            USUAL,
+            Expected::Completed,
+        )
+        .await
     }
 
     async fn other_body_after_complete(&self) -> Result<(), Problem> {
@@ -775,25 +799,31 @@ where
         self.settle("complete", &key, token, Settle::Complete(LONG))
             .await?;
         for step in ["other body after complete", "other body again"] {
-            self.expect_completed_body_changed(step, &key, OTHER)
+            self.expect(step, &key, OTHER, Expected::CompletedBodyChanged)
                 .await?;
         }
-        self.expect_completed("usual body after the other body's claims", &key)
-            .await
+        self.expect(
+            "usual body after the other body's claims",
+            &key,
+            USUAL,
+            Expected::Completed,
+        )
+        .await
     }
 
     async fn expired_lease_reclaimable(&self) -> Result<(), Problem> {
         let key = self.key(Check::ExpiredLeaseReclaimable, 0);
-        let lease = self.suite.short_lease;
-        let first = self
-            .acquire("claim with a short lease", &key, lease, None)
-            .await?;
-        self.pause(lease).await;
+        let first = self.abandoned_lease(&key).await?;
         let second = self
             .acquire("claim after the lease expired", &key, LONG, Some(first))
             .await?;
-        self.expect_in_flight("claim while the new lease runs", &key, USUAL)
-            .await?;
+        self.expect(
+            "claim while the new lease runs",
+            &key,
+            USUAL,
+            Expected::InFlight,
+        )
+        .await?;
         self.settle(
             "complete with the new token",
             &key,
@@ -805,11 +835,7 @@ where
 
     async fn other_body_after_expired_lease(&self) -> Result<(), Problem> {
         let key = self.key(Check::OtherBodyAfterExpiredLease, 0);
-        let lease = self.suite.short_lease;
-        let first = self
-            .acquire("claim with a short lease", &key, lease, None)
-            .await?;
-        self.pause(lease).await;
+        let first = self.abandoned_lease(&key).await?;
         let step = "other body after the lease expired";
         let second = self
             .acquire_with(step, &key, OTHER, true, LONG, Some(first))
@@ -826,21 +852,19 @@ where
             .await?;
         // The key holds the other body now.
         let step = "other body after complete";
-        self.expect(step, &key, OTHER, "Completed", |got| {
-            *got == Claim::Completed
-        })
-        .await?;
-        self.expect_completed_body_changed("usual body after complete", &key, USUAL)
-            .await
+        self.expect(step, &key, OTHER, Expected::Completed).await?;
+        self.expect(
+            "usual body after complete",
+            &key,
+            USUAL,
+            Expected::CompletedBodyChanged,
+        )
+        .await
     }
 
     async fn stale_token_rejected(&self) -> Result<(), Problem> {
         let key = self.key(Check::StaleTokenRejected, 0);
-        let lease = self.suite.short_lease;
-        let stale = self
-            .acquire("claim with a short lease", &key, lease, None)
-            .await?;
-        self.pause(lease).await;
+        let stale = self.abandoned_lease(&key).await?;
         let current = self
             .acquire("reclaim after the lease expired", &key, LONG, Some(stale))
             .await?;
@@ -865,7 +889,8 @@ where
             Settle::Complete(LONG),
         )
         .await?;
-        self.expect_completed("claim after complete", &key).await
+        self.expect("claim after complete", &key, USUAL, Expected::Completed)
+            .await
     }
 
     async fn retention(&self) -> Result<(), Problem> {
@@ -921,13 +946,20 @@ where
         let step = "claim of the purged key with another body";
         self.acquire_with(step, &expired, OTHER, false, LONG, None)
             .await?;
-        self.expect_completed(
+        self.expect(
             "claim of a completed key within retention after purge",
             &retained,
+            USUAL,
+            Expected::Completed,
         )
         .await?;
-        self.expect_in_flight("claim of an in-flight key after purge", &in_flight, USUAL)
-            .await?;
+        self.expect(
+            "claim of an in-flight key after purge",
+            &in_flight,
+            USUAL,
+            Expected::InFlight,
+        )
+        .await?;
         Ok(purged)
     }
 
@@ -1045,7 +1077,7 @@ where
             let winners: Vec<Settle> = answers.into_iter().flatten().collect();
             match winners[..] {
                 [Settle::Complete(_)] => {
-                    self.expect_completed("claim after complete won", &key)
+                    self.expect("claim after complete won", &key, USUAL, Expected::Completed)
                         .await?
                 }
                 [Settle::Release] => {

@@ -60,7 +60,7 @@ pub(crate) fn validate_table_name(name: &str, allow_schema: bool) -> Result<(), 
 
 /// Refuses a pool of zero connections and any zero duration among `settings`
 /// (named for the error message).
-pub(crate) fn require_nonzero(
+fn require_nonzero(
     pool_size: usize,
     settings: &[(&'static str, Duration)],
 ) -> Result<(), StoreConfigError> {
@@ -75,20 +75,148 @@ pub(crate) fn require_nonzero(
 
 /// How many keys one purge statement deletes by default: each batch is its own
 /// short transaction, so claims are never held up behind a long purge.
-pub(crate) const DEFAULT_PURGE_BATCH: usize = 10_000;
+const DEFAULT_PURGE_BATCH: usize = 10_000;
 
 /// How long a released key or an abandoned lease is kept by default: 72 h, the
 /// span over which Stripe retries a failed delivery, so a late retry still
 /// finds its key's token counter; attempts nobody retries do not pile up.
-pub(crate) const DEFAULT_UNSETTLED_RETENTION: Duration = Duration::from_secs(72 * 3600);
+const DEFAULT_UNSETTLED_RETENTION: Duration = Duration::from_secs(72 * 3600);
 
-/// A purge batch size as a statement parameter (at least 1).
-pub(crate) fn purge_batch(size: usize) -> Result<i64, StoreConfigError> {
-    match size {
-        0 => Err(StoreConfigError::ZeroPurgeBatch),
-        n => Ok(i64::try_from(n).unwrap_or(i64::MAX)),
+/// How long opening a connection may take by default.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The settings the durable stores share, as their builders hold them. A
+/// store offers the ones that apply to it through [`durable_setters!`]; the
+/// others keep their defaults, which [`DurableSettings::check`] accepts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DurableSettings {
+    /// How long opening a connection may take (PostgreSQL and Redis, from a URL).
+    pub(crate) connect_timeout: Duration,
+    /// The most one operation may take.
+    pub(crate) operation_timeout: Duration,
+    /// How many keys one purge statement deletes (SQL stores).
+    pub(crate) purge_batch_size: usize,
+    /// How long a released key or an abandoned lease is kept.
+    pub(crate) unsettled_retention: Duration,
+}
+
+impl DurableSettings {
+    /// The defaults, with the store's own default `operation_timeout`.
+    pub(crate) const fn new(operation_timeout: Duration) -> Self {
+        Self {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            operation_timeout,
+            purge_batch_size: DEFAULT_PURGE_BATCH,
+            unsettled_retention: DEFAULT_UNSETTLED_RETENTION,
+        }
+    }
+
+    /// Checks these settings together with the store's own `pool_size` and
+    /// `timeouts` (checked first, named for the error message), and returns
+    /// what the store's operations read.
+    pub(crate) fn check(
+        &self,
+        pool_size: usize,
+        timeouts: &[(&'static str, Duration)],
+    ) -> Result<Limits, StoreConfigError> {
+        let shared = [
+            ("connect", self.connect_timeout),
+            ("operation", self.operation_timeout),
+            ("unsettled retention", self.unsettled_retention),
+        ];
+        let all: Vec<_> = timeouts.iter().copied().chain(shared).collect();
+        require_nonzero(pool_size, &all)?;
+        let purge_batch = match self.purge_batch_size {
+            0 => return Err(StoreConfigError::ZeroPurgeBatch),
+            n => i64::try_from(n).unwrap_or(i64::MAX),
+        };
+        Ok(Limits {
+            operation_timeout: self.operation_timeout,
+            purge_batch,
+            unsettled_retention_ms: duration_ms(self.unsettled_retention),
+        })
     }
 }
+
+/// What a durable store's operations read from its checked settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// The most one operation may take (see [`with_timeout`]).
+    pub(crate) operation_timeout: Duration,
+    /// How many keys one purge statement deletes (at least 1).
+    pub(crate) purge_batch: i64,
+    /// How long a released key or an abandoned lease is kept, in milliseconds.
+    pub(crate) unsettled_retention_ms: i64,
+}
+
+/// The setters of the [`DurableSettings`] a store's builder offers, in one
+/// place so that their docs are written once, and a `debug_durable` method
+/// that adds those settings, and only those, to the builder's `Debug` output.
+/// Expands inside the builder's `impl`; the builder keeps the settings in a
+/// field named `durable`.
+///
+/// Each setting is named with what its docs need from the store:
+/// `connect_timeout`, `operation_timeout(default SECS s, "what it includes")`
+/// (which also defines `DEFAULT_OPERATION_TIMEOUT`), `purge_batch_size` and
+/// `unsettled_retention("who deletes the key, by whose clock")`.
+macro_rules! durable_setters {
+    (@setter connect_timeout) => {
+        /// How long opening a connection may take (default 5 s; URL only).
+        pub fn connect_timeout(mut self, timeout: ::std::time::Duration) -> Self {
+            self.durable.connect_timeout = timeout;
+            self
+        }
+    };
+    (@setter operation_timeout(default $secs:literal s, $includes:literal)) => {
+        /// The store's default operation timeout, as its docs state it.
+        const DEFAULT_OPERATION_TIMEOUT: ::std::time::Duration =
+            ::std::time::Duration::from_secs($secs);
+
+        #[doc = concat!(
+            "The most one operation may take, ", $includes, " included, before it \
+             fails with [`StoreError::Unavailable`](crate::store::StoreError::Unavailable) \
+             (default ", stringify!($secs), " s)."
+        )]
+        pub fn operation_timeout(mut self, timeout: ::std::time::Duration) -> Self {
+            self.durable.operation_timeout = timeout;
+            self
+        }
+    };
+    (@setter purge_batch_size) => {
+        /// How many keys one purge statement deletes (default 10,000), each
+        /// batch its own short transaction so that claims never wait behind
+        /// a long purge;
+        /// [`IdempotencyStore::purge_expired`](crate::store::IdempotencyStore::purge_expired)
+        /// runs batches until none is left.
+        pub fn purge_batch_size(mut self, size: usize) -> Self {
+            self.durable.purge_batch_size = size;
+            self
+        }
+    };
+    (@setter unsettled_retention($deleted:literal)) => {
+        #[doc = concat!(
+            "How long a released key, or a lease that ended without being settled, \
+             is kept before ", $deleted, " (default 72 h): a released key from its \
+             release, an abandoned lease from the end of its lease. Without it every \
+             attempt that failed and was never retried would keep its key forever; \
+             with it, a delivery retried later than this is treated as new (its \
+             fencing tokens start again at 1)."
+        )]
+        pub fn unsettled_retention(mut self, retention: ::std::time::Duration) -> Self {
+            self.durable.unsettled_retention = retention;
+            self
+        }
+    };
+    ($($setting:ident $(($($arg:tt)*))?),* $(,)?) => {
+        $($crate::store::durable::durable_setters!(@setter $setting $(($($arg)*))?);)*
+
+        /// Adds the shared durable settings this builder offers to `out`.
+        fn debug_durable(&self, out: &mut ::std::fmt::DebugStruct<'_, '_>) {
+            $(out.field(stringify!($setting), &self.durable.$setting);)*
+        }
+    };
+}
+pub(crate) use durable_setters;
 
 /// The unqualified part of a table name (`schema.table` → `table`), for naming
 /// its index.
@@ -212,6 +340,47 @@ mod tests {
         assert!(validate_table_name(".b", true).is_err());
         assert_eq!(unqualified("app.keys"), "keys");
         assert_eq!(unqualified("keys"), "keys");
+    }
+
+    #[test]
+    fn shared_settings_are_checked_with_the_stores_own() {
+        let defaults = DurableSettings::new(Duration::from_secs(10));
+        let limits = defaults.check(1, &[]).ok();
+        assert_eq!(limits.map(|l| l.purge_batch), Some(10_000));
+        assert_eq!(
+            limits.map(|l| l.unsettled_retention_ms),
+            Some(72 * 3600 * 1000)
+        );
+        assert!(matches!(
+            defaults.check(0, &[]),
+            Err(StoreConfigError::ZeroPoolSize)
+        ));
+        // The store's own timeouts are checked first.
+        let zero_operation = DurableSettings::new(Duration::ZERO);
+        assert!(matches!(
+            zero_operation.check(1, &[("busy", Duration::ZERO)]),
+            Err(StoreConfigError::ZeroTimeout("busy"))
+        ));
+        assert!(matches!(
+            zero_operation.check(1, &[("busy", Duration::from_secs(1))]),
+            Err(StoreConfigError::ZeroTimeout("operation"))
+        ));
+        let huge_batch = DurableSettings {
+            purge_batch_size: usize::MAX,
+            ..defaults
+        };
+        assert_eq!(
+            huge_batch.check(1, &[]).ok().map(|l| l.purge_batch),
+            Some(i64::MAX)
+        );
+        let zero_batch = DurableSettings {
+            purge_batch_size: 0,
+            ..defaults
+        };
+        assert!(matches!(
+            zero_batch.check(1, &[]),
+            Err(StoreConfigError::ZeroPurgeBatch)
+        ));
     }
 
     #[test]

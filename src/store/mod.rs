@@ -166,8 +166,172 @@ impl StoreError {
 /// Implementations must make `claim` atomic: of concurrent claims of one key
 /// (from any number of processes), at most one acquires the key
 /// ([`Claim::Acquired`] or [`Claim::AcquiredBodyChanged`]) while the lease
-/// runs. Run the public conformance suite (`store::conformance`) against your
-/// own implementation.
+/// runs. Run the public conformance suite (`store::conformance`, feature
+/// `tokio`) against your own implementation.
+///
+/// # Implementing a store
+///
+/// A store keeps, per key, the fingerprint of the body that last claimed it,
+/// where it stands (leased, released or completed), the token of its current
+/// claim and when its lease or retention ends. Here is a whole store for one
+/// process, a `HashMap` behind a mutex (which makes every call atomic),
+/// checked by the conformance suite:
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+/// use std::time::{Duration, SystemTime};
+///
+/// use hookgate::async_trait;
+/// use hookgate::store::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
+///
+/// #[derive(Debug, Clone, Copy, PartialEq)]
+/// enum State {
+///     Leased,
+///     Released,
+///     Completed,
+/// }
+///
+/// #[derive(Debug, Clone, Copy)]
+/// struct Entry {
+///     fingerprint: Fingerprint,
+///     state: State,
+///     token: FencingToken,
+///     /// When the lease (leased) or the retention (completed) ends.
+///     expires_at: SystemTime,
+/// }
+///
+/// #[derive(Debug, Default)]
+/// struct Keys {
+///     entries: HashMap<String, Entry>,
+///     /// One counter for every key: a token is larger than any given before,
+///     /// even for a key that was purged in between.
+///     last_token: u64,
+/// }
+///
+/// #[derive(Debug, Default)]
+/// struct ToyStore {
+///     keys: Mutex<Keys>,
+/// }
+///
+/// impl ToyStore {
+///     fn keys(&self) -> MutexGuard<'_, Keys> {
+///         // A panic elsewhere leaves the map consistent: every change is one insert.
+///         self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+///     }
+///
+///     /// Moves `key` from leased to `state` if `token` still holds it.
+///     fn settle(&self, key: &str, token: FencingToken, state: State, expires_at: SystemTime)
+///         -> Result<(), StoreError>
+///     {
+///         match self.keys().entries.get_mut(key) {
+///             Some(entry) if entry.token == token && entry.state == State::Leased => {
+///                 entry.state = state;
+///                 entry.expires_at = expires_at;
+///                 Ok(())
+///             }
+///             _ => Err(StoreError::StaleToken { key: key.to_owned(), token }),
+///         }
+///     }
+/// }
+///
+/// /// `now + duration`, saturating far in the future.
+/// fn after(now: SystemTime, duration: Duration) -> SystemTime {
+///     let century = Duration::from_secs(100 * 366 * 24 * 3600);
+///     now.checked_add(duration.min(century)).unwrap_or(now)
+/// }
+///
+/// #[async_trait]
+/// impl IdempotencyStore for ToyStore {
+///     async fn claim(&self, key: &str, fingerprint: Fingerprint, lease: Duration)
+///         -> Result<Claim, StoreError>
+///     {
+///         let now = SystemTime::now();
+///         let mut keys = self.keys();
+///         let mut body_changed = false;
+///         if let Some(entry) = keys.entries.get(key) {
+///             let expired = entry.expires_at <= now;
+///             match entry.state {
+///                 // Someone else runs the work: whatever the body, wait.
+///                 State::Leased if !expired => {
+///                     return Ok(Claim::InFlight { until: entry.expires_at });
+///                 }
+///                 // Finished work is never run again; the fingerprint tells
+///                 // a plain duplicate from a re-rendered one.
+///                 State::Completed if !expired => {
+///                     return Ok(if entry.fingerprint == fingerprint {
+///                         Claim::Completed
+///                     } else {
+///                         Claim::CompletedBodyChanged
+///                     });
+///                 }
+///                 // Past its retention a completed key is new again.
+///                 State::Completed => {}
+///                 // A failed or abandoned attempt: the retry runs whatever its body.
+///                 State::Leased | State::Released => {
+///                     body_changed = entry.fingerprint != fingerprint;
+///                 }
+///             }
+///         }
+///         keys.last_token += 1;
+///         let token = FencingToken(keys.last_token);
+///         let expires_at = after(now, lease);
+///         let entry = Entry { fingerprint, state: State::Leased, token, expires_at };
+///         keys.entries.insert(key.to_owned(), entry);
+///         Ok(if body_changed {
+///             Claim::AcquiredBodyChanged(token)
+///         } else {
+///             Claim::Acquired(token)
+///         })
+///     }
+///
+///     async fn complete(&self, key: &str, token: FencingToken, retention: Duration)
+///         -> Result<(), StoreError>
+///     {
+///         let expires_at = after(SystemTime::now(), retention);
+///         self.settle(key, token, State::Completed, expires_at)
+///     }
+///
+///     async fn release(&self, key: &str, token: FencingToken, _reason: &str)
+///         -> Result<(), StoreError>
+///     {
+///         self.settle(key, token, State::Released, SystemTime::now())
+///     }
+///
+///     async fn purge_expired(&self) -> Result<u64, StoreError> {
+///         let now = SystemTime::now();
+///         let mut keys = self.keys();
+///         let before = keys.entries.len();
+///         keys.entries
+///             .retain(|_, entry| entry.state != State::Completed || entry.expires_at > now);
+///         Ok(u64::try_from(before - keys.entries.len()).unwrap_or(u64::MAX))
+///     }
+/// }
+///
+/// #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+/// async fn main() {
+///     let store = Arc::new(ToyStore::default());
+///     if let Err(failure) = hookgate::store::conformance::run(&store).await {
+///         panic!("{failure}");
+///     }
+/// }
+/// ```
+///
+/// A store shared by several instances makes the same decisions where the
+/// data lives: in one transaction, a conditional write, or a server-side
+/// script, as the SQLite, PostgreSQL and Redis stores do.
+///
+/// # Why `async_trait`
+///
+/// The pipeline holds its store as `Arc<dyn IdempotencyStore>`, so the trait
+/// must stay dyn-compatible (checked at compile time below the trait). A trait
+/// with native `async fn` methods (or methods returning `impl Future`) is not:
+/// each implementation's futures have their own types, which a vtable cannot
+/// name. [`async_trait`](crate::async_trait) turns each method into one that
+/// returns a boxed future. The cost is one allocation per call, negligible
+/// beside a store's round trip; write your implementation with
+/// `#[hookgate::async_trait]` as above, and the crate's version of the macro
+/// always matches the trait's.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + fmt::Debug {
     /// Claims `key` for one attempt of the critical work, holding it for `lease`,
@@ -218,64 +382,46 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
     }
 }
 
-#[async_trait]
-impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
-    async fn claim(
-        &self,
-        key: &str,
-        fingerprint: Fingerprint,
-        lease: Duration,
-    ) -> Result<Claim, StoreError> {
-        (**self).claim(key, fingerprint, lease).await
-    }
-    async fn complete(
-        &self,
-        key: &str,
-        token: FencingToken,
-        retention: Duration,
-    ) -> Result<(), StoreError> {
-        (**self).complete(key, token, retention).await
-    }
-    async fn release(
-        &self,
-        key: &str,
-        token: FencingToken,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        (**self).release(key, token, reason).await
-    }
-    async fn purge_expired(&self) -> Result<u64, StoreError> {
-        (**self).purge_expired().await
-    }
+/// Forwards [`IdempotencyStore`] through each smart pointer named, so that an
+/// `Arc<MemoryStore>` or a `Box<dyn IdempotencyStore>` is a store too.
+macro_rules! forward_store {
+    ($($pointer:ident),*) => {$(
+        #[async_trait]
+        impl<S: IdempotencyStore + ?Sized> IdempotencyStore for $pointer<S> {
+            async fn claim(
+                &self,
+                key: &str,
+                fingerprint: Fingerprint,
+                lease: Duration,
+            ) -> Result<Claim, StoreError> {
+                (**self).claim(key, fingerprint, lease).await
+            }
+            async fn complete(
+                &self,
+                key: &str,
+                token: FencingToken,
+                retention: Duration,
+            ) -> Result<(), StoreError> {
+                (**self).complete(key, token, retention).await
+            }
+            async fn release(
+                &self,
+                key: &str,
+                token: FencingToken,
+                reason: &str,
+            ) -> Result<(), StoreError> {
+                (**self).release(key, token, reason).await
+            }
+            async fn purge_expired(&self) -> Result<u64, StoreError> {
+                (**self).purge_expired().await
+            }
+        }
+    )*};
 }
 
-#[async_trait]
-impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Box<S> {
-    async fn claim(
-        &self,
-        key: &str,
-        fingerprint: Fingerprint,
-        lease: Duration,
-    ) -> Result<Claim, StoreError> {
-        (**self).claim(key, fingerprint, lease).await
-    }
-    async fn complete(
-        &self,
-        key: &str,
-        token: FencingToken,
-        retention: Duration,
-    ) -> Result<(), StoreError> {
-        (**self).complete(key, token, retention).await
-    }
-    async fn release(
-        &self,
-        key: &str,
-        token: FencingToken,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        (**self).release(key, token, reason).await
-    }
-    async fn purge_expired(&self) -> Result<u64, StoreError> {
-        (**self).purge_expired().await
-    }
-}
+forward_store!(Arc, Box);
+
+// `IdempotencyStore` stays dyn-compatible: the pipeline holds
+// `Arc<dyn IdempotencyStore>`. A method that breaks it (a generic one, or a
+// native `async fn`) fails to compile here.
+const _: Option<&dyn IdempotencyStore> = None;

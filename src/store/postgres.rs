@@ -18,9 +18,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::OnceCell;
 
 use super::durable::{
-    duration_ms, fingerprint_from_slice, from_unix_ms, purge_batch, require_nonzero, settled,
-    stale, token_from_i64, token_to_i64, unqualified, validate_table_name, with_timeout,
-    StoreConfigError, DEFAULT_PURGE_BATCH, DEFAULT_UNSETTLED_RETENTION,
+    self, duration_ms, fingerprint_from_slice, from_unix_ms, settled, stale, token_from_i64,
+    token_to_i64, unqualified, validate_table_name, with_timeout, DurableSettings, Limits,
+    StoreConfigError,
 };
 use super::protocol::{self, Decision, Record, State};
 use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
@@ -61,9 +61,7 @@ pub struct PostgresStore {
     pool: Pool,
     table: String,
     sql: std::sync::Arc<Statements>,
-    operation_timeout: Duration,
-    purge_batch: i64,
-    unsettled_retention_ms: i64,
+    limits: Limits,
     migrated: std::sync::Arc<OnceCell<()>>,
 }
 
@@ -199,11 +197,8 @@ pub struct PostgresStoreBuilder {
     source: Source,
     table: String,
     max_connections: usize,
-    connect_timeout: Duration,
     statement_timeout: Duration,
-    operation_timeout: Duration,
-    purge_batch_size: usize,
-    unsettled_retention: Duration,
+    durable: DurableSettings,
 }
 
 impl PostgresStore {
@@ -228,20 +223,24 @@ impl PostgresStore {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.migrated
             .get_or_try_init(|| {
-                with_timeout(self.operation_timeout, "PostgreSQL migration", async {
-                    let mut client = self.pool.get().await.map_err(StoreError::unavailable)?;
-                    let tx = client.transaction().await.map_err(pg_error)?;
-                    tx.execute(
-                        "SELECT pg_advisory_xact_lock(hashtext('hookgate:' || $1::text))",
-                        &[&self.table],
-                    )
-                    .await
-                    .map_err(pg_error)?;
-                    tx.batch_execute(&self.sql.migrate)
+                with_timeout(
+                    self.limits.operation_timeout,
+                    "PostgreSQL migration",
+                    async {
+                        let mut client = self.pool.get().await.map_err(StoreError::unavailable)?;
+                        let tx = client.transaction().await.map_err(pg_error)?;
+                        tx.execute(
+                            "SELECT pg_advisory_xact_lock(hashtext('hookgate:' || $1::text))",
+                            &[&self.table],
+                        )
                         .await
                         .map_err(pg_error)?;
-                    tx.commit().await.map_err(pg_error)
-                })
+                        tx.batch_execute(&self.sql.migrate)
+                            .await
+                            .map_err(pg_error)?;
+                        tx.commit().await.map_err(pg_error)
+                    },
+                )
             })
             .await
             .map(|_| ())
@@ -265,7 +264,7 @@ impl PostgresStore {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<bool, StoreError> {
         self.migrate().await?;
-        with_timeout(self.operation_timeout, what, async {
+        with_timeout(self.limits.operation_timeout, what, async {
             let client = self.pool.get().await.map_err(StoreError::unavailable)?;
             let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
             let changed = client.execute(&statement, params).await.map_err(pg_error)?;
@@ -285,11 +284,8 @@ impl PostgresStoreBuilder {
             source,
             table: DEFAULT_TABLE.to_owned(),
             max_connections: 16,
-            connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
-            operation_timeout: Duration::from_secs(10),
-            purge_batch_size: DEFAULT_PURGE_BATCH,
-            unsettled_retention: DEFAULT_UNSETTLED_RETENTION,
+            durable: DurableSettings::new(Self::DEFAULT_OPERATION_TIMEOUT),
         }
     }
 
@@ -307,12 +303,6 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// How long opening one connection may take (default 5 s; URL only).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
     /// The server-side `statement_timeout` of each connection (default 5 s; URL
     /// only).
     pub fn statement_timeout(mut self, timeout: Duration) -> Self {
@@ -320,52 +310,30 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// The most one operation may take, waiting for a pooled connection
-    /// included, before it fails with [`StoreError::Unavailable`] (default 10 s).
-    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
-        self.operation_timeout = timeout;
-        self
-    }
-
-    /// How many keys one purge statement deletes (default 10,000);
-    /// [`IdempotencyStore::purge_expired`] runs batches until none is left.
-    pub fn purge_batch_size(mut self, size: usize) -> Self {
-        self.purge_batch_size = size;
-        self
-    }
-
-    /// How long a released key, or a lease that ended without being settled,
-    /// is kept before [`IdempotencyStore::purge_expired`] deletes it (default
-    /// 72 h, as in `RedisStore`), by the server's clock: a released key from
-    /// its release, an abandoned lease from the end of its lease. Without it
-    /// every attempt that failed and was never retried would keep its row
-    /// forever; with it, a delivery retried later than this is treated as new
-    /// (its fencing tokens start again at 1).
-    pub fn unsettled_retention(mut self, retention: Duration) -> Self {
-        self.unsettled_retention = retention;
-        self
-    }
+    durable::durable_setters!(
+        connect_timeout,
+        operation_timeout(default 10 s, "waiting for a pooled connection"),
+        purge_batch_size,
+        unsettled_retention(
+            "[`IdempotencyStore::purge_expired`] deletes it, by the server's clock"
+        ),
+    );
 
     /// Checks the settings and returns the store; connects to nothing yet.
     pub fn build(self) -> Result<PostgresStore, StoreConfigError> {
         validate_table_name(&self.table, true)?;
-        require_nonzero(
+        let limits = self.durable.check(
             self.max_connections,
-            &[
-                ("connect", self.connect_timeout),
-                ("statement", self.statement_timeout),
-                ("operation", self.operation_timeout),
-                ("unsettled retention", self.unsettled_retention),
-            ],
+            &[("statement", self.statement_timeout)],
         )?;
-        let purge_batch = purge_batch(self.purge_batch_size)?;
+        let connect_timeout = self.durable.connect_timeout;
         let pool = match self.source {
             Source::Pool(pool) => pool,
             Source::Url(url) => {
                 let mut config: tokio_postgres::Config = url
                     .parse()
                     .map_err(|err| StoreConfigError::InvalidUrl(Box::new(err)))?;
-                config.connect_timeout(self.connect_timeout);
+                config.connect_timeout(connect_timeout);
                 let statement_timeout = format!(
                     "-c statement_timeout={}",
                     duration_ms(self.statement_timeout)
@@ -387,9 +355,9 @@ impl PostgresStoreBuilder {
                 );
                 Pool::builder(manager)
                     .max_size(self.max_connections)
-                    .wait_timeout(Some(self.operation_timeout))
-                    .create_timeout(Some(self.connect_timeout))
-                    .recycle_timeout(Some(self.connect_timeout))
+                    .wait_timeout(Some(limits.operation_timeout))
+                    .create_timeout(Some(connect_timeout))
+                    .recycle_timeout(Some(connect_timeout))
                     .runtime(Runtime::Tokio1)
                     .build()
                     .map_err(|err| StoreConfigError::Pool(Box::new(err)))?
@@ -399,9 +367,7 @@ impl PostgresStoreBuilder {
             pool,
             sql: std::sync::Arc::new(Statements::new(&self.table)),
             table: self.table,
-            operation_timeout: self.operation_timeout,
-            purge_batch,
-            unsettled_retention_ms: duration_ms(self.unsettled_retention),
+            limits,
             migrated: std::sync::Arc::new(OnceCell::new()),
         })
     }
@@ -414,16 +380,13 @@ impl fmt::Debug for PostgresStoreBuilder {
             Source::Url(_) => "url",
             Source::Pool(_) => "pool",
         };
-        f.debug_struct("PostgresStoreBuilder")
-            .field("source", &source)
+        let mut out = f.debug_struct("PostgresStoreBuilder");
+        out.field("source", &source)
             .field("table", &self.table)
             .field("max_connections", &self.max_connections)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("statement_timeout", &self.statement_timeout)
-            .field("operation_timeout", &self.operation_timeout)
-            .field("purge_batch_size", &self.purge_batch_size)
-            .field("unsettled_retention", &self.unsettled_retention)
-            .finish()
+            .field("statement_timeout", &self.statement_timeout);
+        self.debug_durable(&mut out);
+        out.finish()
     }
 }
 
@@ -432,7 +395,7 @@ impl fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("table", &self.table)
             .field("pool_size", &self.pool.status().max_size)
-            .field("operation_timeout", &self.operation_timeout)
+            .field("operation_timeout", &self.limits.operation_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -448,7 +411,7 @@ impl IdempotencyStore for PostgresStore {
         self.migrate().await?;
         let lease = duration_ms(lease);
         let fp = fingerprint.to_bytes();
-        with_timeout(self.operation_timeout, "PostgreSQL claim", async {
+        with_timeout(self.limits.operation_timeout, "PostgreSQL claim", async {
             let client = self.pool.get().await.map_err(StoreError::unavailable)?;
             let statement = client
                 .prepare_cached(&self.sql.claim)
@@ -545,12 +508,15 @@ impl IdempotencyStore for PostgresStore {
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.migrate().await?;
         let completed = self
-            .purge_batches(&self.sql.purge, &[&self.purge_batch])
+            .purge_batches(&self.sql.purge, &[&self.limits.purge_batch])
             .await?;
         let unsettled = self
             .purge_batches(
                 &self.sql.purge_unsettled,
-                &[&self.purge_batch, &self.unsettled_retention_ms],
+                &[
+                    &self.limits.purge_batch,
+                    &self.limits.unsettled_retention_ms,
+                ],
             )
             .await?;
         Ok(completed.saturating_add(unsettled))
@@ -567,14 +533,14 @@ impl PostgresStore {
     ) -> Result<u64, StoreError> {
         let mut deleted = 0u64;
         loop {
-            let removed = with_timeout(self.operation_timeout, "PostgreSQL purge", async {
+            let removed = with_timeout(self.limits.operation_timeout, "PostgreSQL purge", async {
                 let client = self.pool.get().await.map_err(StoreError::unavailable)?;
                 let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
                 client.execute(&statement, params).await.map_err(pg_error)
             })
             .await?;
             deleted = deleted.saturating_add(removed);
-            if removed < self.purge_batch.unsigned_abs() {
+            if removed < self.limits.purge_batch.unsigned_abs() {
                 return Ok(deleted);
             }
         }

@@ -17,8 +17,8 @@ use redis::Script;
 use tokio::sync::OnceCell;
 
 use super::durable::{
-    corrupt, duration_ms, fingerprint_from_slice, from_unix_ms, require_nonzero, settled,
-    with_timeout, StoreConfigError, DEFAULT_UNSETTLED_RETENTION,
+    self, corrupt, duration_ms, fingerprint_from_slice, from_unix_ms, settled, with_timeout,
+    DurableSettings, Limits, StoreConfigError,
 };
 use super::protocol::{self, Decision, Record, State};
 use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
@@ -152,10 +152,9 @@ pub struct RedisStore {
 struct Inner {
     client: Option<redis::Client>,
     connect_timeout: Duration,
-    operation_timeout: Duration,
+    limits: Limits,
     manager: OnceCell<ConnectionManager>,
     prefix: String,
-    unsettled_retention_ms: i64,
     scripts: Scripts,
 }
 
@@ -170,9 +169,7 @@ enum Source {
 pub struct RedisStoreBuilder {
     source: Source,
     prefix: String,
-    connect_timeout: Duration,
-    operation_timeout: Duration,
-    unsettled_retention: Duration,
+    durable: DurableSettings,
 }
 
 impl RedisStore {
@@ -244,7 +241,7 @@ impl RedisStore {
                     .ok_or_else(|| StoreError::unavailable(NoConnection))?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(inner.connect_timeout))
-                    .set_response_timeout(Some(inner.operation_timeout))
+                    .set_response_timeout(Some(inner.limits.operation_timeout))
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_millis(500));
                 ConnectionManager::new_lazy_with_config(client, config)
@@ -260,7 +257,7 @@ impl RedisStore {
         what: &'static str,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        with_timeout(self.inner.operation_timeout, what, async {
+        with_timeout(self.inner.limits.operation_timeout, what, async {
             let mut manager = self.manager().await?;
             invocation
                 .invoke_async(&mut manager)
@@ -281,9 +278,7 @@ impl RedisStoreBuilder {
         Self {
             source,
             prefix: DEFAULT_KEY_PREFIX.to_owned(),
-            connect_timeout: Duration::from_secs(5),
-            operation_timeout: Duration::from_secs(5),
-            unsettled_retention: DEFAULT_UNSETTLED_RETENTION,
+            durable: DurableSettings::new(Self::DEFAULT_OPERATION_TIMEOUT),
         }
     }
 
@@ -296,39 +291,16 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long opening the connection may take (default 5 s; URL only).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// The most one operation may take, reconnecting included, before it fails
-    /// with [`StoreError::Unavailable`] (default 5 s).
-    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
-        self.operation_timeout = timeout;
-        self
-    }
-
-    /// How long a leased (past its lease) or released key is kept before Redis
-    /// drops it (default 72 h). Without it an attempt that never settled would
-    /// keep its key forever; with it, a delivery retried later than this is
-    /// treated as new.
-    pub fn unsettled_retention(mut self, retention: Duration) -> Self {
-        self.unsettled_retention = retention;
-        self
-    }
+    durable::durable_setters!(
+        connect_timeout,
+        operation_timeout(default 5 s, "reconnecting"),
+        unsettled_retention("Redis drops it (a key TTL), by the server's clock"),
+    );
 
     /// Checks the settings and returns the store; connects to nothing yet.
     pub fn build(self) -> Result<RedisStore, StoreConfigError> {
         // One multiplexed connection: there is no pool to size.
-        require_nonzero(
-            1,
-            &[
-                ("connect", self.connect_timeout),
-                ("operation", self.operation_timeout),
-                ("unsettled retention", self.unsettled_retention),
-            ],
-        )?;
+        let limits = self.durable.check(1, &[])?;
         let (client, manager) = match self.source {
             Source::Url(url) => {
                 let client = redis::Client::open(url.as_str())
@@ -340,11 +312,10 @@ impl RedisStoreBuilder {
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 client,
-                connect_timeout: self.connect_timeout,
-                operation_timeout: self.operation_timeout,
+                connect_timeout: self.durable.connect_timeout,
+                limits,
                 manager,
                 prefix: self.prefix,
-                unsettled_retention_ms: duration_ms(self.unsettled_retention),
                 scripts: Scripts::new(),
             }),
         })
@@ -358,13 +329,10 @@ impl fmt::Debug for RedisStoreBuilder {
             Source::Url(_) => "url",
             Source::Manager(_) => "manager",
         };
-        f.debug_struct("RedisStoreBuilder")
-            .field("source", &source)
-            .field("prefix", &self.prefix)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("operation_timeout", &self.operation_timeout)
-            .field("unsettled_retention", &self.unsettled_retention)
-            .finish()
+        let mut out = f.debug_struct("RedisStoreBuilder");
+        out.field("source", &source).field("prefix", &self.prefix);
+        self.debug_durable(&mut out);
+        out.finish()
     }
 }
 
@@ -372,7 +340,7 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.inner.prefix)
-            .field("operation_timeout", &self.inner.operation_timeout)
+            .field("operation_timeout", &self.inner.limits.operation_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -390,7 +358,7 @@ impl IdempotencyStore for RedisStore {
             .key(self.redis_key(key))
             .arg(&fingerprint.to_bytes()[..])
             .arg(duration_ms(lease))
-            .arg(self.inner.unsettled_retention_ms);
+            .arg(self.inner.limits.unsettled_retention_ms);
         let reply: ClaimReply = self.invoke("Redis claim", invocation).await?;
         let (code, token, state, stored_fp, exp, expired) = reply;
         if code == 5 {
@@ -440,7 +408,7 @@ impl IdempotencyStore for RedisStore {
             .key(self.redis_key(key))
             .arg(token.0)
             .arg(duration_ms(retention))
-            .arg(self.inner.unsettled_retention_ms);
+            .arg(self.inner.limits.unsettled_retention_ms);
         let changed: i64 = self.invoke("Redis complete", invocation).await?;
         settled(key, token, changed == 1)
     }
@@ -456,7 +424,7 @@ impl IdempotencyStore for RedisStore {
             .key(self.redis_key(key))
             .arg(token.0)
             .arg(reason)
-            .arg(self.inner.unsettled_retention_ms);
+            .arg(self.inner.limits.unsettled_retention_ms);
         let changed: i64 = self.invoke("Redis release", invocation).await?;
         settled(key, token, changed == 1)
     }

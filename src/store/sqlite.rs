@@ -18,9 +18,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use super::durable::{
-    self, duration_ms, fingerprint_from_slice, from_unix_ms, purge_batch, require_nonzero, settled,
-    stale, token_from_i64, token_to_i64, validate_table_name, with_timeout, StoreConfigError,
-    DEFAULT_PURGE_BATCH, DEFAULT_UNSETTLED_RETENTION,
+    self, duration_ms, fingerprint_from_slice, from_unix_ms, settled, stale, token_from_i64,
+    token_to_i64, validate_table_name, with_timeout, DurableSettings, Limits, StoreConfigError,
 };
 use super::protocol::{self, Decision, Record, State};
 use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
@@ -66,9 +65,7 @@ struct Inner {
     table: String,
     sql: Statements,
     busy_timeout: Duration,
-    operation_timeout: Duration,
-    purge_batch: i64,
-    unsettled_retention_ms: i64,
+    limits: Limits,
     clock: Arc<dyn Clock>,
     /// Open connections not in use.
     idle: Mutex<Vec<Connection>>,
@@ -156,16 +153,14 @@ impl Statements {
 }
 
 /// Settings for a [`SqliteStore`]; every setting has a production default.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use = "call `build()` to get the store"]
 pub struct SqliteStoreBuilder {
     location: Location,
     table: String,
     max_connections: usize,
     busy_timeout: Duration,
-    operation_timeout: Duration,
-    purge_batch_size: usize,
-    unsettled_retention: Duration,
+    durable: DurableSettings,
     clock: Arc<dyn Clock>,
 }
 
@@ -214,7 +209,7 @@ impl SqliteStore {
     {
         let inner = Arc::clone(&self.inner);
         with_timeout(
-            self.inner.operation_timeout,
+            self.inner.limits.operation_timeout,
             "SQLite operation",
             async move {
                 let permit = Arc::clone(&inner.permits)
@@ -335,9 +330,7 @@ impl SqliteStoreBuilder {
             table: DEFAULT_TABLE.to_owned(),
             max_connections: 1,
             busy_timeout: Duration::from_secs(5),
-            operation_timeout: Duration::from_secs(10),
-            purge_batch_size: DEFAULT_PURGE_BATCH,
-            unsettled_retention: DEFAULT_UNSETTLED_RETENTION,
+            durable: DurableSettings::new(Self::DEFAULT_OPERATION_TIMEOUT),
             clock: Arc::new(SystemClock),
         }
     }
@@ -367,31 +360,13 @@ impl SqliteStoreBuilder {
         self
     }
 
-    /// The most one operation may take, waiting for a connection included,
-    /// before it fails with [`StoreError::Unavailable`] (default 10 s).
-    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
-        self.operation_timeout = timeout;
-        self
-    }
-
-    /// How many keys one purge transaction deletes (default 10,000);
-    /// [`IdempotencyStore::purge_expired`] runs batches until none is left.
-    pub fn purge_batch_size(mut self, size: usize) -> Self {
-        self.purge_batch_size = size;
-        self
-    }
-
-    /// How long a released key, or a lease that ended without being settled,
-    /// is kept before [`IdempotencyStore::purge_expired`] deletes it (default
-    /// 72 h, as in `RedisStore`), by the store's clock: a released key from its
-    /// release, an abandoned lease from the end of its lease. Without it every
-    /// attempt that failed and was never retried would keep its row forever;
-    /// with it, a delivery retried later than this is treated as new (its
-    /// fencing tokens start again at 1).
-    pub fn unsettled_retention(mut self, retention: Duration) -> Self {
-        self.unsettled_retention = retention;
-        self
-    }
+    durable::durable_setters!(
+        operation_timeout(default 10 s, "waiting for a connection"),
+        purge_batch_size,
+        unsettled_retention(
+            "[`IdempotencyStore::purge_expired`] deletes it, by the store's clock"
+        ),
+    );
 
     /// The clock leases and retention are measured with (default
     /// [`SystemClock`]). Instances sharing a file must read the same time.
@@ -403,15 +378,9 @@ impl SqliteStoreBuilder {
     /// Checks the settings and returns the store; opens nothing yet.
     pub fn build(self) -> Result<SqliteStore, StoreConfigError> {
         validate_table_name(&self.table, false)?;
-        require_nonzero(
-            self.max_connections,
-            &[
-                ("busy", self.busy_timeout),
-                ("operation", self.operation_timeout),
-                ("unsettled retention", self.unsettled_retention),
-            ],
-        )?;
-        let purge_batch = purge_batch(self.purge_batch_size)?;
+        let limits = self
+            .durable
+            .check(self.max_connections, &[("busy", self.busy_timeout)])?;
         let connections = match self.location {
             Location::File(_) => self.max_connections,
             Location::Memory => 1,
@@ -422,9 +391,7 @@ impl SqliteStoreBuilder {
                 location: self.location,
                 table: self.table,
                 busy_timeout: self.busy_timeout,
-                operation_timeout: self.operation_timeout,
-                purge_batch,
-                unsettled_retention_ms: duration_ms(self.unsettled_retention),
+                limits,
                 clock: self.clock,
                 idle: Mutex::new(Vec::with_capacity(connections)),
                 permits: Arc::new(Semaphore::new(connections)),
@@ -434,13 +401,25 @@ impl SqliteStoreBuilder {
     }
 }
 
+impl fmt::Debug for SqliteStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = f.debug_struct("SqliteStoreBuilder");
+        out.field("location", &self.location)
+            .field("table", &self.table)
+            .field("max_connections", &self.max_connections)
+            .field("busy_timeout", &self.busy_timeout);
+        self.debug_durable(&mut out);
+        out.field("clock", &self.clock).finish()
+    }
+}
+
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteStore")
             .field("location", &self.inner.location)
             .field("table", &self.inner.table)
             .field("busy_timeout", &self.inner.busy_timeout)
-            .field("operation_timeout", &self.inner.operation_timeout)
+            .field("operation_timeout", &self.inner.limits.operation_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -546,7 +525,7 @@ impl IdempotencyStore for SqliteStore {
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.migrate().await?;
         let now = self.now_ms();
-        let unsettled_before = now.saturating_sub(self.inner.unsettled_retention_ms);
+        let unsettled_before = now.saturating_sub(self.inner.limits.unsettled_retention_ms);
         let completed = self.purge_batches(Purge::Completed, now).await?;
         let unsettled = self
             .purge_batches(Purge::Unsettled, unsettled_before)
@@ -568,7 +547,7 @@ impl SqliteStore {
     /// Runs one purge statement in batches until a batch deletes fewer rows
     /// than the batch size; `cutoff` (Unix ms) is its `?1`.
     async fn purge_batches(&self, which: Purge, cutoff: i64) -> Result<u64, StoreError> {
-        let batch = self.inner.purge_batch;
+        let batch = self.inner.limits.purge_batch;
         let mut deleted = 0u64;
         loop {
             let inner = Arc::clone(&self.inner);
