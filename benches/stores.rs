@@ -23,12 +23,12 @@
 //! `cargo bench --bench stores --all-features -- --warm-up-time 1 --measurement-time 3`
 
 mod common;
+mod support;
 
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use futures_util::FutureExt;
 use hookgate::store::{Claim, Fingerprint, IdempotencyStore, MemoryStore};
@@ -49,7 +49,7 @@ fn claim_complete(store: &MemoryStore, key: &str, fingerprint: Fingerprint) {
 
 /// Benches claim + complete of a new key per iteration.
 fn new_keys(
-    group: &mut BenchmarkGroup<'_, WallTime>,
+    group: &mut BenchmarkGroup<'_, support::Clock>,
     name: &str,
     store: &MemoryStore,
     fingerprint: Fingerprint,
@@ -66,7 +66,7 @@ fn new_keys(
     });
 }
 
-fn store_memory(c: &mut Criterion) {
+fn store_memory(c: &mut Criterion<support::Clock>) {
     let body = vec![b'x'; 1024];
     let fingerprint = Fingerprint::of(&body);
     let mut group = c.benchmark_group("store_memory");
@@ -107,14 +107,15 @@ fn store_memory(c: &mut Criterion) {
 /// Claim latency percentiles on full memory stores (see the crate docs above).
 mod tail {
     use std::hint::black_box;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
+    use criterion::measurement::Measurement;
     use criterion::Criterion;
     use futures_util::FutureExt;
     use hookgate::store::{Claim, Fingerprint, IdempotencyStore, MemoryStore};
     use hookgate::FixedClock;
 
-    use super::{claim_complete, common, LEASE};
+    use super::{claim_complete, common, support, LEASE};
 
     const NAME: &str = "store_memory_tail";
 
@@ -175,8 +176,12 @@ mod tail {
         );
     }
 
-    fn elapsed_ns(started: Instant) -> u32 {
-        u32::try_from(started.elapsed().as_nanos()).unwrap_or(u32::MAX)
+    /// Times `call` on the clock `HOOKGATE_BENCH_CLOCK` selects, in nanoseconds.
+    fn timed<T>(clock: &support::Clock, call: impl FnOnce() -> T) -> (T, u32) {
+        let started = clock.start();
+        let out = call();
+        let ns = clock.end(started);
+        (out, u32::try_from(ns).unwrap_or(u32::MAX))
     }
 
     fn key<'a>(buffer: &'a mut String, prefix: &str, n: usize) -> &'a str {
@@ -187,7 +192,7 @@ mod tail {
     }
 
     /// Full store, every claim a new key that evicts the oldest settled one.
-    fn churn(capacity: usize, claims: usize, fingerprint: Fingerprint) {
+    fn churn(clock: &support::Clock, capacity: usize, claims: usize, fingerprint: Fingerprint) {
         let store = MemoryStore::builder().capacity(capacity).build();
         let mut buffer = String::with_capacity(48);
         for n in 0..capacity {
@@ -196,11 +201,12 @@ mod tail {
         let mut samples = Vec::with_capacity(claims);
         for n in 0..claims {
             let key = key(&mut buffer, "churn", n);
-            let started = Instant::now();
-            let claim = store
-                .claim(black_box(key), fingerprint, LEASE)
-                .now_or_never();
-            samples.push(elapsed_ns(started));
+            let (claim, ns) = timed(clock, || {
+                store
+                    .claim(black_box(key), fingerprint, LEASE)
+                    .now_or_never()
+            });
+            samples.push(ns);
             let Some(Ok(Claim::Acquired(token))) = claim else {
                 panic!("a new key is acquired at once: {claim:?}");
             };
@@ -214,11 +220,16 @@ mod tail {
     /// Full store of abandoned leases that expire one after another, one per
     /// claim of a new key: each claim evicts an abandoned lease, or is refused
     /// when its shard has none yet.
-    fn expiring_leases(capacity: usize, claims: usize, fingerprint: Fingerprint) {
-        let clock = FixedClock::at_unix(1_700_000_000);
+    fn expiring_leases(
+        clock: &support::Clock,
+        capacity: usize,
+        claims: usize,
+        fingerprint: Fingerprint,
+    ) {
+        let time = FixedClock::at_unix(1_700_000_000);
         let store = MemoryStore::builder()
             .capacity(capacity)
-            .clock(clock.clone())
+            .clock(time.clone())
             .build();
         // One lease per millisecond until every shard is full (a full shard
         // refuses the keys it gets meanwhile); the first ends when the fill ends.
@@ -228,7 +239,7 @@ mod tail {
         while store.len() < store.capacity() {
             let claim = store.claim(key(&mut buffer, "fill", n), fingerprint, lease);
             match claim.now_or_never() {
-                Some(Ok(Claim::Acquired(_))) => clock.advance(Duration::from_millis(1)),
+                Some(Ok(Claim::Acquired(_))) => time.advance(Duration::from_millis(1)),
                 Some(Err(_)) => {}
                 other => panic!("a new key is acquired or refused: {other:?}"),
             }
@@ -237,13 +248,14 @@ mod tail {
         let mut samples = Vec::with_capacity(claims);
         let mut refused = 0;
         for n in 0..claims {
-            clock.advance(Duration::from_millis(1));
+            time.advance(Duration::from_millis(1));
             let key = key(&mut buffer, "lease", n);
-            let started = Instant::now();
-            let claim = store
-                .claim(black_box(key), fingerprint, lease)
-                .now_or_never();
-            samples.push(elapsed_ns(started));
+            let (claim, ns) = timed(clock, || {
+                store
+                    .claim(black_box(key), fingerprint, lease)
+                    .now_or_never()
+            });
+            samples.push(ns);
             match claim {
                 Some(Ok(Claim::Acquired(_))) => {}
                 Some(Err(_)) => refused += 1,
@@ -255,19 +267,21 @@ mod tail {
 
     /// The bare HMAC-SHA256 of a 1 KiB body, timed one call at a time like the
     /// claims (the baseline of every group).
-    fn bare_hmac(claims: usize, body: &[u8]) {
+    fn bare_hmac(clock: &support::Clock, claims: usize, body: &[u8]) {
         let keyed = common::keyed();
         let expected = common::tag(&[body]);
         let mut samples = Vec::with_capacity(claims);
         for _ in 0..claims {
-            let started = Instant::now();
-            black_box(common::bare_hmac(&keyed, &[black_box(body)], &expected));
-            samples.push(elapsed_ns(started));
+            let (ok, ns) = timed(clock, || {
+                common::bare_hmac(&keyed, &[black_box(body)], &expected)
+            });
+            assert!(ok);
+            samples.push(ns);
         }
         report("bare_hmac", &mut samples, 0);
     }
 
-    pub(crate) fn store_memory_tail(_: &mut Criterion) {
+    pub(crate) fn store_memory_tail(_: &mut Criterion<support::Clock>) {
         let cases = ["bare_hmac", "full_churn", "full_expiring_leases"].map(selected);
         if !cases.contains(&true) {
             return;
@@ -286,15 +300,16 @@ mod tail {
         };
         let body = vec![b'x'; 1024];
         let fingerprint = Fingerprint::of(&body);
-        println!("{NAME}: claim latency, {capacity} keys in 16 shards, wall clock");
+        let clock = support::clock();
+        println!("{NAME}: claim latency, {capacity} keys in 16 shards, {clock:?} clock");
         if cases[0] {
-            bare_hmac(claims, &body);
+            bare_hmac(&clock, claims, &body);
         }
         if cases[1] {
-            churn(capacity, claims, fingerprint);
+            churn(&clock, capacity, claims, fingerprint);
         }
         if cases[2] {
-            expiring_leases(capacity, claims, fingerprint);
+            expiring_leases(&clock, capacity, claims, fingerprint);
         }
     }
 }
@@ -478,12 +493,10 @@ fn postgres(_: &mut Criterion) {}
 #[cfg(not(feature = "redis"))]
 fn redis(_: &mut Criterion) {}
 
-criterion_group!(
-    benches,
-    store_memory,
-    tail::store_memory_tail,
-    sqlite,
-    postgres,
-    redis
-);
-criterion_main!(benches);
+criterion_group! {
+    name = memory;
+    config = support::criterion();
+    targets = store_memory, tail::store_memory_tail
+}
+criterion_group!(durable_stores, sqlite, postgres, redis);
+criterion_main!(memory, durable_stores);

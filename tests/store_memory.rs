@@ -324,10 +324,20 @@ async fn in_flight_keys_are_never_evicted_and_a_full_store_says_so() {
     ));
     assert_eq!(store.len(), 2);
 
-    // Once a lease is abandoned (expired, never settled), it makes room.
+    // Once a lease is abandoned (expired, never settled), it makes room: one
+    // per new key, the earliest ended first, each counted as an eviction.
     clock.advance(LEASE);
     assert!(matches!(claim(&store, "third").await, Claim::Acquired(_)));
-    assert_eq!(store.len(), 1, "both abandoned leases were swept");
+    assert_eq!((store.len(), store.evictions()), (2, 2));
+    assert!(
+        matches!(claim(&store, "flight").await, Claim::Acquired(_)),
+        "the first lease made room"
+    );
+    assert_eq!(store.evictions(), 3, "then the second");
+    assert!(matches!(
+        claim(&store, "third").await,
+        Claim::InFlight { .. }
+    ));
 }
 
 #[tokio::test]
