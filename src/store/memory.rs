@@ -217,8 +217,9 @@ impl MemoryStoreBuilder {
 
     /// Builds the store. Memory is allocated as keys arrive, not up front.
     pub fn build(self) -> MemoryStore {
-        let capacity = self.capacity.max(1);
-        let shards = self.shards.clamp(1, MemoryStore::MAX_SHARDS).min(capacity);
+        // The setters keep capacity >= 1 and shards in 1..=MAX_SHARDS.
+        let capacity = self.capacity;
+        let shards = self.shards.min(capacity);
         let shard_capacity = capacity
             .div_ceil(shards)
             .min(MemoryStore::MAX_SHARD_CAPACITY);
@@ -1041,9 +1042,9 @@ mod tests {
             }
             assert_eq!(list.tail, prev, "tail of list {number}");
         }
-        for index in 0..shard.slots.len() {
-            let expected = u32::from(!shard.slots[index].entry.is_empty());
-            assert_eq!(on_lists[index], expected, "slot {index} is on one list");
+        for (index, (slot, lists)) in shard.slots.iter().zip(&on_lists).enumerate() {
+            let expected = u32::from(!slot.entry.is_empty());
+            assert_eq!(*lists, expected, "slot {index} is on one list");
         }
     }
 
@@ -1064,9 +1065,9 @@ mod tests {
 
     #[test]
     fn a_key_id_keeps_96_bits_of_the_hash_and_the_shard_takes_the_top_32() {
-        let hash: u128 = 0x0123_4567_89ab_cdef_0011_2233_4455_6677;
+        let hash: u128 = 0x9123_4567_89ab_cdef_0011_2233_4455_6677;
         let (shard, key) = split(hash, 16);
-        assert_eq!(shard, 0x0123_4567 * 16 >> 32);
+        assert_eq!(shard, 9, "the top 4 bits of 16 shards");
         assert_eq!({ key.low }, 0x0011_2233_4455_6677);
         assert_eq!({ key.high }, 0x89ab_cdef);
         // Keys that differ only in bits 64..96 share a shard but are distinct.
@@ -1157,6 +1158,54 @@ mod tests {
             [8, 12, 18, 28, 42, 64, 96, 144, 218, 328, 492, 740, 1_110, 1_667]
         );
         check(&shard);
+    }
+
+    #[test]
+    fn a_table_grows_when_the_next_key_would_fill_more_than_three_quarters() {
+        let mut shard = Shard::new(1_000);
+        for n in 0..6 {
+            acquire(&mut shard, id(n), 0, 10);
+        }
+        assert_eq!(shard.slots.len(), 8, "6 keys fit 8 slots");
+        acquire(&mut shard, id(6), 0, 10);
+        assert_eq!(shard.slots.len(), 12, "a 7th does not");
+    }
+
+    #[test]
+    fn expired_completions_make_room_earliest_deadline_first() {
+        let mut shard = Shard::new(4);
+        // Retentions 30, 10 and 20 ms in three lists, then a live key.
+        for (n, retention) in [(0, 30), (1, 10), (2, 20), (3, 1_000)] {
+            let token = acquire(&mut shard, id(n), 0, 5);
+            assert!(shard.settle(id(n), token, State::Completed, retention, retention));
+        }
+        let mut order = Vec::new();
+        while let Some((index, live)) = shard.victim(40) {
+            order.push((shard.slots[index].entry.deadline(), live));
+            shard.remove(index);
+        }
+        assert_eq!(
+            order,
+            [(10, false), (20, false), (30, false), (1_000, true)]
+        );
+    }
+
+    #[test]
+    fn a_length_beyond_the_lists_joins_the_list_of_the_nearest_length() {
+        let mut shard = Shard::new(16);
+        let retentions = [100, 200, 300, 400, 500, 600, 700, 800];
+        for (n, retention) in retentions.into_iter().enumerate() {
+            let token = acquire(&mut shard, id(n as u64), 0, 5);
+            assert!(shard.settle(id(n as u64), token, State::Completed, retention, retention));
+        }
+        let shared = shard.list_for(State::Completed, 210);
+        assert_eq!(shard.lists[shared].duration_ms, 200);
+        let shared = shard.list_for(State::Completed, 790);
+        assert_eq!(shard.lists[shared].duration_ms, 800);
+        // An exact length keeps its own list, even while that list is empty.
+        let lease = shard.list_for(State::InFlight, 5);
+        assert_eq!(shard.lists[lease].duration_ms, 5);
+        assert_eq!(shard.lists[lease].head, NIL, "every key was settled");
     }
 
     #[test]
