@@ -109,17 +109,18 @@ pub enum MemoryStoreError {
 ///   [`MemoryStore::evictions`]: an evicted completed key is forgotten, so a
 ///   late retry of it would run again.
 /// - **Steady cost**: finding what to evict looks only at the front of one list
-///   per lease length and per retention, never at the whole shard, so a full
-///   shard answers in about the same time as an empty one. Keys of one length
+///   per lease length and per retention, never at the whole shard, so making
+///   room costs the same in a full shard of any size. Keys of one length
 ///   end in claim (or settle) order; a shard keeps up to 8 lease lengths and 8
 ///   retentions (released keys count as one) in their own lists, and a further
 ///   length shares the list of the nearest one, where keys are then found only
 ///   approximately in deadline order (an abandoned lease behind a longer one
 ///   makes room once the longer one has ended). A clock set backwards has the
-///   same effect. While a shard grows towards its capacity its table is rebuilt
-///   1.5 times larger now and then (a pause proportional to its keys, about a
-///   dozen times in its life); a shard that has reached its table's final size
-///   never rebuilds it.
+///   same effect. While a shard fills up for the first time, its table is
+///   rebuilt 1.5 times larger each time it is 3/4 full (a pause proportional to
+///   the keys it holds: 24 times for a default shard, the last one moving
+///   52,000 keys); once a shard has held its capacity, its table keeps its size
+///   and no operation scans or rebuilds it.
 /// - **Fencing**: tokens come from one counter per shard, so every claim of a key
 ///   gets a token larger than any given before for that key, even after the key
 ///   was evicted or expired.
@@ -137,9 +138,10 @@ pub enum MemoryStoreError {
 ///   settings to these, never panics.
 /// - A `complete` or `release` whose lease ran out still settles the key as long
 ///   as no newer attempt claimed it: the token is still the key's current claim.
-/// - `purge_expired` visits every key, a few thousand at a time per shard lock;
-///   call it every few minutes, not per delivery. Expired keys count as absent
-///   without it.
+/// - `purge_expired` visits every key, a few thousand at a time per shard lock
+///   (a key that a concurrent claim moves meanwhile may wait for the next
+///   purge); call it every few minutes, not per delivery. Expired keys count as
+///   absent without it.
 /// - `release` does not keep its `reason`: log it where you release.
 ///
 /// ```
@@ -424,8 +426,9 @@ fn stale(key: &str, token: FencingToken) -> StoreError {
     }
 }
 
-/// Locks a shard. A panic while a shard was locked cannot leave it inconsistent
-/// in a way that breaks the protocol: the data of a poisoned lock is used as is.
+/// Locks a shard. The only panic possible while a shard is locked is a table
+/// too large for the platform's address space, raised before anything changed,
+/// so the data of a poisoned lock is consistent and used as is.
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
