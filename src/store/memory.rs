@@ -117,10 +117,11 @@ pub enum MemoryStoreError {
 ///   approximately in deadline order (an abandoned lease behind a longer one
 ///   makes room once the longer one has ended). A clock set backwards has the
 ///   same effect. While a shard fills up for the first time, its table is
-///   rebuilt 1.5 times larger each time it is 3/4 full (a pause proportional to
-///   the keys it holds: 24 times for a default shard, the last one moving
-///   52,000 keys); once a shard has held its capacity, its table keeps its size
-///   and no operation scans or rebuilds it.
+///   rebuilt 1.5 times larger each time it is 3/4 full: a pause proportional to
+///   the keys it holds, 24 times for a default shard, the last one moving
+///   52,000 keys in a few milliseconds (more shards make each pause shorter).
+///   Once a shard has held its capacity, its table keeps its size and no
+///   operation scans or rebuilds it.
 /// - **Fencing**: tokens come from one counter per shard, so every claim of a key
 ///   gets a token larger than any given before for that key, even after the key
 ///   was evicted or expired.
