@@ -9,17 +9,26 @@
 //! reports the latency per iteration and, where a throughput is set, operations
 //! (deliveries) per second.
 //!
+//! `store_memory_tail` is no criterion group: criterion reports a mean per
+//! iteration, which hides the rare slow claim a lock holder makes everyone wait
+//! for. It times every claim on a full default-sized `MemoryStore` (1,000,000
+//! keys, 16 shards), once with churn (every new key evicts a settled one) and once
+//! with abandoned leases expiring one after another (every new key evicts one),
+//! and prints the percentiles next to the bare HMAC's, timed the same way:
+//! `cargo bench --bench stores -- store_memory_tail` (`HOOKGATE_TAIL_CLAIMS` sets
+//! the number of timed claims per case, default 1,000,000).
+//!
 //! The durable stores are benched only with their feature on; the server stores
 //! read `HOOKGATE_POSTGRES_URL` / `HOOKGATE_REDIS_URL` (local defaults):
 //! `cargo bench --bench stores --all-features -- --warm-up-time 1 --measurement-time 3`
 
 mod common;
+mod support;
 
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use futures_util::FutureExt;
 use hookgate::store::{Claim, Fingerprint, IdempotencyStore, MemoryStore};
@@ -40,7 +49,7 @@ fn claim_complete(store: &MemoryStore, key: &str, fingerprint: Fingerprint) {
 
 /// Benches claim + complete of a new key per iteration.
 fn new_keys(
-    group: &mut BenchmarkGroup<'_, WallTime>,
+    group: &mut BenchmarkGroup<'_, support::Clock>,
     name: &str,
     store: &MemoryStore,
     fingerprint: Fingerprint,
@@ -57,7 +66,7 @@ fn new_keys(
     });
 }
 
-fn store_memory(c: &mut Criterion) {
+fn store_memory(c: &mut Criterion<support::Clock>) {
     let body = vec![b'x'; 1024];
     let fingerprint = Fingerprint::of(&body);
     let mut group = c.benchmark_group("store_memory");
@@ -93,6 +102,231 @@ fn store_memory(c: &mut Criterion) {
     });
 
     group.finish();
+}
+
+/// Claim latency percentiles on full memory stores (see the crate docs above).
+mod tail {
+    use std::hint::black_box;
+    use std::time::Duration;
+
+    use criterion::measurement::Measurement;
+    use criterion::Criterion;
+    use futures_util::FutureExt;
+    use hookgate::store::{Claim, Fingerprint, IdempotencyStore, MemoryStore};
+    use hookgate::FixedClock;
+
+    use super::{common, support, LEASE};
+
+    const NAME: &str = "store_memory_tail";
+
+    /// Whether criterion's command line selects the case `NAME/case`: no name
+    /// filter, or one the case's name contains (criterion's own filters are
+    /// regexes; a plain substring covers the names used here).
+    fn selected(case: &str) -> bool {
+        // Options of criterion's command line that take a value.
+        const VALUED: [&str; 14] = [
+            "--warm-up-time",
+            "--measurement-time",
+            "--sample-size",
+            "--nresamples",
+            "--noise-threshold",
+            "--confidence-level",
+            "--significance-level",
+            "--save-baseline",
+            "--baseline",
+            "--baseline-lenient",
+            "--load-baseline",
+            "--output-format",
+            "--plotting-backend",
+            "--profile-time",
+        ];
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let mut filters = Vec::new();
+        let mut skip = false;
+        for arg in &args {
+            if std::mem::take(&mut skip) {
+                continue;
+            }
+            if VALUED.contains(&arg.as_str()) {
+                skip = true;
+            } else if !arg.starts_with('-') {
+                filters.push(arg.as_str());
+            }
+        }
+        let id = format!("{NAME}/{case}");
+        filters.is_empty() || filters.iter().any(|f| id.contains(f))
+    }
+
+    /// Nanoseconds at the given percentiles of `samples` (sorted in place).
+    fn report(case: &str, samples: &mut [u32], refused: usize) {
+        samples.sort_unstable();
+        let at = |p: f64| {
+            let rank = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len());
+            samples[rank - 1]
+        };
+        let slow = samples.iter().filter(|&&ns| ns > 100_000).count();
+        println!(
+            "{NAME}/{case:<26} p50 {:>7} ns  p99 {:>7} ns  p99.9 {:>7} ns  max {:>9} ns  \
+             ({} claims, {slow} over 100 µs, {refused} refused Full)",
+            at(0.50),
+            at(0.99),
+            at(0.999),
+            samples[samples.len() - 1],
+            samples.len(),
+        );
+    }
+
+    /// Times `call` on the clock `HOOKGATE_BENCH_CLOCK` selects, in nanoseconds.
+    fn timed<T>(clock: &support::Clock, call: impl FnOnce() -> T) -> (T, u32) {
+        let started = clock.start();
+        let out = call();
+        let ns = clock.end(started);
+        (out, u32::try_from(ns).unwrap_or(u32::MAX))
+    }
+
+    fn key<'a>(buffer: &'a mut String, prefix: &str, n: usize) -> &'a str {
+        use std::fmt::Write as _;
+        buffer.clear();
+        let _ = write!(buffer, "{prefix}:evt_{n:024}");
+        buffer
+    }
+
+    /// Full store, every claim a new key that evicts the oldest settled one
+    /// (and, first, the claims that fill it).
+    fn churn(clock: &support::Clock, capacity: usize, claims: usize, fingerprint: Fingerprint) {
+        let store = MemoryStore::builder().capacity(capacity).build();
+        let mut buffer = String::with_capacity(48);
+        // Filling: the tables grow (1.5 times larger at 3/4 full) on the way.
+        let mut samples = Vec::with_capacity(capacity);
+        for n in 0..capacity {
+            let key = key(&mut buffer, "fill", n);
+            let (claim, ns) = timed(clock, || {
+                store
+                    .claim(black_box(key), fingerprint, LEASE)
+                    .now_or_never()
+            });
+            samples.push(ns);
+            let Some(Ok(Claim::Acquired(token))) = claim else {
+                panic!("a new key is acquired at once: {claim:?}");
+            };
+            let done = store.complete(key, token, super::RETENTION).now_or_never();
+            assert!(matches!(done, Some(Ok(()))));
+        }
+        report("filling (growing tables)", &mut samples, 0);
+        let mut samples = Vec::with_capacity(claims);
+        for n in 0..claims {
+            let key = key(&mut buffer, "churn", n);
+            let (claim, ns) = timed(clock, || {
+                store
+                    .claim(black_box(key), fingerprint, LEASE)
+                    .now_or_never()
+            });
+            samples.push(ns);
+            let Some(Ok(Claim::Acquired(token))) = claim else {
+                panic!("a new key is acquired at once: {claim:?}");
+            };
+            let done = store.complete(key, token, super::RETENTION).now_or_never();
+            assert!(matches!(done, Some(Ok(()))));
+        }
+        assert!(store.evictions() >= claims as u64);
+        report("full_churn", &mut samples, 0);
+    }
+
+    /// Full store of abandoned leases that expire one after another, one per
+    /// claim of a new key: each claim evicts an abandoned lease, or is refused
+    /// when its shard has none yet.
+    fn expiring_leases(
+        clock: &support::Clock,
+        capacity: usize,
+        claims: usize,
+        fingerprint: Fingerprint,
+    ) {
+        let time = FixedClock::at_unix(1_700_000_000);
+        let store = MemoryStore::builder()
+            .capacity(capacity)
+            .clock(time.clone())
+            .build();
+        // One lease per millisecond until every shard is full (a full shard
+        // refuses the keys it gets meanwhile); the first ends when the fill ends.
+        let lease = Duration::from_millis(capacity as u64);
+        let mut buffer = String::with_capacity(48);
+        let mut n = 0;
+        while store.len() < store.capacity() {
+            let claim = store.claim(key(&mut buffer, "fill", n), fingerprint, lease);
+            match claim.now_or_never() {
+                Some(Ok(Claim::Acquired(_))) => time.advance(Duration::from_millis(1)),
+                Some(Err(_)) => {}
+                other => panic!("a new key is acquired or refused: {other:?}"),
+            }
+            n += 1;
+        }
+        let mut samples = Vec::with_capacity(claims);
+        let mut refused = 0;
+        for n in 0..claims {
+            time.advance(Duration::from_millis(1));
+            let key = key(&mut buffer, "lease", n);
+            let (claim, ns) = timed(clock, || {
+                store
+                    .claim(black_box(key), fingerprint, lease)
+                    .now_or_never()
+            });
+            samples.push(ns);
+            match claim {
+                Some(Ok(Claim::Acquired(_))) => {}
+                Some(Err(_)) => refused += 1,
+                other => panic!("a new key is acquired or refused: {other:?}"),
+            }
+        }
+        report("full_expiring_leases", &mut samples, refused);
+    }
+
+    /// The bare HMAC-SHA256 of a 1 KiB body, timed one call at a time like the
+    /// claims (the baseline of every group).
+    fn bare_hmac(clock: &support::Clock, claims: usize, body: &[u8]) {
+        let keyed = common::keyed();
+        let expected = common::tag(&[body]);
+        let mut samples = Vec::with_capacity(claims);
+        for _ in 0..claims {
+            let (ok, ns) = timed(clock, || {
+                common::bare_hmac(&keyed, &[black_box(body)], &expected)
+            });
+            assert!(ok);
+            samples.push(ns);
+        }
+        report("bare_hmac", &mut samples, 0);
+    }
+
+    pub(crate) fn store_memory_tail(_: &mut Criterion<support::Clock>) {
+        let cases = ["bare_hmac", "full_churn", "full_expiring_leases"].map(selected);
+        if !cases.contains(&true) {
+            return;
+        }
+        // `cargo test --benches` runs each member once, without `--bench`: a
+        // small store then checks that this member still works.
+        let benching = std::env::args().any(|arg| arg == "--bench");
+        let (capacity, claims) = if benching {
+            let claims = std::env::var("HOOKGATE_TAIL_CLAIMS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1_000_000);
+            (MemoryStore::DEFAULT_CAPACITY, claims)
+        } else {
+            (16_000, 16_000)
+        };
+        let body = vec![b'x'; 1024];
+        let fingerprint = Fingerprint::of(&body);
+        let clock = support::clock();
+        println!("{NAME}: claim latency, {capacity} keys in 16 shards, {clock:?} clock");
+        if cases[0] {
+            bare_hmac(&clock, claims, &body);
+        }
+        if cases[1] {
+            churn(&clock, capacity, claims, fingerprint);
+        }
+        if cases[2] {
+            expiring_leases(&clock, capacity, claims, fingerprint);
+        }
+    }
 }
 
 /// The durable stores' benches, built only with one of their features.
@@ -274,5 +508,10 @@ fn postgres(_: &mut Criterion) {}
 #[cfg(not(feature = "redis"))]
 fn redis(_: &mut Criterion) {}
 
-criterion_group!(benches, store_memory, sqlite, postgres, redis);
-criterion_main!(benches);
+criterion_group! {
+    name = memory;
+    config = support::criterion();
+    targets = store_memory, tail::store_memory_tail
+}
+criterion_group!(durable_stores, sqlite, postgres, redis);
+criterion_main!(memory, durable_stores);

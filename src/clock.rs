@@ -45,6 +45,10 @@ impl Clock for SystemClock {
 /// A clock that reads whatever it was set to; clones share the same time, so a
 /// test can hand one to a pipeline and move time forward from outside.
 ///
+/// It holds nanoseconds since the Unix epoch in an `i64`, so it reads times
+/// from 1677-09-21 to 2262-04-11: setting or advancing it beyond that range
+/// stops at the nearest end (it never wraps around).
+///
 /// ```
 /// use hookgate::{Clock, FixedClock};
 /// use std::time::Duration;
@@ -78,15 +82,23 @@ impl FixedClock {
         self.unix_nanos.store(to_nanos(at), Ordering::SeqCst);
     }
 
-    /// Moves the time forward by `by`.
+    /// Moves the time forward by `by`, stopping at the latest time the clock
+    /// holds (2262-04-11).
     pub fn advance(&self, by: Duration) {
         let nanos = i64::try_from(by.as_nanos()).unwrap_or(i64::MAX);
-        self.unix_nanos.fetch_add(nanos, Ordering::SeqCst);
+        // fetch_update retries on contention; the closure always returns Some.
+        let _ = self
+            .unix_nanos
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
+                Some(now.saturating_add(nanos))
+            });
     }
 }
 
+/// `at` in nanoseconds since the epoch, clamped to what an `i64` holds.
 fn to_nanos(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos()).unwrap_or(i64::MAX)
+    let nanos = at.unix_timestamp_nanos();
+    i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
 }
 
 impl Clock for FixedClock {
@@ -101,5 +113,38 @@ impl Clock for FixedClock {
 impl fmt::Debug for FixedClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("FixedClock").field(&self.now()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advancing_past_the_last_representable_time_stops_there() {
+        let clock = FixedClock::at_unix(1_700_000_000);
+        clock.advance(Duration::from_secs(300 * 365 * 24 * 3600));
+        let last = clock.now();
+        assert_eq!(last.year(), 2262, "{last}");
+        clock.advance(Duration::from_nanos(1));
+        clock.advance(Duration::MAX);
+        assert_eq!(
+            clock.now(),
+            last,
+            "it stays at the end, never wraps to 1677"
+        );
+        assert_eq!(last.unix_timestamp_nanos(), i128::from(i64::MAX));
+    }
+
+    #[test]
+    fn setting_a_time_outside_the_range_clamps_to_the_nearest_end() {
+        let clock = FixedClock::at_unix(0);
+        // 1600-01-01 and 9999-01-01.
+        clock.set(OffsetDateTime::from_unix_timestamp(-11_676_096_000).unwrap());
+        assert_eq!(clock.now().year(), 1677);
+        clock.set(OffsetDateTime::from_unix_timestamp(253_370_764_800).unwrap());
+        assert_eq!(clock.now().year(), 2262);
+        let min = FixedClock::at_unix(i64::MIN);
+        assert_eq!(min.now().year(), 1677);
     }
 }

@@ -347,10 +347,20 @@ async fn in_flight_keys_are_never_evicted_and_a_full_store_says_so() {
     ));
     assert_eq!(store.len(), 2);
 
-    // Once a lease is abandoned (expired, never settled), it makes room.
+    // Once a lease is abandoned (expired, never settled), it makes room: one
+    // per new key, the earliest ended first, each counted as an eviction.
     clock.advance(LEASE);
     assert!(matches!(claim(&store, "third").await, Claim::Acquired(_)));
-    assert_eq!(store.len(), 1, "both abandoned leases were swept");
+    assert_eq!((store.len(), store.evictions()), (2, 2));
+    assert!(
+        matches!(claim(&store, "flight").await, Claim::Acquired(_)),
+        "the first lease made room"
+    );
+    assert_eq!(store.evictions(), 3, "then the second");
+    assert!(matches!(
+        claim(&store, "third").await,
+        Claim::InFlight { .. }
+    ));
 }
 
 #[tokio::test]
@@ -395,6 +405,137 @@ fn builder_defaults_and_clamping() {
     assert_eq!((clamped.capacity(), clamped.shard_count()), (2, 2));
     let zero = MemoryStore::builder().capacity(0).shards(0).build();
     assert_eq!((zero.capacity(), zero.shard_count()), (1, 1));
+    assert_eq!(MemoryStore::MAX_SHARDS, 4096);
+}
+
+#[test]
+fn extreme_builder_settings_are_clamped_never_overflow_or_panic() {
+    let huge = MemoryStore::builder().capacity(usize::MAX).build();
+    assert_eq!(huge.shard_count(), MemoryStore::DEFAULT_SHARDS);
+    assert_eq!(
+        huge.capacity(),
+        MemoryStore::DEFAULT_SHARDS * MemoryStore::MAX_SHARD_CAPACITY
+    );
+    let most = MemoryStore::builder()
+        .capacity(usize::MAX)
+        .shards(usize::MAX)
+        .build();
+    assert_eq!(most.shard_count(), MemoryStore::MAX_SHARDS);
+    assert_eq!(
+        most.capacity(),
+        MemoryStore::MAX_SHARDS * MemoryStore::MAX_SHARD_CAPACITY
+    );
+    let shards = MemoryStore::builder().shards(usize::MAX).build();
+    assert_eq!(shards.shard_count(), MemoryStore::MAX_SHARDS);
+    assert!(shards.capacity() >= MemoryStore::DEFAULT_CAPACITY);
+    assert!(most.is_empty());
+}
+
+#[tokio::test]
+async fn clones_share_one_store() {
+    let (store, _) = one_shard(8);
+    let other = store.clone();
+    let token = acquire(&store, "k").await;
+    assert!(matches!(claim(&other, "k").await, Claim::InFlight { .. }));
+    other.complete("k", token, RETENTION).await.unwrap();
+    assert_eq!(claim(&store, "k").await, Claim::Completed);
+    assert_eq!((store.len(), other.len()), (1, 1));
+    drop(store);
+    assert_eq!(
+        claim(&other, "k").await,
+        Claim::Completed,
+        "a clone outlives the original"
+    );
+}
+
+#[tokio::test]
+async fn len_is_empty_and_shard_lens_count_every_kind_of_key() {
+    let clock = FixedClock::at_unix(START);
+    let store = MemoryStore::builder()
+        .capacity(64)
+        .shards(4)
+        .clock(clock.clone())
+        .build();
+    assert!(store.is_empty());
+    assert_eq!(store.shard_lens(), vec![0; 4]);
+    complete(&store, "completed", Duration::from_secs(1)).await;
+    assert!(!store.is_empty());
+    assert_eq!(store.len(), 1);
+    acquire(&store, "flight").await;
+    let released = acquire(&store, "released").await;
+    store.release("released", released, "x").await.unwrap();
+    assert_eq!(store.len(), 3);
+    let lens = store.shard_lens();
+    assert_eq!(lens.len(), 4);
+    assert_eq!(lens.iter().sum::<usize>(), 3);
+    // Past retention but not purged: still held.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(store.len(), 3);
+    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    assert_eq!(store.len(), 2);
+    assert!(!store.is_empty());
+}
+
+#[tokio::test]
+async fn eviction_still_works_after_a_purge() {
+    let (store, clock) = one_shard(2);
+    complete(&store, "a", Duration::from_secs(1)).await;
+    complete(&store, "b", Duration::from_secs(3600)).await;
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    complete(&store, "c", RETENTION).await;
+    // Full again: d evicts the oldest live settlement, b, not c.
+    acquire(&store, "d").await;
+    assert_eq!(store.evictions(), 1);
+    assert_eq!(claim(&store, "c").await, Claim::Completed);
+    let b = store.claim("b", Fingerprint(9), LEASE).await.unwrap();
+    assert!(matches!(b, Claim::Acquired(_)), "b was evicted: {b:?}");
+}
+
+#[tokio::test]
+async fn the_oldest_settlement_is_evicted_whatever_its_retention() {
+    let (store, clock) = one_shard(3);
+    let hour = Duration::from_secs(3600);
+    complete(&store, "a", hour).await;
+    clock.advance(Duration::from_secs(1));
+    complete(&store, "b", 2 * hour).await;
+    clock.advance(Duration::from_secs(1));
+    complete(&store, "c", hour).await;
+    clock.advance(Duration::from_secs(1));
+
+    acquire(&store, "d").await; // a: settled first
+    assert_eq!(store.evictions(), 1);
+    assert_eq!(claim(&store, "b").await, Claim::Completed);
+    assert_eq!(claim(&store, "c").await, Claim::Completed);
+    acquire(&store, "e").await; // then b (kept longer, but settled before c)
+    assert_eq!(store.evictions(), 2);
+    assert_eq!(claim(&store, "c").await, Claim::Completed);
+    let b = store.claim("b", Fingerprint(9), LEASE).await.unwrap();
+    assert!(matches!(b, Claim::Acquired(_)), "b was evicted: {b:?}");
+}
+
+#[tokio::test]
+async fn evictions_count_each_abandoned_lease_that_makes_room() {
+    let (store, clock) = one_shard(3);
+    for key in ["a", "b", "c"] {
+        acquire(&store, key).await;
+    }
+    assert_eq!(store.evictions(), 0);
+    clock.advance(LEASE);
+    for (n, key) in ["d", "e", "f"].into_iter().enumerate() {
+        acquire(&store, key).await;
+        assert_eq!(store.evictions(), n as u64 + 1, "{key}");
+    }
+    assert_eq!(store.len(), 3);
+    // A key past retention makes room uncounted; a live one counts.
+    let (store, clock) = one_shard(1);
+    complete(&store, "x", Duration::from_secs(1)).await;
+    clock.advance(Duration::from_secs(1));
+    acquire(&store, "y").await;
+    assert_eq!(store.evictions(), 0, "x was past retention");
+    clock.advance(LEASE);
+    acquire(&store, "z").await;
+    assert_eq!(store.evictions(), 1, "y was an abandoned lease");
 }
 
 #[tokio::test]
@@ -704,6 +845,43 @@ mod model {
         #[test]
         fn memory_store_follows_the_protocol_model(ops in prop::collection::vec(op(), 1..80)) {
             check(ops)?;
+        }
+    }
+}
+
+/// Any builder settings, extreme ones included, build a store that works.
+mod builder_props {
+    use futures_util::FutureExt;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn size() -> impl Strategy<Value = usize> {
+        prop_oneof![
+            Just(0),
+            Just(1),
+            Just(usize::MAX),
+            Just(usize::MAX / 2 + 1),
+            0..10_000usize,
+            any::<usize>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn any_capacity_and_shard_count_build_a_working_store(capacity in size(), shards in size()) {
+            let store = MemoryStore::builder().capacity(capacity).shards(shards).build();
+            let wanted = capacity.max(1);
+            let count = store.shard_count();
+            prop_assert_eq!(count, shards.clamp(1, MemoryStore::MAX_SHARDS).min(wanted));
+            let most = count * MemoryStore::MAX_SHARD_CAPACITY;
+            prop_assert!(store.capacity() >= wanted.min(most), "{} < {}", store.capacity(), wanted);
+            prop_assert!(store.capacity() <= wanted.max(count).saturating_add(count - 1));
+            prop_assert_eq!(store.capacity() % count, 0);
+            let answer = store.claim("k", fp("k"), LEASE).now_or_never();
+            prop_assert!(matches!(answer, Some(Ok(Claim::Acquired(_)))));
+            prop_assert_eq!(store.len(), 1);
         }
     }
 }

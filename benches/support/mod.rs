@@ -13,8 +13,17 @@ use criterion::{Criterion, Throughput};
 
 /// The criterion configuration every bench uses.
 pub fn criterion() -> Criterion<Clock> {
+    Criterion::default().with_measurement(clock())
+}
+
+/// The clock `HOOKGATE_BENCH_CLOCK` selects, for benches that time calls themselves.
+pub fn clock() -> Clock {
     let cpu = cfg!(unix) && std::env::var("HOOKGATE_BENCH_CLOCK").is_ok_and(|v| v == "cpu");
-    Criterion::default().with_measurement(if cpu { Clock::ThreadCpu } else { Clock::Wall })
+    if cpu {
+        Clock::ThreadCpu
+    } else {
+        Clock::Wall
+    }
 }
 
 /// Wall time (criterion's default) or the current thread's CPU time.
