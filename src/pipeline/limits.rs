@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::builder::BuildError;
+use super::build_error::BuildError;
 use crate::outcome::OutcomeKind;
 use crate::rejected::RejectionReason;
 use crate::verify::ProviderProfile;

@@ -25,6 +25,7 @@
 mod attempt;
 mod best_effort;
 mod budget;
+mod build_error;
 mod builder;
 mod claim;
 mod limits;
@@ -42,7 +43,8 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 pub use best_effort::{BestEffort, BestEffortReport, ShutdownReport};
-pub use builder::{BuildError, PipelineBuilder};
+pub use build_error::BuildError;
+pub use builder::PipelineBuilder;
 pub use limits::{FingerprintPolicy, PermanentFailurePolicy, ProviderLimits};
 
 use attempt::{handler_name, Attempt};

@@ -28,7 +28,8 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use super::builder::{BuildError, ANY_PROVIDER};
+use super::build_error::BuildError;
+use super::builder::ANY_PROVIDER;
 use crate::store::{Claim, Fingerprint, IdempotencyStore, StoreError};
 use crate::verify::{Identity, ProviderProfile};
 

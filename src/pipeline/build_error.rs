@@ -1,0 +1,87 @@
+//! [`BuildError`]: why a pipeline could not be built, one variant per setting
+//! that cannot work.
+
+use std::time::Duration;
+
+use crate::registry::RouteError;
+#[cfg(doc)]
+use crate::{PipelineBuilder, RetryPolicy};
+
+/// Why a pipeline could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No verifier was added: no delivery could ever be accepted.
+    #[error("a pipeline needs at least one verifier: add one with `PipelineBuilder::verifier`")]
+    NoVerifier,
+    /// No idempotency store was set.
+    #[error("a pipeline needs an idempotency store: set one with `PipelineBuilder::store`")]
+    NoStore,
+    /// Two verifiers have the same provider name.
+    #[error("two verifiers are named `{0}`: add several secrets to one verifier instead")]
+    DuplicateProvider(String),
+    /// A verifier's provider name is empty, is `*`, or holds `:`, which would
+    /// make idempotency keys (`provider:event_id`) of two providers collide.
+    #[error("invalid provider name `{0}`: use a non-empty name without `:` (and not `*`)")]
+    InvalidProviderName(String),
+    /// A setting or a handler names a provider that no verifier has.
+    #[error("{what} names provider `{provider}`, but no verifier has that name")]
+    UnknownProvider {
+        /// The provider name.
+        provider: String,
+        /// Which setting or handler.
+        what: String,
+    },
+    /// A lease is not longer than its critical deadline.
+    #[error("the lease of `{provider}` ({lease:?}) must be longer than its critical deadline ({deadline:?}), or a live attempt could lose its key")]
+    LeaseNotLongerThanDeadline {
+        /// The provider.
+        provider: String,
+        /// The lease.
+        lease: Duration,
+        /// The deadline.
+        deadline: Duration,
+    },
+    /// [`PipelineBuilder::replay_guard`] names a provider whose verifier signs
+    /// the event id and kind ([`ProviderProfile::signs_identity`](crate::ProviderProfile::signs_identity)).
+    #[error("`{0}` signs its event ids and kinds, so a captured delivery cannot be sent again under other headers: it needs no replay guard (leave it out, or use `*`, which skips it)")]
+    ReplayGuardOnSignedIdentity(String),
+    /// A field of the [`RetryPolicy`] set with
+    /// [`PipelineBuilder::retry_policy`] cannot work (see [`RetryPolicy::check`]).
+    #[error("the retry policy's `{field}` {requirement}")]
+    InvalidRetryPolicy {
+        /// The field, as named in [`RetryPolicy`]: `max_attempts`,
+        /// `multiplier`, `jitter` or `attempt_timeout`.
+        field: &'static str,
+        /// What the field must be.
+        requirement: &'static str,
+    },
+    /// A lease is not longer than its answer budget: an attempt that uses the
+    /// whole budget could lose its key to a retry while it still runs.
+    #[error("the lease of `{provider}` ({lease:?}) must be longer than its answer budget ({budget:?}), or a live attempt could lose its key")]
+    LeaseNotLongerThanBudget {
+        /// The provider.
+        provider: String,
+        /// The lease.
+        lease: Duration,
+        /// The answer budget.
+        budget: Duration,
+    },
+    /// A settle reserve is not shorter than its answer budget, which would
+    /// leave the claim and the critical handlers no time at all.
+    #[error("the settle reserve of `{provider}` ({reserve:?}) must be shorter than its answer budget ({budget:?}), or the claim and the critical handlers get no time")]
+    ReserveNotShorterThanBudget {
+        /// The provider.
+        provider: String,
+        /// The settle reserve.
+        reserve: Duration,
+        /// The answer budget.
+        budget: Duration,
+    },
+    /// A limit that must be positive is zero.
+    #[error("`{0}` must be greater than zero")]
+    Zero(&'static str),
+    /// A handler registration is invalid.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
