@@ -182,6 +182,69 @@ fn the_defaults_are_the_documented_ones() {
     assert_eq!(policy.attempt_timeout, Duration::from_secs(30));
 }
 
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
+#[test]
+fn the_default_delays_are_the_documented_ones() {
+    let policy = RetryPolicy::default();
+    // 2 s, 4 s, 8 s, … doubling up to the 5 min cap; retry 0 is taken as 1.
+    let nominal: Vec<Duration> = (0..=10).map(|r| policy.nominal_delay(r)).collect();
+    let expected = [2, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300].map(Duration::from_secs);
+    assert_eq!(nominal, expected);
+    // ±20 % around the nominal delay.
+    assert_eq!(policy.delay_bounds(1), (ms(1_600), ms(2_400)));
+    assert_eq!(policy.delay_bounds(3), (ms(6_400), ms(9_600)));
+    assert_eq!(policy.delay_bounds(12), (ms(240_000), ms(360_000)));
+    // The unit draw places the delay linearly within the bounds.
+    assert_eq!(policy.delay(3, 0.0), ms(6_400));
+    assert_eq!(policy.delay(3, 0.25), ms(7_200));
+    assert_eq!(policy.delay(3, 0.5), ms(8_000));
+    assert_eq!(policy.delay(3, 1.0), ms(9_600));
+    // Out-of-range draws are taken as the nearest end.
+    assert_eq!(policy.delay(3, -1.0), ms(6_400));
+    assert_eq!(policy.delay(3, 7.0), ms(9_600));
+    assert_eq!(policy.delay(3, f64::NAN), ms(6_400));
+}
+
+#[test]
+fn delays_follow_every_field() {
+    let policy = changed(|p| {
+        p.initial_backoff = ms(100);
+        p.multiplier = 3.0;
+        p.max_backoff = ms(1_000);
+        p.jitter = 0.5;
+    });
+    assert_eq!(policy.nominal_delay(1), ms(100));
+    assert_eq!(policy.nominal_delay(2), ms(300));
+    assert_eq!(policy.nominal_delay(3), ms(900));
+    assert_eq!(policy.nominal_delay(4), ms(1_000));
+    assert_eq!(policy.delay_bounds(2), (ms(150), ms(450)));
+    assert_eq!(policy.delay(2, 0.5), ms(300));
+    // No jitter: the delay is the nominal one, whatever the draw.
+    let steady = changed(|p| p.jitter = 0.0);
+    assert_eq!(steady.delay_bounds(2), (ms(4_000), ms(4_000)));
+    assert_eq!(steady.delay(2, 0.9), ms(4_000));
+    // An initial backoff above the cap is capped from the first retry on.
+    let capped = changed(|p| p.initial_backoff = Duration::from_secs(600));
+    assert_eq!(capped.nominal_delay(1), Duration::from_secs(300));
+}
+
+#[test]
+fn unusable_factors_give_no_delay_rather_than_a_huge_one() {
+    // Policies `check` refuses still compute (they are plain fields): a factor
+    // that is NaN or negative never turns into `Duration::MAX`.
+    for jitter in [f64::NAN, -0.5] {
+        let policy = changed(|p| p.jitter = jitter);
+        assert_eq!(policy.delay_bounds(2), (ms(4_000), ms(4_000)), "{jitter}");
+    }
+    let nan = changed(|p| p.multiplier = f64::NAN);
+    assert_eq!(nan.nominal_delay(2), Duration::ZERO);
+    let negative = changed(|p| p.multiplier = -2.0);
+    assert_eq!(negative.nominal_delay(2), Duration::ZERO);
+}
+
 #[cfg(feature = "tokio")]
 mod pipeline {
     use std::sync::atomic::Ordering;

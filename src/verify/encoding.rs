@@ -101,6 +101,52 @@ mod tests {
     }
 
     #[test]
+    fn hex_accepts_exactly_the_sixteen_lowercase_digits_in_either_place() {
+        let valid = encode_lower_hex(&[0x5a; TAG_LEN]).into_bytes();
+        for byte in 0..=u8::MAX {
+            let value = match byte {
+                b'0'..=b'9' => Some(byte - b'0'),
+                b'a'..=b'f' => Some(byte - b'a' + 10),
+                _ => None,
+            };
+            for place in [0, 1, HEX_LEN - 1] {
+                let mut text = valid.clone();
+                text[place] = byte;
+                let decoded = decode_lower_hex(&text);
+                match value {
+                    None => assert_eq!(decoded, None, "byte {byte:#04x} at {place}"),
+                    Some(value) => {
+                        let mut expected = [0x5a; TAG_LEN];
+                        expected[place / 2] = if place % 2 == 0 {
+                            (value << 4) | 0x0a
+                        } else {
+                            0x50 | value
+                        };
+                        assert_eq!(decoded, Some(expected), "byte {byte:#04x} at {place}");
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            decode_lower_hex(b"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"),
+            Some([
+                0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+                0xee, 0xff, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb,
+                0xcc, 0xdd, 0xee, 0xff,
+            ])
+        );
+    }
+
+    #[test]
+    fn base64_is_exactly_44_characters() {
+        let text = encode_base64(&[0x5a; TAG_LEN]);
+        assert_eq!(decode_base64_tag(&text.as_bytes()[..43]), None);
+        assert_eq!(decode_base64_tag(format!("{text}=").as_bytes()), None);
+        assert_eq!(decode_base64_tag(format!("A{text}").as_bytes()), None);
+        assert_eq!(decode_base64_tag(b""), None);
+    }
+
+    #[test]
     fn base64_is_canonical_and_padded() {
         let tag = [0x5au8; TAG_LEN];
         let text = encode_base64(&tag);

@@ -126,11 +126,10 @@ impl Verifier for Shopify {
     /// Shopify waits 5 s for an answer (1 s to connect) and retries 8 times
     /// over 4 hours; completed events are remembered 72 h. The webhook id,
     /// topic and shop domain headers are not signed (one app secret signs the
-    /// deliveries of every shop).
+    /// deliveries of every shop), so `signs_identity` keeps its default, `false`.
     fn profile(&self) -> ProviderProfile {
         ProviderProfile {
             answer_within: std::time::Duration::from_secs(5),
-            signs_identity: false,
             identity_metadata: &["shop_domain"],
             ..ProviderProfile::default()
         }
