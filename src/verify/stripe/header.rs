@@ -367,4 +367,12 @@ mod tests {
             Some(17)
         );
     }
+
+    #[test]
+    fn timestamps_debug_as_the_text_they_sign() {
+        let rendered = Timestamp::parse_int(Some(b"-5"));
+        assert_eq!(format!("{:?}", rendered.text), r#"Rendered("-5")"#);
+        let raw = Timestamp::parse_int(Some(b"17"));
+        assert_eq!(format!("{:?}", raw.text), "Raw([49, 55])");
+    }
 }
