@@ -139,6 +139,7 @@ pub mod dead_letter;
 pub mod event;
 pub mod handler;
 pub mod headers;
+pub mod journal;
 pub mod outcome;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
@@ -169,7 +170,7 @@ pub use outcome::{AnswerBudgetSpent, CriticalFailure, Outcome, OutcomeKind};
 #[cfg(feature = "tokio")]
 pub use pipeline::{
     BestEffort, BestEffortReport, BuildError, FingerprintPolicy, PermanentFailurePolicy, Pipeline,
-    PipelineBuilder, ProviderLimits, ShutdownReport,
+    PipelineBuilder, ProviderLimits, ReplayError, ReplayOptions, ShutdownReport,
 };
 #[cfg(feature = "tokio")]
 pub use registry::Registry;

@@ -34,6 +34,9 @@ pub struct Outcome {
     /// exactly when this call claimed the event and reached its critical
     /// handlers (even when none is registered for its kind); `None` otherwise.
     pub critical_elapsed: Option<Duration>,
+    /// The id of this delivery's record in the pipeline's
+    /// [journal](crate::journal), when it has one.
+    pub journal_id: Option<crate::journal::JournalId>,
 }
 
 /// What happened to a delivery. Each variant is one row of the status table in
@@ -232,6 +235,7 @@ impl Outcome {
             event_kind: None,
             critical_handlers: 0,
             critical_elapsed: None,
+            journal_id: None,
         }
     }
 

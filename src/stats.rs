@@ -109,6 +109,14 @@ counters! {
     /// refused: a body already registered to another delivery id or kind. They
     /// were answered 200 `Duplicate` and are counted in `duplicate` too.
     replays,
+    /// Writes the [journal](crate::journal) took: delivery records and
+    /// updates of their best-effort jobs.
+    journal_written,
+    /// Writes the journal did not take (it failed, was slower than the
+    /// answer budget and then the background writer's timeout, or the queue
+    /// was full). The deliveries were answered as usual; only their records
+    /// are missing.
+    journal_dropped,
 }
 
 impl Add for Stats {

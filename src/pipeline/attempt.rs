@@ -187,7 +187,7 @@ enum Failure {
     Timeout(Duration),
 }
 
-fn failure_reason(handler: &str, failure: &CriticalFailure) -> String {
+pub(super) fn failure_reason(handler: &str, failure: &CriticalFailure) -> String {
     match failure {
         CriticalFailure::Transient(err) => format!("critical handler `{handler}` failed: {err}"),
         CriticalFailure::Timeout(after) => {

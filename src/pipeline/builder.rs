@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::best_effort::BestEffortRunner;
 use super::build_error::BuildError;
+use super::journaling::Journaling;
 use super::limits::{resolve_limits, FingerprintPolicy, LimitOverrides, PermanentFailurePolicy};
 use super::recorder::Recorder;
 use super::rejected_hook::RejectedHook;
@@ -15,6 +16,7 @@ use super::replay;
 use super::{Inner, Pipeline, Provider};
 use crate::clock::{Clock, SystemClock};
 use crate::dead_letter::{DeadLetter, MemoryDeadLetter};
+use crate::journal::{Journal, JournalSettings};
 use crate::registry::Registry;
 use crate::rejected::RejectedDelivery;
 use crate::retry::RetryPolicy;
@@ -49,6 +51,8 @@ pub struct PipelineBuilder {
     max_pending_best_effort: usize,
     on_rejected: Option<RejectedHook>,
     replay_guards: Vec<String>,
+    journal: Option<Arc<dyn Journal>>,
+    journal_settings: JournalSettings,
 }
 
 impl PipelineBuilder {
@@ -371,6 +375,43 @@ impl PipelineBuilder {
         self
     }
 
+    /// Journals every delivery attempt in `journal` (see [`crate::journal`]):
+    /// what arrived, how it ended, and for verified deliveries the body and
+    /// allowlisted headers, so failed deliveries can be found and replayed
+    /// ([`Pipeline::replay`]). Default: no journal.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hookgate::journal::{Journal, JournalQuery, MemoryJournal};
+    /// use hookgate::{testing, GitHub, Headers, MemoryStore, Pipeline};
+    /// let journal = MemoryJournal::new();
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(GitHub::builder("secret").build()?)
+    ///     .store(MemoryStore::new())
+    ///     .journal(journal.clone())
+    ///     .build()?;
+    /// let headers = Headers::from_pairs(testing::github_headers("secret", b"{}", "push", "d-1"));
+    /// let outcome = pipeline.handle(&b"{}"[..], &headers).await;
+    /// pipeline.flush_journal(std::time::Duration::from_secs(1)).await;
+    /// let record = journal.get(outcome.journal_id.unwrap()).await?.unwrap();
+    /// assert_eq!(record.status.as_str(), "ignored");
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn journal(mut self, journal: impl Journal + 'static) -> Self {
+        self.journal = Some(Arc::new(journal));
+        self
+    }
+
+    /// Sets what the journal keeps and how records are written; see
+    /// [`JournalSettings`] for the defaults.
+    #[must_use]
+    pub fn journal_settings(mut self, settings: JournalSettings) -> Self {
+        self.journal_settings = settings;
+        self
+    }
+
     /// Checks the settings and builds the pipeline.
     ///
     /// # Errors
@@ -385,6 +426,12 @@ impl PipelineBuilder {
         }
         if self.max_pending_best_effort == 0 {
             return Err(BuildError::Zero("max_pending_best_effort"));
+        }
+        if self.journal_settings.queue_capacity == 0 {
+            return Err(BuildError::Zero("journal_settings.queue_capacity"));
+        }
+        if self.journal_settings.batch_size == 0 {
+            return Err(BuildError::Zero("journal_settings.batch_size"));
         }
         if let Err(err) = self.retry_policy.check() {
             return Err(BuildError::InvalidRetryPolicy {
@@ -454,6 +501,9 @@ impl PipelineBuilder {
                 memory_dead_letter: self.memory_dead_letter,
                 on_rejected: self.on_rejected,
                 best_effort,
+                journaling: self
+                    .journal
+                    .map(|journal| Journaling::new(journal, self.journal_settings, stats.clone())),
                 stats,
                 closing: AtomicBool::new(false),
             }),
@@ -509,6 +559,8 @@ impl PipelineBuilder {
             max_pending_best_effort: 1024,
             on_rejected: None,
             replay_guards: Vec::new(),
+            journal: None,
+            journal_settings: JournalSettings::default(),
         }
     }
 }

@@ -10,10 +10,23 @@ use super::replay::{self, Registration};
 use super::{Pipeline, Provider};
 use crate::event::idempotency_key;
 use crate::headers::Headers;
+use crate::journal::JournalId;
 use crate::outcome::{Outcome, OutcomeKind};
 use crate::rejected::RejectionReason;
 use crate::store::{Claim, FencingToken, Fingerprint};
 use crate::verify::Identity;
+
+/// Which key an attempt claims.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ClaimMode {
+    /// The event's key `provider:event_id`: the critical work runs once.
+    Once,
+    /// A forced replay of journal record `.0`: a key of its own,
+    /// `provider:event_id#replay:<record>`, so the work runs again even when
+    /// the event is completed, still at most once for this replay, and the
+    /// replay guard is skipped.
+    Forced(JournalId),
+}
 
 impl Pipeline {
     /// Claims the event `provider:event_id` of a routed delivery with the
@@ -29,10 +42,11 @@ impl Pipeline {
         identity: &Identity,
         body: &Bytes,
         headers: &Headers,
+        mode: ClaimMode,
     ) -> Result<(String, FencingToken), OutcomeKind> {
         let inner = &*self.inner;
         let unavailable = |err| OutcomeKind::StoreUnavailable(Arc::new(err));
-        if provider.replay_guard {
+        if provider.replay_guard && matches!(mode, ClaimMode::Once) {
             let registration = replay::register(
                 &*inner.store,
                 &provider.name,
@@ -52,7 +66,10 @@ impl Pipeline {
                 Registration::Busy { until } => return Err(OutcomeKind::InFlight { until }),
             }
         }
-        let key = idempotency_key(&provider.name, &identity.id);
+        let mut key = idempotency_key(&provider.name, &identity.id);
+        if let ClaimMode::Forced(record) = mode {
+            key = format!("{key}#replay:{record}");
+        }
         let claim = inner
             .store
             .claim(&key, Fingerprint::of(body), provider.limits.lease)

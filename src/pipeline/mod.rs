@@ -28,7 +28,9 @@ mod budget;
 mod build_error;
 mod builder;
 mod claim;
+mod journaling;
 mod limits;
+mod operations;
 mod recorder;
 mod rejected_hook;
 mod replay;
@@ -46,10 +48,13 @@ pub use best_effort::{BestEffort, BestEffortReport, ShutdownReport};
 pub use build_error::BuildError;
 pub use builder::PipelineBuilder;
 pub use limits::{FingerprintPolicy, PermanentFailurePolicy, ProviderLimits};
+pub use operations::{ReplayError, ReplayOptions};
 
 use attempt::{handler_name, Attempt};
 use best_effort::BestEffortRunner;
 use budget::{within, Budget};
+use claim::ClaimMode;
+use journaling::{Delivery, Journaling, Watch};
 use recorder::Recorder;
 use rejected_hook::RejectedHook;
 
@@ -87,6 +92,7 @@ struct Inner {
     on_rejected: Option<RejectedHook>,
     best_effort: Arc<BestEffortRunner>,
     stats: Arc<Recorder>,
+    journaling: Option<Arc<Journaling>>,
     closing: AtomicBool,
 }
 
@@ -188,8 +194,23 @@ impl Pipeline {
         body: Bytes,
         headers: &Headers,
     ) -> (Outcome, Option<BestEffort>) {
-        let (outcome, best_effort_work) = self.run(Instant::now(), index, body, headers).await;
-        self.inner.stats.delivery(&outcome.kind);
+        let started = Instant::now();
+        let inner = &*self.inner;
+        let provider = index.map(|i| &inner.providers[i]);
+        let mut watch = Watch::new(
+            inner.journaling.as_ref(),
+            started,
+            provider.map(|p| (&*p.name, &p.profile)),
+            &body,
+            headers,
+            None,
+        );
+        let (mut outcome, best_effort_work) = self
+            .run(started, index, body, headers, &mut watch.delivery)
+            .await;
+        inner.stats.delivery(&outcome.kind);
+        let answer_by = provider.and_then(|p| started.checked_add(p.limits.answer_budget));
+        watch.finish(&mut outcome, answer_by).await;
         (outcome, best_effort_work)
     }
 
@@ -199,6 +220,7 @@ impl Pipeline {
         index: Option<usize>,
         body: Bytes,
         headers: &Headers,
+        delivery: &mut Delivery<'_>,
     ) -> (Outcome, Option<BestEffort>) {
         let inner = &*self.inner;
         let done = |kind| (Outcome::new(kind), None);
@@ -219,20 +241,50 @@ impl Pipeline {
         };
         let mut outcome = Outcome::new(OutcomeKind::Ignored);
         outcome.provider = Some(provider.name.clone());
+        if body.len() > provider.limits.body_limit {
+            outcome.kind = OutcomeKind::TooLarge {
+                size: body.len(),
+                limit: provider.limits.body_limit,
+            };
+            return (outcome, None);
+        }
+        let verifying = delivery.timed.then(Instant::now);
+        let verified = provider.verifier.verify(&body, headers, inner.clock.now());
+        delivery.verify = verifying.map(|at| at.elapsed());
+        if let Err(err) = verified {
+            outcome.kind = OutcomeKind::VerificationFailed(err);
+            return (outcome, None);
+        }
+        self.run_verified(
+            started,
+            provider,
+            outcome,
+            body,
+            headers,
+            delivery,
+            ClaimMode::Once,
+        )
+        .await
+    }
+
+    /// The steps after verification (identify, route, claim, critical work,
+    /// complete, best-effort work), for a delivery or a replay.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_verified(
+        &self,
+        started: Instant,
+        provider: &Provider,
+        mut outcome: Outcome,
+        body: Bytes,
+        headers: &Headers,
+        delivery: &mut Delivery<'_>,
+        mode: ClaimMode,
+    ) -> (Outcome, Option<BestEffort>) {
+        let inner = &*self.inner;
         let finish = |mut outcome: Outcome, kind| {
             outcome.kind = kind;
             (outcome, None)
         };
-        if body.len() > provider.limits.body_limit {
-            let kind = OutcomeKind::TooLarge {
-                size: body.len(),
-                limit: provider.limits.body_limit,
-            };
-            return finish(outcome, kind);
-        }
-        if let Err(err) = provider.verifier.verify(&body, headers, inner.clock.now()) {
-            return finish(outcome, OutcomeKind::VerificationFailed(err));
-        }
         let identity = match provider.verifier.identify(&body, headers) {
             Ok(identity) => identity,
             Err(err) => {
@@ -261,10 +313,12 @@ impl Pipeline {
         let budget = Budget::new(started, &provider.limits);
         // The claim step (the replay guard's registration included) must leave
         // the settle reserve for completing the key.
+        let claiming = delivery.timed.then(Instant::now);
         let claimed = {
-            let claim = pin!(self.claim(provider, &outcome, &identity, &body, headers));
+            let claim = pin!(self.claim(provider, &outcome, &identity, &body, headers, mode));
             within(|| budget.work_ends(), claim).await
         };
+        delivery.claim = claiming.map(|at| at.elapsed());
         let (key, token) = match claimed {
             Some(Ok(claimed)) => claimed,
             Some(Err(kind)) => return finish(outcome, kind),
@@ -274,6 +328,10 @@ impl Pipeline {
                 return finish(outcome, OutcomeKind::StoreUnavailable(Arc::new(err)));
             }
         };
+        if delivery.timed {
+            delivery.attempt = Some(token.0);
+            delivery.event = Some((identity.id.clone(), identity.kind.clone()));
+        }
         let attempt = Attempt {
             inner,
             key,
@@ -294,7 +352,12 @@ impl Pipeline {
                     let best_effort: Vec<NamedHandler> = routes.best_effort().cloned().collect();
                     let count = best_effort.len();
                     let best_effort_work = if count > 0 {
-                        Some(inner.best_effort.register(&event, best_effort).await)
+                        if delivery.timed {
+                            delivery.best_effort =
+                                best_effort.iter().map(NamedHandler::shared_name).collect();
+                        }
+                        let tag = delivery.tag.clone();
+                        Some(inner.best_effort.register(&event, best_effort, tag).await)
                     } else {
                         None
                     };
@@ -386,7 +449,13 @@ impl Pipeline {
     /// ends, or it is lost.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         self.inner.closing.store(true, Ordering::Release);
+        let began = Instant::now();
         let mut report = self.inner.best_effort.shutdown(deadline).await;
+        if let Some(journaling) = &self.inner.journaling {
+            // The records of the work just settled, within what is left.
+            let left = deadline.saturating_sub(began.elapsed());
+            journaling.flush(left.max(Duration::from_millis(100))).await;
+        }
         if let Some(memory) = &self.inner.memory_dead_letter {
             report.memory_dead_letter = memory.entries();
         }

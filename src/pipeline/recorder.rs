@@ -21,6 +21,8 @@ pub(super) struct Recorder {
     pub(super) body_changed: AtomicU64,
     pub(super) duplicate_body_changed: AtomicU64,
     pub(super) replays: AtomicU64,
+    pub(super) journal_written: AtomicU64,
+    pub(super) journal_dropped: AtomicU64,
 }
 
 fn slot(kind: &OutcomeKind) -> usize {
@@ -78,6 +80,8 @@ impl Recorder {
             body_changed: load(&self.body_changed),
             duplicate_body_changed: load(&self.duplicate_body_changed),
             replays: load(&self.replays),
+            journal_written: load(&self.journal_written),
+            journal_dropped: load(&self.journal_dropped),
         }
     }
 }

@@ -104,6 +104,16 @@ impl Verifier for GitHub {
             kinds_carry_action: true,
             signs_identity: false,
             identity_metadata: &[],
+            journal_headers: &[
+                "content-type",
+                "user-agent",
+                "x-github-delivery",
+                "x-github-event",
+                "x-github-hook-id",
+                "x-github-hook-installation-target-type",
+                "x-github-hook-installation-target-id",
+            ],
+            delivery_id_headers: &["x-github-delivery"],
         }
     }
 

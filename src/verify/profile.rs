@@ -62,6 +62,17 @@ pub struct ProviderProfile {
     /// other values is refused as a replay. Keep it to values a provider's own
     /// retries never change. Defaults to none.
     pub identity_metadata: &'static [&'static str],
+    /// The headers a [journal](crate::journal) keeps of a verified delivery
+    /// (lowercase; case does not matter when matching): those replaying it
+    /// needs (the id and kind headers of GitHub and Shopify) and those that
+    /// help an operator. Never a signature header. Defaults to
+    /// `content-type` and `user-agent`.
+    pub journal_headers: &'static [&'static str],
+    /// The headers that may hold the provider's id of one delivery (the
+    /// first present wins), journaled as its delivery id (GitHub:
+    /// `x-github-delivery`, Shopify: `x-shopify-webhook-id`). Defaults to
+    /// none.
+    pub delivery_id_headers: &'static [&'static str],
 }
 
 impl Default for ProviderProfile {
@@ -74,6 +85,8 @@ impl Default for ProviderProfile {
             kinds_carry_action: false,
             signs_identity: false,
             identity_metadata: &[],
+            journal_headers: &["content-type", "user-agent"],
+            delivery_id_headers: &[],
         }
     }
 }

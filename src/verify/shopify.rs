@@ -131,6 +131,23 @@ impl Verifier for Shopify {
         ProviderProfile {
             answer_within: std::time::Duration::from_secs(5),
             identity_metadata: &["shop_domain"],
+            journal_headers: &[
+                "content-type",
+                "user-agent",
+                "x-shopify-topic",
+                "x-shopify-shop-domain",
+                "x-shopify-api-version",
+                "x-shopify-webhook-id",
+                "x-shopify-event-id",
+                "x-shopify-triggered-at",
+                "shopify-topic",
+                "shopify-shop-domain",
+                "shopify-api-version",
+                "shopify-webhook-id",
+                "shopify-event-id",
+                "shopify-triggered-at",
+            ],
+            delivery_id_headers: &["x-shopify-webhook-id", "shopify-webhook-id"],
             ..ProviderProfile::default()
         }
     }

@@ -46,6 +46,7 @@ use tokio::sync::{Notify, Semaphore};
 pub use shutdown::ShutdownReport;
 pub use work::{BestEffort, BestEffortReport};
 
+use super::journaling::JournalTag;
 use super::recorder::Recorder;
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::event::Event;
@@ -125,6 +126,7 @@ impl BestEffortRunner {
         self: &Arc<Self>,
         event: &Event,
         handlers: Vec<NamedHandler>,
+        journal: Option<JournalTag>,
     ) -> BestEffort {
         let count = handlers.len();
         let mut jobs = Vec::with_capacity(count);
@@ -134,7 +136,7 @@ impl BestEffortRunner {
         {
             let mut pending = self.pending();
             for handler in handlers {
-                let job = PendingJob::new(event.clone(), handler.shared_name());
+                let job = PendingJob::new(event.clone(), handler.shared_name(), journal.clone());
                 let reason = if pending.cancelled {
                     DeadLetterReason::ShutDown
                 } else if pending.jobs.len() >= self.max_pending {

@@ -21,6 +21,8 @@ use super::BestEffortRunner;
 use crate::dead_letter::{DeadLetterEntry, DeadLetterReason};
 use crate::event::Event;
 use crate::handler::HandlerError;
+use crate::journal::BestEffortState;
+use crate::pipeline::journaling::JournalTag;
 use crate::pipeline::recorder::Recorder;
 
 #[derive(Default)]
@@ -108,10 +110,12 @@ pub(super) struct PendingJob {
     polling: bool,
     /// Wakes the task polling the job, so it sees a cancellation.
     waker: Option<Waker>,
+    /// The journal record its end updates, when there is a journal.
+    journal: Option<JournalTag>,
 }
 
 impl PendingJob {
-    pub(super) fn new(event: Event, handler: Arc<str>) -> Self {
+    pub(super) fn new(event: Event, handler: Arc<str>, journal: Option<JournalTag>) -> Self {
         Self {
             event,
             handler,
@@ -120,10 +124,20 @@ impl PendingJob {
             started: false,
             polling: false,
             waker: None,
+            journal,
         }
     }
 
+    /// Records the job's end in the journal, if any.
+    fn journal(&self, state: BestEffortState) {
+        if let Some(tag) = &self.journal {
+            tag.settled(&self.handler, self.attempts, state);
+        }
+    }
+
+    /// The job's dead-letter entry; its journal record says so.
     pub(super) fn into_entry(self, reason: DeadLetterReason) -> DeadLetterEntry {
+        self.journal(BestEffortState::DeadLettered);
         DeadLetterEntry::new(
             self.event,
             self.handler,
@@ -232,6 +246,7 @@ impl BestEffortRunner {
             let settlement = match settled {
                 Settled::Succeeded => {
                     Recorder::bump(&self.stats.best_effort_succeeded);
+                    job.journal(BestEffortState::Succeeded);
                     Settlement::Succeeded
                 }
                 Settled::Failed(reason) => {

@@ -1,0 +1,402 @@
+//! Writing the journal from the pipeline: a bounded queue with a background
+//! batch writer for ordinary records, a write before the answer for the
+//! verified deliveries answered non-2xx, and the records themselves.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+
+use super::attempt::failure_reason;
+use super::recorder::Recorder;
+use crate::headers::Headers;
+use crate::journal::{
+    BestEffortJob, BestEffortState, BodyRetention, DeliveryStatus, Durations, Journal, JournalId,
+    JournalRecord, JournalSettings, JournalWrite,
+};
+use crate::outcome::{Outcome, OutcomeKind};
+use crate::verify::ProviderProfile;
+
+/// How long the background writer waits for one batch before it counts the
+/// batch as dropped and goes on.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The pipeline's side of its journal.
+pub(super) struct Journaling {
+    journal: Arc<dyn Journal>,
+    settings: JournalSettings,
+    sender: mpsc::Sender<JournalWrite>,
+    /// Taken by the writer task when it starts (at the first delivery).
+    receiver: Mutex<Option<mpsc::Receiver<JournalWrite>>>,
+    /// Whether the writer task runs.
+    started: AtomicBool,
+    queue: Arc<QueueState>,
+    stats: Arc<Recorder>,
+}
+
+/// What the writer task and the flushing shutdown share.
+#[derive(Default)]
+struct QueueState {
+    /// Writes queued and neither written nor dropped yet.
+    queued: AtomicUsize,
+    /// Notified whenever `queued` may have reached 0.
+    idle: Notify,
+}
+
+impl QueueState {
+    fn done(&self, n: usize) {
+        if self.queued.fetch_sub(n, Ordering::AcqRel) == n {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+impl Journaling {
+    pub(super) fn new(
+        journal: Arc<dyn Journal>,
+        settings: JournalSettings,
+        stats: Arc<Recorder>,
+    ) -> Arc<Self> {
+        let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
+        Arc::new(Self {
+            journal,
+            settings,
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+            started: AtomicBool::new(false),
+            queue: Arc::default(),
+            stats,
+        })
+    }
+
+    pub(super) fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
+    }
+
+    /// Starts the background writer on the current runtime, once.
+    pub(super) fn start(&self) {
+        if self.started.load(Ordering::Acquire) {
+            return;
+        }
+        let mut receiver = self.receiver.lock().unwrap_or_else(PoisonError::into_inner);
+        if receiver.is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Some(receiver) = receiver.take() else {
+            return;
+        };
+        self.started.store(true, Ordering::Release);
+        let journal = Arc::clone(&self.journal);
+        let queue = Arc::clone(&self.queue);
+        let stats = Arc::clone(&self.stats);
+        let batch_size = self.settings.batch_size.max(1);
+        runtime.spawn(write_batches(journal, receiver, queue, stats, batch_size));
+    }
+
+    /// Queues a write for the background writer; counts it as dropped when
+    /// the queue is full.
+    pub(super) fn enqueue(&self, write: JournalWrite) {
+        self.queue.queued.fetch_add(1, Ordering::AcqRel);
+        if self.sender.try_send(write).is_err() {
+            Recorder::bump(&self.stats.journal_dropped);
+            self.queue.done(1);
+        }
+    }
+
+    /// Writes `record` now, until `until` at the latest; when the journal
+    /// fails or is too slow, queues it for the background writer instead.
+    pub(super) async fn write_now(&self, record: JournalRecord, until: Option<Instant>) {
+        let batch = [JournalWrite::Record(record)];
+        let write = self.journal.write(&batch);
+        let written = match until {
+            Some(until) => tokio::time::timeout_at(until, write).await.ok(),
+            None => Some(write.await),
+        };
+        if let Some(Ok(())) = written {
+            Recorder::bump(&self.stats.journal_written);
+            return;
+        }
+        let [write] = batch;
+        self.enqueue(write);
+    }
+
+    /// Waits up to `deadline` until every queued write is written or dropped;
+    /// whether the queue emptied.
+    pub(super) async fn flush(&self, deadline: Duration) -> bool {
+        let drained = async {
+            loop {
+                let idle = self.queue.idle.notified();
+                if self.queue.queued.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        tokio::time::timeout(deadline, drained).await.is_ok()
+    }
+
+    /// A tag for the best-effort jobs of record `id`.
+    pub(super) fn tag(self: &Arc<Self>, id: JournalId) -> JournalTag {
+        JournalTag {
+            journaling: Arc::clone(self),
+            id,
+        }
+    }
+
+    /// The record of one delivery attempt.
+    pub(super) fn record(&self, delivery: &Delivery<'_>, outcome: &Outcome) -> JournalRecord {
+        let status = DeliveryStatus::of(&outcome.kind);
+        let mut record = JournalRecord::new(delivery.id, delivery.received_at, status);
+        record.provider = delivery.provider.map(|p| p.0.to_owned());
+        record.event_id.clone_from(&outcome.event_id);
+        record.kind.clone_from(&outcome.event_kind);
+        record.http_status = outcome.status();
+        record.attempt = delivery.attempt;
+        record.durations = Durations {
+            verify: delivery.verify,
+            claim: delivery.claim,
+            critical: outcome.critical_elapsed,
+            total: Some(delivery.started.elapsed()),
+        };
+        record.error = describe(&outcome.kind);
+        record.best_effort = delivery
+            .best_effort
+            .iter()
+            .map(|handler| BestEffortJob::new(&**handler, 0, BestEffortState::Pending))
+            .collect();
+        record.body_size = delivery.body.len() as u64;
+        record.replay_of = delivery.replay_of;
+        if status.is_verified() {
+            self.keep_verified(&mut record, delivery);
+        }
+        record
+    }
+
+    /// The body and the allowlisted headers of a verified delivery.
+    fn keep_verified(&self, record: &mut JournalRecord, delivery: &Delivery<'_>) {
+        let profile = delivery.provider.map(|p| p.1);
+        record.delivery_id = profile
+            .into_iter()
+            .flat_map(|p| p.delivery_id_headers)
+            .find_map(|header| delivery.headers.get_all(header).next())
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+        let listed = |name: &str| {
+            profile.is_some_and(|p| {
+                p.journal_headers
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(name))
+            }) || self
+                .settings
+                .headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+        };
+        record.headers = delivery
+            .headers
+            .iter()
+            .filter(|(name, _)| listed(name) && JournalSettings::may_keep(name))
+            .map(|(name, value)| (name.to_owned(), String::from_utf8_lossy(value).into_owned()))
+            .collect();
+        match self.settings.body_retention {
+            BodyRetention::Drop => {}
+            BodyRetention::DigestOnly => record.body_digest = Some(digest(&delivery.body)),
+            BodyRetention::Keep => {
+                record.body_digest = Some(digest(&delivery.body));
+                if delivery.body.len() <= self.settings.max_body_bytes {
+                    record.body = Some(delivery.body.clone());
+                }
+            }
+        }
+    }
+}
+
+fn digest(body: &[u8]) -> [u8; 32] {
+    Sha256::digest(body).into()
+}
+
+/// What the operator reads about how an attempt failed; `None` when it did
+/// not.
+fn describe(kind: &OutcomeKind) -> Option<String> {
+    match kind {
+        OutcomeKind::TooLarge { size, limit } => {
+            Some(format!("body of {size} bytes over the {limit}-byte limit"))
+        }
+        OutcomeKind::VerificationFailed(err) => Some(err.to_string()),
+        OutcomeKind::Unusable(err) => Some(err.to_string()),
+        OutcomeKind::CriticalFailed { handler, failure } => Some(failure_reason(handler, failure)),
+        OutcomeKind::PermanentFailure { handler, error, .. } => Some(format!(
+            "critical handler `{handler}` failed permanently: {error}"
+        )),
+        OutcomeKind::StoreUnavailable(err) => Some(err.to_string()),
+        OutcomeKind::FingerprintMismatch => {
+            Some("the event id was completed with a different body".to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// The background writer: takes up to `batch_size` queued writes at a time
+/// and hands them to the journal; a batch that fails or times out is counted
+/// as dropped. Ends when the pipeline is gone.
+async fn write_batches(
+    journal: Arc<dyn Journal>,
+    mut receiver: mpsc::Receiver<JournalWrite>,
+    queue: Arc<QueueState>,
+    stats: Arc<Recorder>,
+    batch_size: usize,
+) {
+    let mut batch = Vec::with_capacity(batch_size);
+    loop {
+        if receiver.recv_many(&mut batch, batch_size).await == 0 {
+            return;
+        }
+        let written = tokio::time::timeout(WRITE_TIMEOUT, journal.write(&batch)).await;
+        let counter = if matches!(written, Ok(Ok(()))) {
+            &stats.journal_written
+        } else {
+            &stats.journal_dropped
+        };
+        counter.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        queue.done(batch.len());
+        batch.clear();
+    }
+}
+
+/// What the pipeline learns about one delivery on its way, for its record.
+/// With no journal it only carries `timed: false` and stays empty.
+pub(super) struct Delivery<'a> {
+    /// Whether steps are timed and facts collected (a journal is set).
+    pub(super) timed: bool,
+    pub(super) id: JournalId,
+    pub(super) received_at: SystemTime,
+    pub(super) started: Instant,
+    pub(super) provider: Option<(&'a str, &'a ProviderProfile)>,
+    pub(super) body: Bytes,
+    pub(super) headers: &'a Headers,
+    pub(super) verify: Option<Duration>,
+    pub(super) claim: Option<Duration>,
+    /// The claim's token, once the event is claimed.
+    pub(super) attempt: Option<u64>,
+    /// The event's id and kind, once claimed.
+    pub(super) event: Option<(String, String)>,
+    /// The best-effort handlers started.
+    pub(super) best_effort: Vec<Arc<str>>,
+    pub(super) replay_of: Option<JournalId>,
+    /// For the best-effort jobs, so each job's end updates the record.
+    pub(super) tag: Option<JournalTag>,
+}
+
+/// Journals one delivery: [`Watch::finish`] writes its record once it is
+/// answered; dropped before that (the `handle` future was dropped), it
+/// queues a `processing` record for an attempt that had claimed its event.
+pub(super) struct Watch<'a> {
+    journaling: Option<&'a Arc<Journaling>>,
+    pub(super) delivery: Delivery<'a>,
+    done: bool,
+}
+
+impl<'a> Watch<'a> {
+    pub(super) fn new(
+        journaling: Option<&'a Arc<Journaling>>,
+        started: Instant,
+        provider: Option<(&'a str, &'a ProviderProfile)>,
+        body: &Bytes,
+        headers: &'a Headers,
+        replay_of: Option<JournalId>,
+    ) -> Self {
+        let timed = journaling.is_some();
+        if let Some(journaling) = journaling {
+            journaling.start();
+        }
+        let (id, received_at, body) = if timed {
+            let now = SystemTime::now();
+            (JournalId::generate_at(now), now, body.clone())
+        } else {
+            (JournalId(0), SystemTime::UNIX_EPOCH, Bytes::new())
+        };
+        let tag = journaling.map(|j| j.tag(id));
+        Self {
+            journaling,
+            delivery: Delivery {
+                timed,
+                id,
+                received_at,
+                started,
+                provider,
+                body,
+                headers,
+                verify: None,
+                claim: None,
+                attempt: None,
+                event: None,
+                best_effort: Vec::new(),
+                replay_of,
+                tag,
+            },
+            done: false,
+        }
+    }
+
+    /// Writes the record of the answered delivery: before returning for a
+    /// verified delivery answered non-2xx (until `answer_by` at the latest),
+    /// through the queue otherwise. Notes the record's id in the outcome.
+    pub(super) async fn finish(mut self, outcome: &mut Outcome, answer_by: Option<Instant>) {
+        self.done = true;
+        let Some(journaling) = self.journaling else {
+            return;
+        };
+        outcome.journal_id = Some(self.delivery.id);
+        let record = journaling.record(&self.delivery, outcome);
+        if !outcome.is_success() && record.status.is_verified() {
+            journaling.write_now(record, answer_by).await;
+        } else {
+            journaling.enqueue(JournalWrite::Record(record));
+        }
+    }
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        let (Some(journaling), false) = (self.journaling, self.done) else {
+            return;
+        };
+        if self.delivery.attempt.is_none() {
+            return;
+        }
+        let mut outcome = Outcome::new(OutcomeKind::Ignored);
+        if let Some((id, kind)) = self.delivery.event.take() {
+            outcome.event_id = Some(id);
+            outcome.event_kind = Some(kind);
+        }
+        let mut record = journaling.record(&self.delivery, &outcome);
+        record.status = DeliveryStatus::Processing;
+        record.http_status = 0;
+        record.error = Some("the attempt was dropped before it was answered".to_owned());
+        journaling.enqueue(JournalWrite::Record(record));
+    }
+}
+
+/// Ties best-effort jobs to their delivery's record: each job's end updates
+/// it.
+#[derive(Clone)]
+pub(super) struct JournalTag {
+    journaling: Arc<Journaling>,
+    id: JournalId,
+}
+
+impl JournalTag {
+    /// Records how the job of `handler` ended.
+    pub(super) fn settled(&self, handler: &str, attempts: u32, state: BestEffortState) {
+        self.journaling.enqueue(JournalWrite::BestEffort {
+            id: self.id,
+            job: BestEffortJob::new(handler, attempts, state),
+        });
+    }
+}
