@@ -16,7 +16,6 @@ use super::record::BodyRetention;
 /// # let _ = settings;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct JournalSettings {
     /// What is kept of a verified delivery's body. Defaults to
     /// [`BodyRetention::Keep`], so failed deliveries can be replayed.
