@@ -121,6 +121,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_fixed_clock_debugs_as_the_time_it_reads() {
+        let clock = FixedClock::at_unix(1_700_000_000);
+        assert_eq!(
+            format!("{clock:?}"),
+            "FixedClock(2023-11-14 22:13:20.0 +00:00:00)"
+        );
+    }
+
+    #[test]
     fn advancing_past_the_last_representable_time_stops_there() {
         let clock = FixedClock::at_unix(1_700_000_000);
         clock.advance(Duration::from_secs(300 * 365 * 24 * 3600));

@@ -205,3 +205,14 @@ pub struct HandlerTimedOut {
     /// The limit that was exceeded.
     pub after: Duration,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closure_handler_debugs_by_its_kind() {
+        let handler = handler_fn(|_event| async { Ok::<(), HandlerError>(()) });
+        assert_eq!(format!("{handler:?}"), "HandlerFn");
+    }
+}

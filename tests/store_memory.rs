@@ -885,3 +885,53 @@ mod builder_props {
         }
     }
 }
+
+/// A store of its own that keeps the trait's default `purge_expired`.
+#[derive(Debug, Default)]
+struct NoPurge(MemoryStore);
+
+#[async_trait::async_trait]
+impl IdempotencyStore for NoPurge {
+    async fn claim(
+        &self,
+        key: &str,
+        fingerprint: Fingerprint,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        self.0.claim(key, fingerprint, lease).await
+    }
+    async fn complete(
+        &self,
+        key: &str,
+        token: FencingToken,
+        retention: Duration,
+    ) -> Result<(), StoreError> {
+        self.0.complete(key, token, retention).await
+    }
+    async fn release(
+        &self,
+        key: &str,
+        token: FencingToken,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.0.release(key, token, reason).await
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_expires_keys_itself_purges_nothing_by_default() {
+    let store = NoPurge::default();
+    let Claim::Acquired(token) = store
+        .claim("k", fp("k"), Duration::from_secs(1))
+        .await
+        .unwrap()
+    else {
+        panic!("a new key is acquired");
+    };
+    store.complete("k", token, Duration::ZERO).await.unwrap();
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
+    assert_eq!(
+        Arc::new(NoPurge::default()).purge_expired().await.unwrap(),
+        0
+    );
+}
