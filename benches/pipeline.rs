@@ -7,7 +7,10 @@
 //!   check, detection, verification, identification, fingerprint, claim in a
 //!   `MemoryStore`, one no-op critical handler under the deadline, complete;
 //! - `handle_duplicate`: the same delivery again (verified, identified, answered
-//!   `Duplicate` by the store).
+//!   `Duplicate` by the store);
+//! - `handle_journaled`: `handle` on a pipeline that also journals every
+//!   delivery in a `MemoryJournal` (default settings: the body kept, shared;
+//!   the background writer runs on the same thread, so its work is counted).
 //!
 //! Every first-time delivery needs a new id. GitHub and Shopify carry the id in an
 //! unsigned header, so each iteration gets the same body and signature with a
@@ -29,6 +32,7 @@ mod support;
 
 use common::{bare_hmac, keyed, tag, SECRET};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use hookgate::journal::MemoryJournal;
 use hookgate::testing::{github_headers, shopify_headers, stripe_headers};
 use hookgate::{
     handler_fn, GitHub, HandlerError, Headers, MemoryStore, OutcomeKind, Pipeline, Registry,
@@ -62,6 +66,17 @@ fn runtime() -> Runtime {
 }
 
 fn pipeline(verifier: impl hookgate::Verifier + 'static) -> Pipeline {
+    builder(verifier).build().unwrap()
+}
+
+fn journaled(verifier: impl hookgate::Verifier + 'static) -> Pipeline {
+    builder(verifier)
+        .journal(MemoryJournal::new())
+        .build()
+        .unwrap()
+}
+
+fn builder(verifier: impl hookgate::Verifier + 'static) -> hookgate::PipelineBuilder {
     let mut registry = Registry::new();
     registry.critical(
         "*",
@@ -73,8 +88,6 @@ fn pipeline(verifier: impl hookgate::Verifier + 'static) -> Pipeline {
         .verifier(verifier)
         .store(MemoryStore::new())
         .registry(registry)
-        .build()
-        .unwrap()
 }
 
 /// Makes delivery number `n` (a new event id) from the body template.
@@ -85,6 +98,7 @@ type Fresh = Box<dyn Fn(&Bytes, u64) -> (Bytes, Headers)>;
 struct Provider {
     name: &'static str,
     pipeline: Pipeline,
+    journaled: Pipeline,
     fresh: Fresh,
     signed_prefix: fn(&Headers) -> Vec<u8>,
 }
@@ -127,6 +141,18 @@ fn group(c: &mut Criterion<Clock>, rt: &Runtime, provider: Provider) {
                 BatchSize::NumIterations(16),
             )
         });
+        let journaled = &provider.journaled;
+        group.bench_function(BenchmarkId::new("handle_journaled", label), |b| {
+            b.to_async(rt).iter_batched(
+                || (provider.fresh)(&template, counter.fetch_add(1, Ordering::Relaxed)),
+                |(body, headers)| async move {
+                    let outcome = journaled.handle(body, &headers).await;
+                    debug_assert!(matches!(outcome.kind, OutcomeKind::Processed { .. }));
+                    (outcome.status(), headers)
+                },
+                BatchSize::NumIterations(16),
+            )
+        });
         group.bench_function(BenchmarkId::new("handle_duplicate", label), |b| {
             b.to_async(rt).iter(|| async {
                 let outcome = pipeline.handle(dup_body.clone(), &dup_headers).await;
@@ -147,6 +173,7 @@ fn pipelines(c: &mut Criterion<Clock>) {
         Provider {
             name: "github",
             pipeline: pipeline(GitHub::builder(SECRET).build().unwrap()),
+            journaled: journaled(GitHub::builder(SECRET).build().unwrap()),
             fresh: Box::new(move |body, n| {
                 // Same body, same signature, a new delivery id (GitHub does not sign it).
                 let signature = github_signature(body);
@@ -166,6 +193,7 @@ fn pipelines(c: &mut Criterion<Clock>) {
         Provider {
             name: "shopify",
             pipeline: pipeline(Shopify::builder(SECRET).build().unwrap()),
+            journaled: journaled(Shopify::builder(SECRET).build().unwrap()),
             fresh: Box::new(|body, n| {
                 let headers = Headers::from_pairs(shopify_headers(
                     SECRET,
@@ -184,6 +212,7 @@ fn pipelines(c: &mut Criterion<Clock>) {
         Provider {
             name: "stripe",
             pipeline: pipeline(Stripe::builder(SECRET).build().unwrap()),
+            journaled: journaled(Stripe::builder(SECRET).build().unwrap()),
             fresh: Box::new(|template, n| {
                 // Stripe signs the id inside the body: a new body, freshly signed.
                 let mut body = template.to_vec();

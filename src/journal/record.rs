@@ -298,8 +298,8 @@ pub struct Durations {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BodyRetention {
-    /// The body (up to the size cap; a larger one keeps its digest only), so
-    /// the delivery can be replayed. The default.
+    /// The body (up to the size cap; a larger one keeps its SHA-256 digest
+    /// only), so the delivery can be replayed. The default.
     #[default]
     Keep,
     /// Its SHA-256 digest only: the record can be matched with a body held
@@ -350,8 +350,9 @@ pub struct JournalRecord {
     pub best_effort: Vec<BestEffortJob>,
     /// The size of the body in bytes.
     pub body_size: u64,
-    /// The SHA-256 of the body, when kept (verified deliveries under
-    /// [`BodyRetention::Keep`] or [`BodyRetention::DigestOnly`]).
+    /// The SHA-256 of the body of a verified delivery under
+    /// [`BodyRetention::DigestOnly`], or under [`BodyRetention::Keep`] when the
+    /// body was over the size cap (a kept body is its own proof).
     pub body_digest: Option<[u8; 32]>,
     /// The body, under [`BodyRetention::Keep`] and within the size cap. Lists
     /// leave it out; [`Journal::get`](crate::journal::Journal::get) returns it.

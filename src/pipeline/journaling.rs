@@ -207,12 +207,13 @@ impl Journaling {
         match self.settings.body_retention {
             BodyRetention::Drop => {}
             BodyRetention::DigestOnly => record.body_digest = Some(digest(&delivery.body)),
-            BodyRetention::Keep => {
-                record.body_digest = Some(digest(&delivery.body));
-                if delivery.body.len() <= self.settings.max_body_bytes {
-                    record.body = Some(delivery.body.clone());
-                }
+            // The body itself, shared (not copied); a digest only when it is
+            // over the cap (hashing every kept body would cost as much as
+            // verifying it).
+            BodyRetention::Keep if delivery.body.len() <= self.settings.max_body_bytes => {
+                record.body = Some(delivery.body.clone());
             }
+            BodyRetention::Keep => record.body_digest = Some(digest(&delivery.body)),
         }
     }
 }
