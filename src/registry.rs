@@ -316,6 +316,15 @@ mod tests {
         handler_fn(|_| async { Ok::<(), HandlerError>(()) })
     }
 
+    #[test]
+    fn a_named_handler_debugs_as_its_name() {
+        let handler = NamedHandler {
+            name: "email_receipt".into(),
+            handler: Arc::new(noop()),
+        };
+        assert_eq!(format!("{handler:?}"), r#"NamedHandler("email_receipt")"#);
+    }
+
     fn names<'a>(handlers: impl Iterator<Item = &'a NamedHandler>) -> Vec<String> {
         handlers.map(|h| h.name().to_owned()).collect()
     }

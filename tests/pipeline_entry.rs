@@ -68,3 +68,39 @@ async fn every_delivery_is_counted_once() {
     );
     assert_eq!(stats.deliveries(), 3);
 }
+
+#[tokio::test]
+async fn handing_work_back_gives_none_when_no_best_effort_handler_matches() {
+    let tally = Tally::default();
+    let pipeline = two_providers(&tally);
+    let (body, headers) = gh_delivery("d-deferred", &issue_body(3));
+    let (outcome, work) = pipeline.handle_deferred(body, &headers).await;
+    assert!(
+        matches!(outcome.kind, OutcomeKind::Processed { best_effort: 0 }),
+        "{outcome:?}"
+    );
+    assert!(work.is_none(), "nothing to hand back");
+    let (body, headers) = gh_delivery("d-deferred-2", &issue_body(4));
+    let (_, work) = pipeline.handle_for_deferred("github", body, &headers).await;
+    assert!(work.is_none());
+}
+
+#[tokio::test]
+async fn a_pipeline_debugs_as_its_settings_never_its_secrets() {
+    let tally = Tally::default();
+    let pipeline = two_providers(&tally);
+    let debug = format!("{pipeline:?}");
+    for part in [
+        "Pipeline",
+        "stripe",
+        "github",
+        "record",
+        "MemoryStore",
+        "best_effort",
+    ] {
+        assert!(debug.contains(part), "{part} missing from {debug}");
+    }
+    for secret in [STRIPE_SECRET, GH_SECRET] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
+}
