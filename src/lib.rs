@@ -139,6 +139,7 @@ pub mod dead_letter;
 pub mod event;
 pub mod handler;
 pub mod headers;
+pub mod health;
 pub mod journal;
 pub mod outcome;
 #[cfg(feature = "tokio")]

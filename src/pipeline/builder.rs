@@ -16,6 +16,7 @@ use super::replay;
 use super::{Inner, Pipeline, Provider};
 use crate::clock::{Clock, SystemClock};
 use crate::dead_letter::{DeadLetter, MemoryDeadLetter};
+use crate::health::HealthThresholds;
 use crate::journal::{Journal, JournalSettings};
 use crate::registry::Registry;
 use crate::rejected::RejectedDelivery;
@@ -53,6 +54,7 @@ pub struct PipelineBuilder {
     replay_guards: Vec<String>,
     journal: Option<Arc<dyn Journal>>,
     journal_settings: JournalSettings,
+    health_thresholds: HealthThresholds,
 }
 
 impl PipelineBuilder {
@@ -404,6 +406,14 @@ impl PipelineBuilder {
         self
     }
 
+    /// Sets the thresholds of [`Pipeline::health`]; see [`HealthThresholds`]
+    /// for the defaults.
+    #[must_use]
+    pub fn health_thresholds(mut self, thresholds: HealthThresholds) -> Self {
+        self.health_thresholds = thresholds;
+        self
+    }
+
     /// Sets what the journal keeps and how records are written; see
     /// [`JournalSettings`] for the defaults.
     #[must_use]
@@ -505,6 +515,7 @@ impl PipelineBuilder {
                     .journal
                     .map(|journal| Journaling::new(journal, self.journal_settings, stats.clone())),
                 stats,
+                health_thresholds: self.health_thresholds,
                 closing: AtomicBool::new(false),
             }),
         })
@@ -561,6 +572,7 @@ impl PipelineBuilder {
             replay_guards: Vec::new(),
             journal: None,
             journal_settings: JournalSettings::default(),
+            health_thresholds: HealthThresholds::default(),
         }
     }
 }

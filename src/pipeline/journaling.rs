@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::attempt::failure_reason;
+use super::monitor::Count;
 use super::recorder::Recorder;
 use crate::headers::Headers;
 use crate::journal::{
@@ -106,6 +107,7 @@ impl Journaling {
         self.queue.queued.fetch_add(1, Ordering::AcqRel);
         if self.sender.try_send(write).is_err() {
             Recorder::bump(&self.stats.journal_dropped);
+            self.stats.monitor.count(Count::JournalDrops, 1);
             self.queue.done(1);
         }
     }
@@ -262,6 +264,7 @@ async fn write_batches(
         let counter = if matches!(written, Ok(Ok(()))) {
             &stats.journal_written
         } else {
+            stats.monitor.count(Count::JournalDrops, batch.len() as u64);
             &stats.journal_dropped
         };
         counter.fetch_add(batch.len() as u64, Ordering::Relaxed);

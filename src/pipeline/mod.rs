@@ -30,6 +30,7 @@ mod builder;
 mod claim;
 mod journaling;
 mod limits;
+mod monitor;
 mod operations;
 mod recorder;
 mod rejected_hook;
@@ -62,6 +63,7 @@ use crate::clock::Clock;
 use crate::dead_letter::{DeadLetter, MemoryDeadLetter};
 use crate::event::Event;
 use crate::headers::Headers;
+use crate::health::{HealthReport, HealthThresholds};
 use crate::outcome::{AnswerBudgetSpent, Outcome, OutcomeKind};
 use crate::registry::{NamedHandler, Registry};
 use crate::rejected::RejectionReason;
@@ -92,6 +94,7 @@ struct Inner {
     on_rejected: Option<RejectedHook>,
     best_effort: Arc<BestEffortRunner>,
     stats: Arc<Recorder>,
+    health_thresholds: HealthThresholds,
     journaling: Option<Arc<Journaling>>,
     closing: AtomicBool,
 }
@@ -209,6 +212,11 @@ impl Pipeline {
             .run(started, index, body, headers, &mut watch.delivery)
             .await;
         inner.stats.delivery(&outcome.kind);
+        let processing = outcome.critical_elapsed.map(|_| started.elapsed());
+        inner
+            .stats
+            .monitor
+            .delivery(started, &outcome.kind, processing);
         let answer_by = provider.and_then(|p| started.checked_add(p.limits.answer_budget));
         watch.finish(&mut outcome, answer_by).await;
         (outcome, best_effort_work)
@@ -328,6 +336,7 @@ impl Pipeline {
                 return finish(outcome, OutcomeKind::StoreUnavailable(Arc::new(err)));
             }
         };
+        let _in_flight = inner.stats.monitor.claimed();
         if delivery.timed {
             delivery.attempt = Some(token.0);
             delivery.event = Some((identity.id.clone(), identity.kind.clone()));
@@ -380,6 +389,34 @@ impl Pipeline {
         if !hook.deliver(outcome, reason, body, headers) {
             Recorder::bump(&self.inner.stats.rejected_hook_panics);
         }
+    }
+
+    /// Whether the receiver is healthy over the last `window` (at most an
+    /// hour, in 15 s slots): critical failures, success and duplicate rates,
+    /// the in-flight backlog and the oldest attempt still holding its claim,
+    /// processing time p50/p95/p99, the best-effort dead-letter rate and
+    /// journal drops, checked against the
+    /// [thresholds](PipelineBuilder::health_thresholds). Computed from
+    /// in-process counters: this instance only (sum instances yourself), and
+    /// nothing is stored.
+    ///
+    /// ```
+    /// # use hookgate::{GitHub, MemoryStore, Pipeline};
+    /// use hookgate::health::HealthStatus;
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(GitHub::builder("secret").build()?)
+    ///     .store(MemoryStore::new())
+    ///     .build()?;
+    /// let report = pipeline.health(std::time::Duration::from_secs(300));
+    /// assert_eq!(report.status, HealthStatus::Healthy);
+    /// for alert in &report.alerts {
+    ///     println!("{:?} {}: {} — {}", alert.severity, alert.check, alert.measured, alert.recommendation);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn health(&self, window: Duration) -> HealthReport {
+        let inner = &*self.inner;
+        inner.stats.monitor.report(window, &inner.health_thresholds)
     }
 
     /// A snapshot of the counters.

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::monitor::Monitor;
 use crate::outcome::OutcomeKind;
 use crate::stats::Stats;
 
@@ -23,6 +24,8 @@ pub(super) struct Recorder {
     pub(super) replays: AtomicU64,
     pub(super) journal_written: AtomicU64,
     pub(super) journal_dropped: AtomicU64,
+    /// The recent-window counters behind the health report.
+    pub(super) monitor: Monitor,
 }
 
 fn slot(kind: &OutcomeKind) -> usize {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::BestEffortRunner;
 use crate::dead_letter::DeadLetterEntry;
+use crate::pipeline::monitor::Count;
 use crate::pipeline::recorder::Recorder;
 
 /// An entry on its way to the dead letter, counted in `Pending::sending` by
@@ -89,10 +90,12 @@ impl BestEffortRunner {
         match self.dead_letter.send(entry).await {
             Ok(()) => {
                 Recorder::bump(&self.stats.best_effort_dead_lettered);
+                self.stats.monitor.count(Count::BestEffortDeadLettered, 1);
                 true
             }
             Err(_) => {
                 Recorder::bump(&self.stats.dead_letter_failures);
+                self.stats.monitor.count(Count::BestEffortDeadLettered, 1);
                 false
             }
         }

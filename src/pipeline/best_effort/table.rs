@@ -23,6 +23,7 @@ use crate::event::Event;
 use crate::handler::HandlerError;
 use crate::journal::BestEffortState;
 use crate::pipeline::journaling::JournalTag;
+use crate::pipeline::monitor::Count;
 use crate::pipeline::recorder::Recorder;
 
 #[derive(Default)]
@@ -246,6 +247,7 @@ impl BestEffortRunner {
             let settlement = match settled {
                 Settled::Succeeded => {
                     Recorder::bump(&self.stats.best_effort_succeeded);
+                    self.stats.monitor.count(Count::BestEffortSucceeded, 1);
                     job.journal(BestEffortState::Succeeded);
                     Settlement::Succeeded
                 }
