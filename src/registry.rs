@@ -317,6 +317,28 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_pattern_needs_a_dot_and_something_after_it() {
+        let m = |kind| matches("stripe", "invoice.*", "stripe", kind, false);
+        assert!(m("invoice.paid"));
+        assert!(m("invoice.payment.failed"));
+        assert!(m("invoice.x"), "one character after the dot is enough");
+        for kind in ["invoice.", "invoice", "invoices.paid", "invoicex", ""] {
+            assert!(!m(kind), "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_registry_is_empty_until_a_handler_is_registered() {
+        let mut registry = Registry::new();
+        assert!(registry.is_empty());
+        registry.best_effort("stripe", "*", "email", noop());
+        assert!(!registry.is_empty());
+        let mut critical = Registry::new();
+        critical.critical("stripe", "*", "db", noop());
+        assert!(!critical.is_empty());
+    }
+
+    #[test]
     fn a_named_handler_debugs_as_its_name() {
         let handler = NamedHandler {
             name: "email_receipt".into(),
