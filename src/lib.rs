@@ -129,6 +129,8 @@
 //! | `sqlite` | no | `store::sqlite::SqliteStore`: an idempotency store in an SQLite file (bundled SQLite, via rusqlite) |
 //! | `postgres` | no | `store::postgres::PostgresStore`: an idempotency store in PostgreSQL shared by every instance (tokio-postgres + deadpool-postgres) |
 //! | `redis` | no | `store::redis::RedisStore`: an idempotency store in Redis shared by every instance (redis-rs connection manager, Lua scripts) |
+//! | `tracing` | no | a `tracing` span per delivery (`hookgate.delivery`) and per handler run (`hookgate.handler`), a warning for every answer to look at |
+//! | `metrics` | no | `metrics` counters, histograms and gauges of deliveries, durations, in-flight and best-effort work (names in the README) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::budget::{within, Budget};
 use super::limits::{PermanentFailurePolicy, ProviderLimits};
+use super::observe;
 use super::recorder::Recorder;
 use super::Inner;
 use crate::dead_letter::{DeadLetterEntry, DeadLetterReason};
@@ -91,7 +92,12 @@ impl Attempt<'_> {
                 for handler in routes.critical() {
                     current = Some(handler);
                     started += 1;
-                    let run = AssertUnwindSafe(async { handler.handler().handle(event).await });
+                    let run = AssertUnwindSafe(observe::handler(
+                        handler.name(),
+                        "critical",
+                        1,
+                        handler.handler().handle(event),
+                    ));
                     match run.catch_unwind().await {
                         Ok(Ok(())) => {}
                         Ok(Err(err)) => return Err(Failure::Error(err)),

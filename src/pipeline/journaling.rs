@@ -108,6 +108,7 @@ impl Journaling {
         if self.sender.try_send(write).is_err() {
             Recorder::bump(&self.stats.journal_dropped);
             self.stats.monitor.count(Count::JournalDrops, 1);
+            super::observe::journal_dropped(1);
             self.queue.done(1);
         }
     }
@@ -265,6 +266,7 @@ async fn write_batches(
             &stats.journal_written
         } else {
             stats.monitor.count(Count::JournalDrops, batch.len() as u64);
+            super::observe::journal_dropped(batch.len() as u64);
             &stats.journal_dropped
         };
         counter.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -315,11 +317,12 @@ impl<'a> Watch<'a> {
         headers: &'a Headers,
         replay_of: Option<JournalId>,
     ) -> Self {
-        let timed = journaling.is_some();
+        let journaled = journaling.is_some();
+        let timed = journaled || super::observe::TIMES_STEPS;
         if let Some(journaling) = journaling {
             journaling.start();
         }
-        let (id, received_at, body) = if timed {
+        let (id, received_at, body) = if journaled {
             let now = SystemTime::now();
             (JournalId::generate_at(now), now, body.clone())
         } else {
@@ -346,6 +349,11 @@ impl<'a> Watch<'a> {
             },
             done: false,
         }
+    }
+
+    /// The id of the delivery's record, when journaled.
+    pub(super) fn journal_id(&self) -> Option<JournalId> {
+        self.journaling.map(|_| self.delivery.id)
     }
 
     /// Writes the record of the answered delivery: before returning for a

@@ -31,6 +31,7 @@ mod claim;
 mod journaling;
 mod limits;
 mod monitor;
+mod observe;
 mod operations;
 mod recorder;
 mod rejected_hook;
@@ -200,6 +201,7 @@ impl Pipeline {
         let started = Instant::now();
         let inner = &*self.inner;
         let provider = index.map(|i| &inner.providers[i]);
+        let span = observe::delivery_span(provider.map(|p| &*p.name), false);
         let mut watch = Watch::new(
             inner.journaling.as_ref(),
             started,
@@ -208,10 +210,11 @@ impl Pipeline {
             headers,
             None,
         );
-        let (mut outcome, best_effort_work) = self
-            .run(started, index, body, headers, &mut watch.delivery)
-            .await;
+        let run = self.run(started, index, body, headers, &mut watch.delivery);
+        let (mut outcome, best_effort_work) = observe::in_span(&span, run).await;
         inner.stats.delivery(&outcome.kind);
+        outcome.journal_id = watch.journal_id();
+        observe::delivered(&span, &watch.delivery, &outcome);
         let processing = outcome.critical_elapsed.map(|_| started.elapsed());
         inner
             .stats
@@ -339,6 +342,8 @@ impl Pipeline {
         let _in_flight = inner.stats.monitor.claimed();
         if delivery.timed {
             delivery.attempt = Some(token.0);
+        }
+        if delivery.tag.is_some() {
             delivery.event = Some((identity.id.clone(), identity.kind.clone()));
         }
         let attempt = Attempt {
@@ -361,7 +366,7 @@ impl Pipeline {
                     let best_effort: Vec<NamedHandler> = routes.best_effort().cloned().collect();
                     let count = best_effort.len();
                     let best_effort_work = if count > 0 {
-                        if delivery.timed {
+                        if delivery.tag.is_some() {
                             delivery.best_effort =
                                 best_effort.iter().map(NamedHandler::shared_name).collect();
                         }

@@ -204,6 +204,7 @@ impl Monitor {
     /// dropped.
     pub(super) fn claimed(&self) -> InFlightGuard<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        super::observe::in_flight(1.0);
         let since = u64::try_from(self.base.elapsed().as_micros())
             .unwrap_or(u64::MAX - 1)
             .saturating_add(1);
@@ -430,6 +431,7 @@ pub(super) struct InFlightGuard<'a> {
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
         self.monitor.in_flight.fetch_sub(1, Ordering::Relaxed);
+        super::observe::in_flight(-1.0);
         if let Some(i) = self.tracked {
             self.monitor.starts[i].store(0, Ordering::Release);
         }

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::best_effort::BestEffort;
 use super::claim::ClaimMode;
 use super::journaling::{Journaling, Watch};
+use super::observe;
 use super::Pipeline;
 use crate::event::Event;
 use crate::headers::Headers;
@@ -183,17 +184,19 @@ impl Pipeline {
         } else {
             ClaimMode::Once
         };
-        let (mut outcome, best_effort_work) = self
-            .run_verified(
-                started,
-                provider,
-                outcome,
-                body,
-                &headers,
-                &mut watch.delivery,
-                mode,
-            )
-            .await;
+        let span = observe::delivery_span(Some(&provider.name), true);
+        let run = self.run_verified(
+            started,
+            provider,
+            outcome,
+            body,
+            &headers,
+            &mut watch.delivery,
+            mode,
+        );
+        let (mut outcome, best_effort_work) = observe::in_span(&span, run).await;
+        outcome.journal_id = watch.journal_id();
+        observe::delivered(&span, &watch.delivery, &outcome);
         let answer_by = started.checked_add(provider.limits.answer_budget);
         watch.finish(&mut outcome, answer_by).await;
         Ok((outcome, best_effort_work))

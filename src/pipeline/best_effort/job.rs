@@ -15,6 +15,7 @@ use super::BestEffortRunner;
 use crate::dead_letter::DeadLetterReason;
 use crate::event::Event;
 use crate::handler::{HandlerError, HandlerPanicked, HandlerTimedOut};
+use crate::pipeline::observe;
 use crate::registry::NamedHandler;
 
 /// How one job ended, for its [`BestEffortReport`](super::BestEffortReport).
@@ -138,8 +139,13 @@ async fn attempts(
             if !runner.begin_attempt(id) {
                 return Settled::Cancelled;
             }
-            let run =
-                AssertUnwindSafe(async { handler.handler().handle(&event).await }).catch_unwind();
+            let run = AssertUnwindSafe(observe::handler(
+                handler.name(),
+                "best_effort",
+                attempt,
+                handler.handler().handle(&event),
+            ))
+            .catch_unwind();
             tokio::time::timeout(policy.attempt_timeout, run).await
         };
         let error = match result {

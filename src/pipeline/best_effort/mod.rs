@@ -47,6 +47,7 @@ pub use shutdown::ShutdownReport;
 pub use work::{BestEffort, BestEffortReport};
 
 use super::journaling::JournalTag;
+use super::observe;
 use super::recorder::Recorder;
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::event::Event;
@@ -129,6 +130,8 @@ impl BestEffortRunner {
         journal: Option<JournalTag>,
     ) -> BestEffort {
         let count = handlers.len();
+        // Each job ends once, succeeded or dead-lettered (refused ones too).
+        observe::best_effort_registered(count);
         let mut jobs = Vec::with_capacity(count);
         let mut refused = 0;
         let mut inline = Vec::new();

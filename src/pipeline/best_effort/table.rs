@@ -24,6 +24,7 @@ use crate::handler::HandlerError;
 use crate::journal::BestEffortState;
 use crate::pipeline::journaling::JournalTag;
 use crate::pipeline::monitor::Count;
+use crate::pipeline::observe;
 use crate::pipeline::recorder::Recorder;
 
 #[derive(Default)]
@@ -129,8 +130,9 @@ impl PendingJob {
         }
     }
 
-    /// Records the job's end in the journal, if any.
+    /// Records the job's end in the metrics and the journal, if any.
     fn journal(&self, state: BestEffortState) {
+        observe::best_effort_ended(&self.handler, state == BestEffortState::Succeeded);
         if let Some(tag) = &self.journal {
             tag.settled(&self.handler, self.attempts, state);
         }
