@@ -339,6 +339,22 @@ mod tests {
     }
 
     #[test]
+    fn a_registry_and_its_routes_debug_as_their_handlers() {
+        let mut registry = Registry::new();
+        registry.critical("stripe", "invoice.*", "db", noop());
+        registry.best_effort("*", "*", "email", noop());
+        assert_eq!(
+            format!("{registry:?}"),
+            "[Critical stripe invoice.* -> db, BestEffort * * -> email]"
+        );
+        let routes = registry.route("stripe", "invoice.paid", false);
+        assert_eq!(
+            format!("{routes:?}"),
+            r#"Routes { critical: [NamedHandler("db")], best_effort: [NamedHandler("email")] }"#
+        );
+    }
+
+    #[test]
     fn a_named_handler_debugs_as_its_name() {
         let handler = NamedHandler {
             name: "email_receipt".into(),

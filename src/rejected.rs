@@ -90,3 +90,35 @@ impl fmt::Debug for RejectedDelivery {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_leaves_the_body_out_and_says_how_long_it_is() {
+        let rejected = RejectedDelivery {
+            provider: "github".into(),
+            reason: RejectionReason::Replayed,
+            status: 200,
+            event_id: Some("d-1".into()),
+            event_kind: Some("issues.opened".into()),
+            body: Bytes::from_static(b"{\"card\":\"4242424242424242\"}"),
+            headers: Headers::from_pairs([("X-GitHub-Event", "issues")]),
+        };
+        let debug = format!("{rejected:?}");
+        for part in [
+            "RejectedDelivery",
+            "github",
+            "Replayed",
+            "200",
+            "d-1",
+            "issues.opened",
+            "body_len: 27",
+            "X-GitHub-Event",
+        ] {
+            assert!(debug.contains(part), "{part} missing from {debug}");
+        }
+        assert!(!debug.contains("4242"), "{debug}");
+    }
+}
