@@ -10,7 +10,11 @@
 //!   `Duplicate` by the store);
 //! - `handle_journaled`: `handle` on a pipeline that also journals every
 //!   delivery in a `MemoryJournal` (default settings: the body kept, shared;
-//!   the background writer runs on the same thread, so its work is counted).
+//!   the background writer runs on the same thread, so its work is counted);
+//! - `handle_observed` (built with `--features tracing,metrics` only): `handle`
+//!   with a `tracing_subscriber` registry as the subscriber (spans created,
+//!   fields recorded, nothing printed) and the default no-op `metrics`
+//!   recorder. Compare it with `handle` of a build without the features.
 //!
 //! Every first-time delivery needs a new id. GitHub and Shopify carry the id in an
 //! unsigned header, so each iteration gets the same body and signature with a
@@ -147,6 +151,22 @@ fn group(c: &mut Criterion<Clock>, rt: &Runtime, provider: Provider) {
                 || (provider.fresh)(&template, counter.fetch_add(1, Ordering::Relaxed)),
                 |(body, headers)| async move {
                     let outcome = journaled.handle(body, &headers).await;
+                    debug_assert!(matches!(outcome.kind, OutcomeKind::Processed { .. }));
+                    (outcome.status(), headers)
+                },
+                BatchSize::NumIterations(16),
+            )
+        });
+        #[cfg(all(feature = "tracing", feature = "metrics"))]
+        group.bench_function(BenchmarkId::new("handle_observed", label), |b| {
+            use tracing_subscriber::layer::SubscriberExt;
+            let subscriber =
+                tracing_subscriber::registry().with(tracing_subscriber::layer::Identity::new());
+            let _default = tracing::subscriber::set_default(subscriber);
+            b.to_async(rt).iter_batched(
+                || (provider.fresh)(&template, counter.fetch_add(1, Ordering::Relaxed)),
+                |(body, headers)| async move {
+                    let outcome = pipeline.handle(body, &headers).await;
                     debug_assert!(matches!(outcome.kind, OutcomeKind::Processed { .. }));
                     (outcome.status(), headers)
                 },

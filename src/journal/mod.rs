@@ -70,9 +70,15 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 mod memory;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 mod query;
 mod record;
 mod settings;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;
 
 pub use memory::MemoryJournal;
 pub use query::{JournalCursor, JournalFilter, JournalPage, JournalQuery, StatusCounts};

@@ -213,7 +213,7 @@ impl DeliveryStatus {
 
 impl fmt::Display for DeliveryStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -466,6 +466,7 @@ mod tests {
         }
         assert_eq!(DeliveryStatus::ALL.len(), 14);
         assert!("Processed".parse::<DeliveryStatus>().is_err());
+        assert_eq!(format!("[{:<12}]", DeliveryStatus::Ignored), "[ignored     ]");
         for state in [
             BestEffortState::Pending,
             BestEffortState::Succeeded,

@@ -49,6 +49,7 @@ impl Default for JournalSettings {
     }
 }
 
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 /// Parts of header names that are never journaled: they name signatures,
 /// credentials or secrets.
 const NEVER_KEPT: &[&str] = &[
@@ -61,6 +62,7 @@ const NEVER_KEPT: &[&str] = &[
     "key",
 ];
 
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 impl JournalSettings {
     /// Whether a header of this name may be journaled at all.
     pub(crate) fn may_keep(name: &str) -> bool {

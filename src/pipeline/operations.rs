@@ -195,6 +195,13 @@ impl Pipeline {
             mode,
         );
         let (mut outcome, best_effort_work) = observe::in_span(&span, run).await;
+        // A replay counts in the health report (not in `Stats`, which counts
+        // `handle` calls).
+        let processing = outcome.critical_elapsed.map(|_| started.elapsed());
+        inner
+            .stats
+            .monitor
+            .delivery(started, &outcome.kind, processing);
         outcome.journal_id = watch.journal_id();
         observe::delivered(&span, &watch.delivery, &outcome);
         let answer_by = started.checked_add(provider.limits.answer_budget);

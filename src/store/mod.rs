@@ -34,7 +34,7 @@ pub use memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreError};
     not(all(feature = "sqlite", feature = "postgres", feature = "redis")),
     allow(dead_code)
 )]
-mod durable;
+pub(crate) mod durable;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;

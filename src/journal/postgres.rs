@@ -1,0 +1,1135 @@
+//! [`PostgresJournal`]: the delivery journal in PostgreSQL (feature
+//! `postgres`).
+//!
+//! One row per record, in one table (default [`DEFAULT_TABLE`], optionally
+//! `schema.` qualified):
+//!
+//! | column | type | holds |
+//! |---|---|---|
+//! | `id` | `bytea`, primary key | the [`JournalId`], 16 bytes big-endian, so byte order is id order |
+//! | `received_at` | `timestamptz` | when the delivery was received |
+//! | `provider`, `event_id`, `kind`, `delivery_id` | `text`, nullable | as in [`JournalRecord`] |
+//! | `status` | `text` | the [`DeliveryStatus::as_str`] name |
+//! | `http_status` | `integer` | the HTTP status answered |
+//! | `attempt` | `bigint`, nullable | the attempt number (fencing token) |
+//! | `verify_us`, `claim_us`, `critical_us`, `total_us` | `bigint`, nullable | the [`Durations`], in microseconds |
+//! | `error` | `text`, nullable | why it failed |
+//! | `best_effort` | `text` | a JSON array of `{"handler", "attempts", "state"}` objects, `state` a [`BestEffortState::as_str`] name |
+//! | `body_size` | `bigint` | the body's size in bytes |
+//! | `body_digest` | `bytea`, nullable | the body's SHA-256, 32 bytes |
+//! | `body` | `bytea`, nullable | the body |
+//! | `headers` | `text` | a JSON array of `[name, value]` pairs |
+//! | `replay_of` | `bytea`, nullable | the id of the record this one replays, 16 bytes |
+//! | `resolved_at` | `timestamptz`, nullable | when it was marked resolved |
+//!
+//! and these indexes, each for the queries named:
+//!
+//! - the primary key on `id`: [`get`](Journal::get),
+//!   [`mark_resolved`](Journal::mark_resolved), best-effort updates, the
+//!   upserts of [`write`](Journal::write), and the newest-first walk of every
+//!   [`list`](Journal::list) (`ORDER BY id DESC`, the cursor being
+//!   `id < cursor`, which keeps pages stable while records are added);
+//! - `<table>_received_at` on `received_at`:
+//!   [`purge_before`](Journal::purge_before), and `since`/`until` filters;
+//! - `<table>_status` on `(status, id)`: lists of some statuses (the failed
+//!   deliveries an operator looks for), newest first, and
+//!   [`counts`](Journal::counts);
+//! - `<table>_event` on `(provider, event_id)`: the deliveries of one event.
+//!
+//! A batch of writes is one statement, `INSERT … SELECT * FROM unnest($1, …)
+//! ON CONFLICT (id) DO UPDATE`, whatever its size (one prepared statement, one
+//! round trip, its own transaction). A batch that also updates best-effort
+//! jobs is one transaction: it locks the rows those updates name
+//! (`SELECT … FOR UPDATE`), folds the batch in order with them, then writes
+//! the records and the jobs, one statement each.
+//!
+//! Times are kept to the microsecond, between 1970 and the year 9999, and
+//! durations to the microsecond; filters compare the times as stored. A row
+//! this journal cannot read (an unknown status name, bad JSON, a `bytea` of
+//! the wrong length, a column of another type) is reported as
+//! [`JournalError::Corrupt`], naming the record and the column.
+
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use deadpool_postgres::tokio_postgres::types::{FromSql, ToSql};
+use deadpool_postgres::tokio_postgres::{self, NoTls, Row};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+use super::query::{JournalFilter, JournalPage, JournalQuery, StatusCounts};
+use super::record::{
+    BestEffortJob, BestEffortState, DeliveryStatus, Durations, JournalId, JournalRecord,
+    JournalWrite,
+};
+use super::{Journal, JournalError};
+use crate::store::durable::{
+    duration_ms, unqualified, validate_table_name, with_timeout, DurableSettings, Limits,
+    StoreConfigError,
+};
+use crate::store::StoreError;
+
+/// The default table name.
+pub const DEFAULT_TABLE: &str = "hookgate_journal";
+
+/// The columns of a record in the order the decoder reads them; `get` adds
+/// `body` after them, lists leave it out.
+const COLUMNS: &str = "id, received_at, provider, event_id, kind, delivery_id, status, \
+     http_status, attempt, verify_us, claim_us, critical_us, total_us, error, best_effort, \
+     body_size, body_digest, headers, replay_of, resolved_at";
+
+/// The most body bytes one upsert statement carries: a batch of large bodies
+/// is split into several statements (in one transaction), far below
+/// PostgreSQL's 1 GiB message limit.
+const MAX_STATEMENT_BYTES: usize = 32 * 1024 * 1024;
+
+/// The latest time stored: 9999-12-31 23:59:59 UTC, in Unix seconds.
+const MAX_TIME_SECS: u64 = 253_402_300_799;
+
+/// A [`Journal`] in a PostgreSQL table, shared by every instance of a service.
+///
+/// Connect from a URL with [`PostgresJournal::builder`] (a `deadpool-postgres`
+/// pool without TLS is created for you), or hand over your own pool with
+/// [`PostgresJournal::from_pool`] (use that for TLS). Nothing connects while
+/// building: the first operation creates the table if it does not exist (or
+/// call [`PostgresJournal::migrate`] at start-up to fail fast). Clones share
+/// the pool. The schema is in the [module docs](self).
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use hookgate::journal::postgres::PostgresJournal;
+/// use hookgate::journal::{DeliveryStatus, Journal, JournalFilter, JournalQuery};
+/// use std::time::Duration;
+///
+/// let journal = PostgresJournal::builder("postgres://app@db.internal/app")
+///     .table("ops.webhook_journal")
+///     .max_connections(4)
+///     .operation_timeout(Duration::from_secs(2))
+///     .build()?;
+/// journal.migrate().await?;
+/// let failed = JournalFilter {
+///     statuses: vec![DeliveryStatus::CriticalFailed, DeliveryStatus::StoreUnavailable],
+///     unresolved: true,
+///     ..JournalFilter::default()
+/// };
+/// for record in journal.list(&JournalQuery::new(failed)).await?.records {
+///     println!("{} {:?} {:?}", record.id, record.event_id, record.error);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresJournal {
+    pool: Pool,
+    table: String,
+    sql: Arc<Statements>,
+    limits: Limits,
+    migrated: Arc<OnceCell<()>>,
+}
+
+/// The SQL text of each fixed operation, with the table name spliced in once.
+#[derive(Debug)]
+struct Statements {
+    migrate: String,
+    upsert: String,
+    lock_jobs: String,
+    set_jobs: String,
+    get: String,
+    mark_resolved: String,
+    purge: String,
+}
+
+impl Statements {
+    fn new(table: &str) -> Self {
+        let name = unqualified(table);
+        Self {
+            migrate: format!(
+                "CREATE TABLE IF NOT EXISTS {table} (
+                    id          bytea       NOT NULL PRIMARY KEY,
+                    received_at timestamptz NOT NULL,
+                    provider    text,
+                    event_id    text,
+                    kind        text,
+                    delivery_id text,
+                    status      text        NOT NULL,
+                    http_status integer     NOT NULL,
+                    attempt     bigint,
+                    verify_us   bigint,
+                    claim_us    bigint,
+                    critical_us bigint,
+                    total_us    bigint,
+                    error       text,
+                    best_effort text        NOT NULL DEFAULT '[]',
+                    body_size   bigint      NOT NULL,
+                    body_digest bytea,
+                    body        bytea,
+                    headers     text        NOT NULL DEFAULT '[]',
+                    replay_of   bytea,
+                    resolved_at timestamptz
+                 );
+                 CREATE INDEX IF NOT EXISTS {name}_received_at ON {table} (received_at);
+                 CREATE INDEX IF NOT EXISTS {name}_status ON {table} (status, id);
+                 CREATE INDEX IF NOT EXISTS {name}_event ON {table} (provider, event_id);"
+            ),
+            // One row per record of the batch (each id once, see `Plan`). A
+            // record written again replaces the stored one but keeps its
+            // resolution, and its jobs when the new record lists none (`[]` is
+            // how an empty list is encoded).
+            upsert: format!(
+                "INSERT INTO {table} AS cur (id, received_at, provider, event_id, kind,
+                    delivery_id, status, http_status, attempt, verify_us, claim_us, critical_us,
+                    total_us, error, best_effort, body_size, body_digest, body, headers,
+                    replay_of, resolved_at)
+                 SELECT * FROM unnest($1::bytea[], $2::timestamptz[], $3::text[], $4::text[],
+                    $5::text[], $6::text[], $7::text[], $8::integer[], $9::bigint[],
+                    $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::text[],
+                    $15::text[], $16::bigint[], $17::bytea[], $18::bytea[], $19::text[],
+                    $20::bytea[], $21::timestamptz[])
+                 ON CONFLICT (id) DO UPDATE SET
+                    received_at = EXCLUDED.received_at, provider = EXCLUDED.provider,
+                    event_id = EXCLUDED.event_id, kind = EXCLUDED.kind,
+                    delivery_id = EXCLUDED.delivery_id, status = EXCLUDED.status,
+                    http_status = EXCLUDED.http_status, attempt = EXCLUDED.attempt,
+                    verify_us = EXCLUDED.verify_us, claim_us = EXCLUDED.claim_us,
+                    critical_us = EXCLUDED.critical_us, total_us = EXCLUDED.total_us,
+                    error = EXCLUDED.error,
+                    best_effort = CASE WHEN EXCLUDED.best_effort = '[]'
+                        THEN cur.best_effort ELSE EXCLUDED.best_effort END,
+                    body_size = EXCLUDED.body_size, body_digest = EXCLUDED.body_digest,
+                    body = EXCLUDED.body, headers = EXCLUDED.headers,
+                    replay_of = EXCLUDED.replay_of,
+                    resolved_at = COALESCE(EXCLUDED.resolved_at, cur.resolved_at)"
+            ),
+            lock_jobs: format!(
+                "SELECT id, best_effort FROM {table} WHERE id = ANY($1::bytea[])
+                  ORDER BY id FOR UPDATE"
+            ),
+            set_jobs: format!(
+                "UPDATE {table} AS cur SET best_effort = v.best_effort
+                   FROM unnest($1::bytea[], $2::text[]) AS v (id, best_effort)
+                  WHERE cur.id = v.id"
+            ),
+            get: format!("SELECT {COLUMNS}, body FROM {table} WHERE id = $1"),
+            mark_resolved: format!("UPDATE {table} SET resolved_at = $2 WHERE id = $1"),
+            // SKIP LOCKED: a record being written right now is left for the
+            // next purge.
+            purge: format!(
+                "DELETE FROM {table} WHERE id IN (
+                    SELECT id FROM {table} WHERE received_at < $1
+                     LIMIT $2 FOR UPDATE SKIP LOCKED
+                 )"
+            ),
+        }
+    }
+}
+
+/// Where a [`PostgresJournal`]'s connections come from.
+enum Source {
+    Url(String),
+    Pool(Pool),
+}
+
+/// Settings for a [`PostgresJournal`]; every setting has a production
+/// default.
+#[must_use = "call `build()` to get the journal"]
+pub struct PostgresJournalBuilder {
+    source: Source,
+    table: String,
+    max_connections: usize,
+    statement_timeout: Duration,
+    durable: DurableSettings,
+}
+
+impl PostgresJournal {
+    /// Settings for a journal that connects to the PostgreSQL server at `url`
+    /// (`postgres://user:password@host:port/database?…`, or the key-value
+    /// form), without TLS.
+    pub fn builder(url: impl Into<String>) -> PostgresJournalBuilder {
+        PostgresJournalBuilder::new(Source::Url(url.into()))
+    }
+
+    /// Settings for a journal that uses your existing `deadpool-postgres` pool
+    /// (with your TLS and connection settings). The pool's own size and
+    /// timeouts apply; [`PostgresJournalBuilder::operation_timeout`] still
+    /// bounds every operation.
+    pub fn from_pool(pool: Pool) -> PostgresJournalBuilder {
+        PostgresJournalBuilder::new(Source::Pool(pool))
+    }
+
+    /// Creates the table and its indexes if they do not exist. Idempotent, and
+    /// safe to run from several instances at once (an advisory lock serialises
+    /// them); operations run it on first use.
+    pub async fn migrate(&self) -> Result<(), JournalError> {
+        self.migrated
+            .get_or_try_init(|| {
+                timed(
+                    self.limits.operation_timeout,
+                    "PostgreSQL journal migration",
+                    async {
+                        let mut client = self.client().await?;
+                        let tx = client.transaction().await.map_err(pg_error)?;
+                        tx.execute(
+                            "SELECT pg_advisory_xact_lock(hashtext('hookgate-journal:' || $1::text))",
+                            &[&self.table],
+                        )
+                        .await
+                        .map_err(pg_error)?;
+                        tx.batch_execute(&self.sql.migrate)
+                            .await
+                            .map_err(pg_error)?;
+                        tx.commit().await.map_err(pg_error)
+                    },
+                )
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// The table this journal keeps its records in.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The pool this journal runs its statements on.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, JournalError> {
+        self.pool.get().await.map_err(JournalError::unavailable)
+    }
+
+    /// Migrates, then runs `op` within the operation timeout.
+    async fn run<T>(
+        &self,
+        what: &'static str,
+        op: impl Future<Output = Result<T, JournalError>>,
+    ) -> Result<T, JournalError> {
+        self.migrate().await?;
+        timed(self.limits.operation_timeout, what, op).await
+    }
+
+    /// Writes `rows` (each id once) with one upsert statement.
+    async fn upsert(
+        &self,
+        client: &impl GenericClient,
+        rows: &[Upsert<'_>],
+    ) -> Result<(), JournalError> {
+        let ids: Vec<[u8; 16]> = rows.iter().map(|r| r.record.id.to_bytes()).collect();
+        let replays: Vec<Option<[u8; 16]>> = rows
+            .iter()
+            .map(|r| r.record.replay_of.map(JournalId::to_bytes))
+            .collect();
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut headers = Vec::with_capacity(rows.len());
+        for row in rows {
+            jobs.push(encode_jobs(&row.best_effort)?);
+            headers.push(encode_headers(&row.record.headers)?);
+        }
+        let column = |f: fn(&Upsert<'_>) -> Option<Duration>| -> Vec<Option<i64>> {
+            rows.iter().map(|r| f(r).map(micros)).collect()
+        };
+        let id: Vec<&[u8]> = ids.iter().map(|b| &b[..]).collect();
+        let received_at: Vec<SystemTime> = rows
+            .iter()
+            .map(|r| pg_time(r.record.received_at, false))
+            .collect();
+        let text = |f: fn(&JournalRecord) -> &Option<String>| -> Vec<Option<&str>> {
+            rows.iter().map(|r| f(r.record).as_deref()).collect()
+        };
+        let status: Vec<&str> = rows.iter().map(|r| r.record.status.as_str()).collect();
+        let http_status: Vec<i32> = rows
+            .iter()
+            .map(|r| i32::from(r.record.http_status))
+            .collect();
+        let attempt: Vec<Option<i64>> = rows
+            .iter()
+            .map(|r| r.record.attempt.map(u64_to_i64))
+            .collect();
+        let body_size: Vec<i64> = rows
+            .iter()
+            .map(|r| u64_to_i64(r.record.body_size))
+            .collect();
+        let body_digest: Vec<Option<&[u8]>> = rows
+            .iter()
+            .map(|r| r.record.body_digest.as_ref().map(|d| &d[..]))
+            .collect();
+        let body: Vec<Option<&[u8]>> = rows.iter().map(|r| r.record.body.as_deref()).collect();
+        let replay_of: Vec<Option<&[u8]>> =
+            replays.iter().map(|r| r.as_ref().map(|b| &b[..])).collect();
+        let resolved_at: Vec<Option<SystemTime>> = rows
+            .iter()
+            .map(|r| r.resolved_at.map(|t| pg_time(t, false)))
+            .collect();
+        let statement = client
+            .prepare_cached(&self.sql.upsert)
+            .await
+            .map_err(pg_error)?;
+        client
+            .execute(
+                &statement,
+                &[
+                    &id,
+                    &received_at,
+                    &text(|r| &r.provider),
+                    &text(|r| &r.event_id),
+                    &text(|r| &r.kind),
+                    &text(|r| &r.delivery_id),
+                    &status,
+                    &http_status,
+                    &attempt,
+                    &column(|r| r.record.durations.verify),
+                    &column(|r| r.record.durations.claim),
+                    &column(|r| r.record.durations.critical),
+                    &column(|r| r.record.durations.total),
+                    &text(|r| &r.error),
+                    &jobs,
+                    &body_size,
+                    &body_digest,
+                    &body,
+                    &headers,
+                    &replay_of,
+                    &resolved_at,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    /// Locks the stored records among `ids` for this transaction; their jobs.
+    async fn lock_jobs(
+        &self,
+        client: &impl GenericClient,
+        ids: &[JournalId],
+    ) -> Result<HashMap<JournalId, Vec<BestEffortJob>>, JournalError> {
+        let keys: Vec<[u8; 16]> = ids.iter().map(|id| id.to_bytes()).collect();
+        let keys: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+        let statement = client
+            .prepare_cached(&self.sql.lock_jobs)
+            .await
+            .map_err(pg_error)?;
+        let rows = client.query(&statement, &[&keys]).await.map_err(pg_error)?;
+        let mut stored = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let mut cells = Cells { row, id: None };
+            let id = cells.id(0)?;
+            cells.id = Some(id);
+            let jobs = decode_jobs(Some(id), cells.get(1, "best_effort")?)?;
+            stored.insert(id, jobs);
+        }
+        Ok(stored)
+    }
+
+    /// Sets the jobs of stored records.
+    async fn set_jobs(
+        &self,
+        client: &impl GenericClient,
+        jobs: &[(JournalId, Vec<BestEffortJob>)],
+    ) -> Result<(), JournalError> {
+        let keys: Vec<[u8; 16]> = jobs.iter().map(|(id, _)| id.to_bytes()).collect();
+        let keys: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+        let lists = jobs
+            .iter()
+            .map(|(_, list)| encode_jobs(list))
+            .collect::<Result<Vec<String>, JournalError>>()?;
+        let statement = client
+            .prepare_cached(&self.sql.set_jobs)
+            .await
+            .map_err(pg_error)?;
+        client
+            .execute(&statement, &[&keys, &lists])
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    /// Applies `batch` as [`Journal::write`] says, on one connection.
+    async fn write_batch(&self, batch: &[JournalWrite]) -> Result<(), JournalError> {
+        let mut touched: Vec<JournalId> = batch
+            .iter()
+            .filter_map(|write| match write {
+                JournalWrite::BestEffort { id, .. } => Some(*id),
+                JournalWrite::Record(_) => None,
+            })
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let mut client = self.client().await?;
+        if touched.is_empty() {
+            let plan = Plan::new(batch, HashMap::new());
+            let chunks = plan.chunks();
+            if let [only] = chunks.as_slice() {
+                // One statement is a transaction of its own: one round trip.
+                return self.upsert(&client, only).await;
+            }
+        }
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let jobs = if touched.is_empty() {
+            HashMap::new()
+        } else {
+            let mut stored = self.lock_jobs(&tx, &touched).await?;
+            touched.iter().map(|id| (*id, stored.remove(id))).collect()
+        };
+        let plan = Plan::new(batch, jobs);
+        for chunk in plan.chunks() {
+            self.upsert(&tx, chunk).await?;
+        }
+        if !plan.jobs_only.is_empty() {
+            self.set_jobs(&tx, &plan.jobs_only).await?;
+        }
+        tx.commit().await.map_err(pg_error)
+    }
+}
+
+/// Runs `op` within `limit`, an overrun being [`JournalError::Unavailable`]
+/// (the stores' timeout, whose error is carried over).
+async fn timed<T>(
+    limit: Duration,
+    what: &'static str,
+    op: impl Future<Output = Result<T, JournalError>>,
+) -> Result<T, JournalError> {
+    match with_timeout(limit, what, async { Ok(op.await) }).await {
+        Ok(result) => result,
+        Err(StoreError::Unavailable(err)) => Err(JournalError::Unavailable(err)),
+        Err(other) => Err(JournalError::unavailable(other)),
+    }
+}
+
+fn pg_error(err: tokio_postgres::Error) -> JournalError {
+    JournalError::unavailable(err)
+}
+
+/// A record's row as a batch leaves it: the last record written with its id,
+/// with the jobs and resolution the writes before it kept.
+struct Upsert<'a> {
+    record: &'a JournalRecord,
+    best_effort: Cow<'a, [BestEffortJob]>,
+    resolved_at: Option<SystemTime>,
+}
+
+/// A batch folded into one row per record, so that each statement touches a
+/// row once and the result is that of applying the writes in order.
+struct Plan<'a> {
+    /// The rows to upsert, in id order (the order rows are locked in).
+    upserts: Vec<Upsert<'a>>,
+    /// The jobs of stored records the batch updates without writing them.
+    jobs_only: Vec<(JournalId, Vec<BestEffortJob>)>,
+}
+
+impl<'a> Plan<'a> {
+    /// Folds `batch`; `jobs` holds, for each record a best-effort update of
+    /// the batch names, its stored jobs (`None` when it is not stored), read
+    /// under a lock.
+    fn new(
+        batch: &'a [JournalWrite],
+        mut jobs: HashMap<JournalId, Option<Vec<BestEffortJob>>>,
+    ) -> Self {
+        let mut upserts: HashMap<JournalId, Upsert<'a>> = HashMap::new();
+        for write in batch {
+            match write {
+                JournalWrite::Record(record) => {
+                    let written = Cow::Borrowed(record.best_effort.as_slice());
+                    let merged = match upserts.remove(&record.id) {
+                        Some(previous) => Upsert {
+                            record,
+                            best_effort: if record.best_effort.is_empty() {
+                                previous.best_effort
+                            } else {
+                                written
+                            },
+                            resolved_at: record.resolved_at.or(previous.resolved_at),
+                        },
+                        None => Upsert {
+                            record,
+                            best_effort: written,
+                            resolved_at: record.resolved_at,
+                        },
+                    };
+                    // A record updated by this batch: its jobs are known in
+                    // full from here on.
+                    if let Some(current) = jobs.get_mut(&record.id) {
+                        let next = if record.best_effort.is_empty() {
+                            current.take().unwrap_or_default()
+                        } else {
+                            record.best_effort.clone()
+                        };
+                        *current = Some(next);
+                    }
+                    upserts.insert(record.id, merged);
+                }
+                JournalWrite::BestEffort { id, job } => {
+                    // A record not (yet) stored is left alone.
+                    if let Some(Some(current)) = jobs.get_mut(id) {
+                        set_job(current, job);
+                    }
+                }
+            }
+        }
+        let mut upserts: Vec<Upsert<'a>> = upserts
+            .into_values()
+            .map(|mut upsert| {
+                if let Some(Some(current)) = jobs.remove(&upsert.record.id) {
+                    upsert.best_effort = Cow::Owned(current);
+                }
+                upsert
+            })
+            .collect();
+        upserts.sort_unstable_by_key(|upsert| upsert.record.id);
+        let mut jobs_only: Vec<(JournalId, Vec<BestEffortJob>)> = jobs
+            .into_iter()
+            .filter_map(|(id, current)| current.map(|list| (id, list)))
+            .collect();
+        jobs_only.sort_unstable_by_key(|(id, _)| *id);
+        Self { upserts, jobs_only }
+    }
+
+    /// The upserts in runs of at most [`MAX_STATEMENT_BYTES`] of bodies (at
+    /// least one row each); none for a batch of updates only.
+    fn chunks(&self) -> Vec<&[Upsert<'a>]> {
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        let mut bytes = 0usize;
+        for (i, upsert) in self.upserts.iter().enumerate() {
+            let size = upsert.record.body.as_ref().map_or(0, |b| b.len()) + 256;
+            if i > start && bytes + size > MAX_STATEMENT_BYTES {
+                chunks.push(&self.upserts[start..i]);
+                start = i;
+                bytes = 0;
+            }
+            bytes += size;
+        }
+        if start < self.upserts.len() {
+            chunks.push(&self.upserts[start..]);
+        }
+        chunks
+    }
+}
+
+/// Sets `job` among `jobs`: replaces the job of its handler, or adds it.
+fn set_job(jobs: &mut Vec<BestEffortJob>, job: &BestEffortJob) {
+    match jobs.iter_mut().find(|stored| stored.handler == job.handler) {
+        Some(stored) => *stored = job.clone(),
+        None => jobs.push(job.clone()),
+    }
+}
+
+impl PostgresJournalBuilder {
+    /// The default operation timeout.
+    const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn new(source: Source) -> Self {
+        Self {
+            source,
+            table: DEFAULT_TABLE.to_owned(),
+            max_connections: 8,
+            statement_timeout: Duration::from_secs(5),
+            durable: DurableSettings::new(Self::DEFAULT_OPERATION_TIMEOUT),
+        }
+    }
+
+    /// The table to keep records in (default [`DEFAULT_TABLE`]): an
+    /// identifier of 1 to 48 ASCII letters, digits or underscores, optionally
+    /// `schema.` qualified. It is spliced into SQL, so nothing else is
+    /// accepted.
+    pub fn table(mut self, name: impl Into<String>) -> Self {
+        self.table = name.into();
+        self
+    }
+
+    /// How many connections the pool may hold (default 8; URL only). The
+    /// pipeline writes from one background task (and, for deliveries answered
+    /// non-2xx, before the answer); the rest serve operators' queries.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// The server-side `statement_timeout` of each connection (default 5 s;
+    /// URL only).
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// How long opening a connection may take (default 5 s; URL only).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.durable.connect_timeout = timeout;
+        self
+    }
+
+    /// The most one operation may take, waiting for a pooled connection
+    /// included, before it fails with [`JournalError::Unavailable`] (default
+    /// 10 s).
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.durable.operation_timeout = timeout;
+        self
+    }
+
+    /// How many records one purge statement deletes (default 10,000), each
+    /// batch its own short transaction so that writes never wait behind a
+    /// long purge; [`Journal::purge_before`] runs batches until none is left.
+    pub fn purge_batch_size(mut self, size: usize) -> Self {
+        self.durable.purge_batch_size = size;
+        self
+    }
+
+    /// Checks the settings and returns the journal; connects to nothing yet.
+    pub fn build(self) -> Result<PostgresJournal, StoreConfigError> {
+        validate_table_name(&self.table, true)?;
+        let limits = self.durable.check(
+            self.max_connections,
+            &[("statement", self.statement_timeout)],
+        )?;
+        let connect_timeout = self.durable.connect_timeout;
+        let pool = match self.source {
+            Source::Pool(pool) => pool,
+            Source::Url(url) => {
+                let mut config: tokio_postgres::Config = url
+                    .parse()
+                    .map_err(|err| StoreConfigError::InvalidUrl(Box::new(err)))?;
+                config.connect_timeout(connect_timeout);
+                let statement_timeout = format!(
+                    "-c statement_timeout={}",
+                    duration_ms(self.statement_timeout)
+                );
+                let options = match config.get_options() {
+                    Some(existing) => format!("{existing} {statement_timeout}"),
+                    None => statement_timeout,
+                };
+                config.options(&options);
+                if config.get_application_name().is_none() {
+                    config.application_name("hookgate");
+                }
+                let manager = Manager::from_config(
+                    config,
+                    NoTls,
+                    ManagerConfig {
+                        recycling_method: RecyclingMethod::Fast,
+                    },
+                );
+                Pool::builder(manager)
+                    .max_size(self.max_connections)
+                    .wait_timeout(Some(limits.operation_timeout))
+                    .create_timeout(Some(connect_timeout))
+                    .recycle_timeout(Some(connect_timeout))
+                    .runtime(Runtime::Tokio1)
+                    .build()
+                    .map_err(|err| StoreConfigError::Pool(Box::new(err)))?
+            }
+        };
+        Ok(PostgresJournal {
+            pool,
+            sql: Arc::new(Statements::new(&self.table)),
+            table: self.table,
+            limits,
+            migrated: Arc::new(OnceCell::new()),
+        })
+    }
+}
+
+impl fmt::Debug for PostgresJournalBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL is left out: it may hold a password.
+        let source = match self.source {
+            Source::Url(_) => "url",
+            Source::Pool(_) => "pool",
+        };
+        f.debug_struct("PostgresJournalBuilder")
+            .field("source", &source)
+            .field("table", &self.table)
+            .field("max_connections", &self.max_connections)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("connect_timeout", &self.durable.connect_timeout)
+            .field("operation_timeout", &self.durable.operation_timeout)
+            .field("purge_batch_size", &self.durable.purge_batch_size)
+            .finish()
+    }
+}
+
+impl fmt::Debug for PostgresJournal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresJournal")
+            .field("table", &self.table)
+            .field("pool_size", &self.pool.status().max_size)
+            .field("operation_timeout", &self.limits.operation_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Journal for PostgresJournal {
+    async fn write(&self, batch: &[JournalWrite]) -> Result<(), JournalError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.run("PostgreSQL journal write", self.write_batch(batch))
+            .await
+    }
+
+    async fn get(&self, id: JournalId) -> Result<Option<JournalRecord>, JournalError> {
+        self.run("PostgreSQL journal get", async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(&self.sql.get)
+                .await
+                .map_err(pg_error)?;
+            let row = client
+                .query_opt(&statement, &[&&id.to_bytes()[..]])
+                .await
+                .map_err(pg_error)?;
+            row.map(|row| decode(&row, true)).transpose()
+        })
+        .await
+    }
+
+    async fn list(&self, query: &JournalQuery) -> Result<JournalPage, JournalError> {
+        let size = query.page_size();
+        let (conditions, mut params) = where_clause(&query.filter, query.after.map(|c| c.0));
+        params.push(Box::new(i64::try_from(size + 1).unwrap_or(i64::MAX)));
+        let sql = format!(
+            "SELECT {COLUMNS} FROM {}{conditions} ORDER BY id DESC LIMIT ${}",
+            self.table,
+            params.len()
+        );
+        let rows = self
+            .run("PostgreSQL journal list", self.query(&sql, &params))
+            .await?;
+        let fetched = rows
+            .iter()
+            .map(|row| decode(row, false))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(JournalPage::from_fetched(fetched, size))
+    }
+
+    async fn counts(&self, filter: &JournalFilter) -> Result<StatusCounts, JournalError> {
+        let (conditions, params) = where_clause(filter, None);
+        let sql = format!(
+            "SELECT status, count(*) FROM {}{conditions} GROUP BY status",
+            self.table
+        );
+        let rows = self
+            .run("PostgreSQL journal counts", self.query(&sql, &params))
+            .await?;
+        let mut counts = StatusCounts::new();
+        for row in &rows {
+            let cells = Cells { row, id: None };
+            let status = parse_status(None, cells.get(0, "status")?)?;
+            let n: i64 = cells.get(1, "count")?;
+            *counts.entry(status).or_default() += n.unsigned_abs();
+        }
+        Ok(counts)
+    }
+
+    async fn mark_resolved(&self, id: JournalId, at: SystemTime) -> Result<bool, JournalError> {
+        self.run("PostgreSQL journal mark_resolved", async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(&self.sql.mark_resolved)
+                .await
+                .map_err(pg_error)?;
+            let changed = client
+                .execute(&statement, &[&&id.to_bytes()[..], &pg_time(at, false)])
+                .await
+                .map_err(pg_error)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    /// Deletes the records received before `before` (by the index on
+    /// `received_at`), in batches of
+    /// [`PostgresJournalBuilder::purge_batch_size`], each its own short
+    /// transaction that skips records being written at that moment.
+    async fn purge_before(&self, before: SystemTime) -> Result<u64, JournalError> {
+        let cutoff = pg_time(before, true);
+        let batch = self.limits.purge_batch;
+        let mut deleted = 0u64;
+        loop {
+            let removed = self
+                .run("PostgreSQL journal purge", async {
+                    let client = self.client().await?;
+                    let statement = client
+                        .prepare_cached(&self.sql.purge)
+                        .await
+                        .map_err(pg_error)?;
+                    client
+                        .execute(&statement, &[&cutoff, &batch])
+                        .await
+                        .map_err(pg_error)
+                })
+                .await?;
+            deleted = deleted.saturating_add(removed);
+            if removed < batch.unsigned_abs() {
+                return Ok(deleted);
+            }
+        }
+    }
+}
+
+/// A parameter of a list or a count.
+type Param = Box<dyn ToSql + Sync + Send>;
+
+impl PostgresJournal {
+    /// Runs one list or count statement.
+    async fn query(&self, sql: &str, params: &[Param]) -> Result<Vec<Row>, JournalError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
+        let params: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        client.query(&statement, &params).await.map_err(pg_error)
+    }
+}
+
+/// The `WHERE` clause of `filter` (and `id < after`), empty when nothing
+/// narrows, with its parameters numbered from `$1`. Each condition is the
+/// column form of a term of [`JournalFilter::matches`], on the stored values.
+fn where_clause(filter: &JournalFilter, after: Option<JournalId>) -> (String, Vec<Param>) {
+    fn param(value: Param, params: &mut Vec<Param>) -> String {
+        params.push(value);
+        format!("${}", params.len())
+    }
+    let mut conditions: Vec<String> = Vec::new();
+    let mut params: Vec<Param> = Vec::new();
+    if !filter.statuses.is_empty() {
+        let names: BTreeSet<&'static str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        let names: Vec<&'static str> = names.into_iter().collect();
+        let p = param(Box::new(names), &mut params);
+        conditions.push(format!("status = ANY({p}::text[])"));
+    }
+    for (column, value) in [
+        ("provider", &filter.provider),
+        ("kind", &filter.kind),
+        ("event_id", &filter.event_id),
+    ] {
+        if let Some(value) = value {
+            let p = param(Box::new(value.clone()), &mut params);
+            conditions.push(format!("{column} = {p}"));
+        }
+    }
+    // Stored times are whole microseconds: `stored >= since` holds exactly
+    // when `stored >= ceil(since)`, and `stored < until` when
+    // `stored < ceil(until)`.
+    if let Some(since) = filter.since {
+        let p = param(Box::new(pg_time(since, true)), &mut params);
+        conditions.push(format!("received_at >= {p}"));
+    }
+    if let Some(until) = filter.until {
+        let p = param(Box::new(pg_time(until, true)), &mut params);
+        conditions.push(format!("received_at < {p}"));
+    }
+    if filter.unresolved {
+        conditions.push("resolved_at IS NULL".to_owned());
+    }
+    if let Some(after) = after {
+        let p = param(Box::new(after.to_bytes().to_vec()), &mut params);
+        conditions.push(format!("id < {p}"));
+    }
+    if conditions.is_empty() {
+        (String::new(), params)
+    } else {
+        (format!(" WHERE {}", conditions.join(" AND ")), params)
+    }
+}
+
+/// `at` in whole microseconds, rounded down (or up, `round_up`), within what
+/// is stored: 1970 to the year 9999.
+fn pg_time(at: SystemTime, round_up: bool) -> SystemTime {
+    let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let mut us = since_epoch.as_micros();
+    if round_up && !since_epoch.subsec_nanos().is_multiple_of(1_000) {
+        us += 1;
+    }
+    let us = u64::try_from(us)
+        .unwrap_or(u64::MAX)
+        .min(MAX_TIME_SECS * 1_000_000);
+    UNIX_EPOCH + Duration::from_micros(us)
+}
+
+/// `duration` in whole microseconds, saturating.
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// A count or size as a signed 64-bit column value, saturating.
+fn u64_to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A [`JournalError::Corrupt`] naming the record (when its id could be read)
+/// and the column.
+fn corrupt(id: Option<JournalId>, field: &str, problem: impl fmt::Display) -> JournalError {
+    match id {
+        Some(id) => JournalError::Corrupt(format!("record {id}: `{field}` {problem}")),
+        None => JournalError::Corrupt(format!("a record's `{field}` {problem}")),
+    }
+}
+
+/// One best-effort job as stored.
+#[derive(Serialize, Deserialize)]
+struct StoredJob<'a> {
+    handler: Cow<'a, str>,
+    attempts: u32,
+    state: Cow<'a, str>,
+}
+
+fn encode_jobs(jobs: &[BestEffortJob]) -> Result<String, JournalError> {
+    let stored: Vec<StoredJob<'_>> = jobs
+        .iter()
+        .map(|job| StoredJob {
+            handler: job.handler.as_str().into(),
+            attempts: job.attempts,
+            state: job.state.as_str().into(),
+        })
+        .collect();
+    serde_json::to_string(&stored).map_err(JournalError::unavailable)
+}
+
+fn decode_jobs(id: Option<JournalId>, text: &str) -> Result<Vec<BestEffortJob>, JournalError> {
+    let stored: Vec<StoredJob<'_>> = serde_json::from_str(text).map_err(|err| {
+        corrupt(
+            id,
+            "best_effort",
+            format!("is not a JSON list of jobs: {err}"),
+        )
+    })?;
+    stored
+        .into_iter()
+        .map(|job| {
+            let state: BestEffortState = job.state.parse().map_err(|_| {
+                corrupt(
+                    id,
+                    "best_effort",
+                    format!("holds an unknown job state `{}`", job.state),
+                )
+            })?;
+            Ok(BestEffortJob::new(job.handler, job.attempts, state))
+        })
+        .collect()
+}
+
+fn encode_headers(headers: &[(String, String)]) -> Result<String, JournalError> {
+    serde_json::to_string(headers).map_err(JournalError::unavailable)
+}
+
+fn decode_headers(
+    id: Option<JournalId>,
+    text: &str,
+) -> Result<Vec<(String, String)>, JournalError> {
+    serde_json::from_str(text).map_err(|err| {
+        corrupt(
+            id,
+            "headers",
+            format!("is not a JSON list of [name, value] pairs: {err}"),
+        )
+    })
+}
+
+fn parse_status(id: Option<JournalId>, name: &str) -> Result<DeliveryStatus, JournalError> {
+    name.parse()
+        .map_err(|_| corrupt(id, "status", format!("holds an unknown status `{name}`")))
+}
+
+/// The cells of one row, read with the types this journal writes; anything
+/// else (a column of another type, a NULL where none is written) is a
+/// [`JournalError::Corrupt`] naming the record and column.
+struct Cells<'r> {
+    row: &'r Row,
+    id: Option<JournalId>,
+}
+
+impl<'r> Cells<'r> {
+    fn get<T: FromSql<'r>>(&self, col: usize, field: &str) -> Result<T, JournalError> {
+        self.row
+            .try_get(col)
+            .map_err(|err| corrupt(self.id, field, format!("cannot be read: {err}")))
+    }
+
+    fn array<const N: usize>(
+        &self,
+        col: usize,
+        field: &str,
+    ) -> Result<Option<[u8; N]>, JournalError> {
+        self.get::<Option<&[u8]>>(col, field)?
+            .map(|bytes| {
+                <[u8; N]>::try_from(bytes).map_err(|_| {
+                    corrupt(
+                        self.id,
+                        field,
+                        format!("has {} bytes, expected {N}", bytes.len()),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    fn id(&self, col: usize) -> Result<JournalId, JournalError> {
+        match self.array::<16>(col, "id")? {
+            Some(bytes) => Ok(JournalId::from_bytes(bytes)),
+            None => Err(corrupt(None, "id", "is NULL")),
+        }
+    }
+
+    fn uint(&self, col: usize, field: &str) -> Result<Option<u64>, JournalError> {
+        self.get::<Option<i64>>(col, field)?
+            .map(|n| {
+                u64::try_from(n).map_err(|_| corrupt(self.id, field, format!("is negative ({n})")))
+            })
+            .transpose()
+    }
+
+    fn micros(&self, col: usize, field: &str) -> Result<Option<Duration>, JournalError> {
+        Ok(self.uint(col, field)?.map(Duration::from_micros))
+    }
+}
+
+/// A record from a row of [`COLUMNS`] (and `body` after them, `with_body`).
+fn decode(row: &Row, with_body: bool) -> Result<JournalRecord, JournalError> {
+    let mut cells = Cells { row, id: None };
+    let id = cells.id(0)?;
+    cells.id = Some(id);
+    let status = parse_status(Some(id), cells.get(6, "status")?)?;
+    let mut record = JournalRecord::new(id, cells.get(1, "received_at")?, status);
+    record.provider = cells.get(2, "provider")?;
+    record.event_id = cells.get(3, "event_id")?;
+    record.kind = cells.get(4, "kind")?;
+    record.delivery_id = cells.get(5, "delivery_id")?;
+    let http_status: i32 = cells.get(7, "http_status")?;
+    record.http_status = u16::try_from(http_status).map_err(|_| {
+        corrupt(
+            Some(id),
+            "http_status",
+            format!("is out of range ({http_status})"),
+        )
+    })?;
+    record.attempt = cells.uint(8, "attempt")?;
+    record.durations = Durations {
+        verify: cells.micros(9, "verify_us")?,
+        claim: cells.micros(10, "claim_us")?,
+        critical: cells.micros(11, "critical_us")?,
+        total: cells.micros(12, "total_us")?,
+    };
+    record.error = cells.get(13, "error")?;
+    record.best_effort = decode_jobs(Some(id), cells.get(14, "best_effort")?)?;
+    let body_size: Option<u64> = cells.uint(15, "body_size")?;
+    record.body_size = body_size.ok_or_else(|| corrupt(Some(id), "body_size", "is NULL"))?;
+    record.body_digest = cells.array::<32>(16, "body_digest")?;
+    record.headers = decode_headers(Some(id), cells.get(17, "headers")?)?;
+    record.replay_of = cells
+        .array::<16>(18, "replay_of")?
+        .map(JournalId::from_bytes);
+    record.resolved_at = cells.get(19, "resolved_at")?;
+    if with_body {
+        let body: Option<&[u8]> = cells.get(20, "body")?;
+        record.body = body.map(bytes::Bytes::copy_from_slice);
+    }
+    Ok(record)
+}

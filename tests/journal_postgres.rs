@@ -1,0 +1,637 @@
+//! `PostgresJournal` against the real server at `HOOKGATE_POSTGRES_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/test`): the journal suite,
+//! batches checked against `MemoryJournal`, concurrent migrations, outages
+//! through a proxy, corrupt rows, large batches. Every test uses its own table
+//! and drops it at the end.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::journal_suite::{self, bare_record, full_record, t, walk};
+use common::proxy::Proxy;
+use hookgate::journal::postgres::PostgresJournal;
+use hookgate::journal::{
+    BestEffortJob, BestEffortState, DeliveryStatus, Journal, JournalError, JournalFilter,
+    JournalId, JournalQuery, JournalWrite, MemoryJournal,
+};
+use hookgate::store::StoreConfigError;
+
+/// A journal on `table` of the server at `url`.
+fn journal_on(url: &str, table: &str) -> PostgresJournal {
+    PostgresJournal::builder(url)
+        .table(table)
+        .max_connections(4)
+        .connect_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// A journal on a fresh table of the test server.
+fn fresh() -> PostgresJournal {
+    journal_on(&common::postgres_url(), &common::unique("jr"))
+}
+
+/// Drops the test's table.
+async fn drop_table(journal: &PostgresJournal) {
+    let client = journal.pool().get().await.unwrap();
+    client
+        .batch_execute(&format!("DROP TABLE IF EXISTS {}", journal.table()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn round_trip() {
+    let journal = fresh();
+    journal_suite::round_trip(&journal).await;
+    drop_table(&journal).await;
+}
+
+#[tokio::test]
+async fn rewrites_and_best_effort_updates() {
+    let journal = fresh();
+    journal_suite::rewrites_and_best_effort_updates(&journal).await;
+    drop_table(&journal).await;
+}
+
+#[tokio::test]
+async fn filters_and_counts() {
+    let journal = fresh();
+    journal_suite::filters_and_counts(&journal).await;
+    drop_table(&journal).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pagination_is_stable_under_inserts() {
+    let journal = fresh();
+    journal_suite::pagination_is_stable_under_inserts(Arc::new(journal.clone())).await;
+    drop_table(&journal).await;
+}
+
+#[tokio::test]
+async fn purge() {
+    let journal = fresh();
+    journal_suite::purge(&journal).await;
+    drop_table(&journal).await;
+}
+
+/// A small deterministic generator (xorshift), so failures replay.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Random batches mixing records written again (with and without jobs and
+/// resolutions) and best-effort updates (of stored, unstored and unknown
+/// records, before and after their record in the batch) leave the journal
+/// as they leave a `MemoryJournal`.
+async fn batches_match_memory(journal: &dyn Journal) {
+    let memory = MemoryJournal::new();
+    let ids: Vec<JournalId> = (0..5).map(|i| JournalId::generate_at(t(i))).collect();
+    let handlers = ["email", "slack", "audit"];
+    let states = [
+        BestEffortState::Pending,
+        BestEffortState::Succeeded,
+        BestEffortState::DeadLettered,
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..150u64 {
+        let mut batch = Vec::new();
+        for _ in 0..=rng.below(6) {
+            // Ids 0..4 get records; id 4 only ever gets updates.
+            let id = ids[rng.below(5) as usize];
+            if id != ids[4] && rng.below(2) == 0 {
+                let i = ids.iter().position(|x| *x == id).unwrap() as u64;
+                let status =
+                    DeliveryStatus::ALL[rng.below(DeliveryStatus::ALL.len() as u64) as usize];
+                let mut record = full_record(i, status);
+                record.id = id;
+                record.error = Some(format!("round {round}"));
+                record.best_effort = (0..rng.below(3))
+                    .map(|n| BestEffortJob::new(handlers[n as usize], round as u32, states[0]))
+                    .collect();
+                record.resolved_at = (rng.below(4) == 0).then(|| t(1_000 + round));
+                if rng.below(3) == 0 {
+                    record.body = None;
+                }
+                batch.push(JournalWrite::Record(record));
+            } else {
+                let job = BestEffortJob::new(
+                    handlers[rng.below(3) as usize],
+                    rng.below(10) as u32,
+                    states[rng.below(3) as usize],
+                );
+                batch.push(JournalWrite::BestEffort { id, job });
+            }
+        }
+        memory.write(&batch).await.unwrap();
+        journal.write(&batch).await.unwrap();
+        if rng.below(5) == 0 {
+            let id = ids[rng.below(5) as usize];
+            let at = t(2_000 + round);
+            assert_eq!(
+                journal.mark_resolved(id, at).await.unwrap(),
+                memory.mark_resolved(id, at).await.unwrap()
+            );
+        }
+        for id in &ids {
+            assert_eq!(
+                journal.get(*id).await.unwrap(),
+                memory.get(*id).await.unwrap(),
+                "round {round}, {id}, after {batch:#?}"
+            );
+        }
+    }
+    let all = JournalQuery {
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(
+        journal.list(&all).await.unwrap(),
+        memory.list(&all).await.unwrap()
+    );
+    let filter = JournalFilter::default();
+    assert_eq!(
+        journal.counts(&filter).await.unwrap(),
+        memory.counts(&filter).await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn batches_apply_in_order_as_the_memory_journal_does() {
+    let journal = fresh();
+    batches_match_memory(&journal).await;
+    drop_table(&journal).await;
+}
+
+#[tokio::test]
+async fn filters_compare_the_stored_microsecond_times() {
+    let journal = fresh();
+    // 600 ns into a microsecond: stored as the microsecond.
+    let at = t(10) + Duration::from_nanos(5_600);
+    let mut record = bare_record(10, DeliveryStatus::Processed, "github", "push");
+    record.received_at = at;
+    journal
+        .write(&[JournalWrite::Record(record.clone())])
+        .await
+        .unwrap();
+    let stored = journal.get(record.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.received_at,
+        t(10) + Duration::from_micros(5),
+        "kept to the microsecond"
+    );
+    for offset_ns in [0, 4_999, 5_000, 5_001, 5_600, 5_999, 6_000, 6_001] {
+        let bound = t(10) + Duration::from_nanos(offset_ns);
+        for filter in [
+            JournalFilter {
+                since: Some(bound),
+                ..Default::default()
+            },
+            JournalFilter {
+                until: Some(bound),
+                ..Default::default()
+            },
+        ] {
+            let listed = walk(&journal, &filter, 10).await;
+            let expected = if filter.matches(&stored) {
+                vec![record.id]
+            } else {
+                vec![]
+            };
+            assert_eq!(listed, expected, "{filter:?}");
+        }
+    }
+    // Bounds far outside what timestamptz holds are clamped, not refused.
+    let far = JournalFilter {
+        since: Some(std::time::UNIX_EPOCH),
+        until: Some(t(0) + Duration::from_secs(400_000 * 365 * 86_400)),
+        ..Default::default()
+    };
+    assert_eq!(walk(&journal, &far, 10).await, vec![record.id]);
+    assert_eq!(
+        journal
+            .purge_before(t(10) + Duration::from_micros(5))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        journal
+            .purge_before(t(10) + Duration::from_nanos(5_001))
+            .await
+            .unwrap(),
+        1
+    );
+    drop_table(&journal).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_succeed_and_migrate_is_idempotent() {
+    let table = format!("public.{}", common::unique("jrmig"));
+    let journals: Vec<PostgresJournal> = (0..6)
+        .map(|_| journal_on(&common::postgres_url(), &table))
+        .collect();
+    let migrations: Vec<_> = journals
+        .iter()
+        .map(|journal| {
+            let journal = journal.clone();
+            tokio::spawn(async move { journal.migrate().await })
+        })
+        .collect();
+    for migration in migrations {
+        migration.await.unwrap().unwrap();
+    }
+    journals[0].migrate().await.unwrap();
+    let record = full_record(1, DeliveryStatus::CriticalFailed);
+    journals[1]
+        .write(&[JournalWrite::Record(record.clone())])
+        .await
+        .unwrap();
+    // A new instance migrates the existing table and reads the record.
+    let restarted = journal_on(&common::postgres_url(), &table);
+    restarted.migrate().await.unwrap();
+    restarted.migrate().await.unwrap();
+    assert_eq!(restarted.get(record.id).await.unwrap(), Some(record));
+    let client = restarted.pool().get().await.unwrap();
+    let unqualified = table.trim_start_matches("public.");
+    let rows = client
+        .query(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = $1 ORDER BY indexname",
+            &[&unqualified],
+        )
+        .await
+        .unwrap();
+    let defs: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let names: Vec<&str> = defs.iter().map(|(n, _)| n.as_str()).collect();
+    for (suffix, columns) in [
+        ("_event", "(provider, event_id)"),
+        ("_received_at", "(received_at)"),
+        ("_status", "(status, id)"),
+    ] {
+        let name = format!("{unqualified}{suffix}");
+        let def = defs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, d)| d.as_str());
+        assert!(
+            def.is_some_and(|d| d.ends_with(columns)),
+            "{name}: {names:?}"
+        );
+    }
+    drop(client);
+    drop_table(&restarted).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_server_is_unavailable_within_the_timeout_and_recovers() {
+    let proxy = Proxy::start(common::url_addr(&common::postgres_url()).await).await;
+    let url = common::url_with_addr(&common::postgres_url(), proxy.addr());
+    let timeout = Duration::from_millis(800);
+    let journal = PostgresJournal::builder(&url)
+        .table(common::unique("jrcut"))
+        .max_connections(2)
+        .connect_timeout(Duration::from_millis(500))
+        .operation_timeout(timeout)
+        .build()
+        .unwrap();
+    let before = bare_record(1, DeliveryStatus::Processed, "github", "push");
+    journal
+        .write(&[JournalWrite::Record(before.clone())])
+        .await
+        .unwrap();
+
+    proxy.cut();
+    let during = bare_record(2, DeliveryStatus::CriticalFailed, "github", "push");
+    let started = Instant::now();
+    let write = journal.write(&[JournalWrite::Record(during.clone())]).await;
+    let get = journal.get(before.id).await;
+    let list = journal.list(&JournalQuery::default()).await;
+    let took = started.elapsed();
+    for result in [write.map(|_| ()), get.map(|_| ()), list.map(|_| ())] {
+        assert!(
+            matches!(result, Err(JournalError::Unavailable(_))),
+            "{result:?}"
+        );
+    }
+    // Three operations, each within its timeout (with room for a busy machine).
+    assert!(took < 3 * timeout + Duration::from_secs(2), "took {took:?}");
+
+    proxy.restore().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match journal.write(&[JournalWrite::Record(during.clone())]).await {
+            Ok(()) => break,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(err) => panic!("never recovered: {err}"),
+        }
+    }
+    assert_eq!(
+        walk(&journal, &JournalFilter::default(), 10).await,
+        vec![during.id, before.id]
+    );
+    drop_table(&journal).await;
+}
+
+#[tokio::test]
+async fn a_closed_port_is_unavailable() {
+    let url = common::url_with_addr(&common::postgres_url(), common::proxy::closed_port().await);
+    let journal = journal_on(&url, "hookgate_never_created");
+    let started = Instant::now();
+    let result = journal.get(JournalId(1)).await;
+    assert!(
+        matches!(result, Err(JournalError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(7));
+}
+
+fn assert_corrupt<T: std::fmt::Debug>(result: Result<T, JournalError>, mentions: &[&str]) {
+    match result {
+        Err(JournalError::Corrupt(message)) => {
+            for part in mentions {
+                assert!(message.contains(part), "{message:?} names {part}");
+            }
+        }
+        other => panic!("expected a corrupt record, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn unreadable_rows_are_corrupt_for_get_and_list() {
+    let journal = fresh();
+    journal.migrate().await.unwrap();
+    let table = journal.table().to_owned();
+    let client = journal.pool().get().await.unwrap();
+    let insert = format!(
+        "INSERT INTO {table} (id, received_at, status, http_status, best_effort, body_size,
+            headers) VALUES ($1, now(), 'processed', 200, '[]', 0, '[]')"
+    );
+    let cases = [
+        ("status", "'exploded'", "exploded"),
+        ("best_effort", "'{not json'", "JSON"),
+        (
+            "best_effort",
+            r#"'[{"handler":"a","attempts":1,"state":"lost"}]'"#,
+            "lost",
+        ),
+        ("headers", r#"'{"a":"b"}'"#, "JSON"),
+        ("body_digest", "'\\x0102'", "32"),
+        ("replay_of", "'\\x01'", "16"),
+        ("body_size", "-3", "negative"),
+        ("http_status", "70000", "range"),
+        ("attempt", "-1", "negative"),
+    ];
+    for (n, (column, value, problem)) in cases.iter().enumerate() {
+        let id = JournalId::generate_at(t(100 + n as u64));
+        client
+            .execute(&insert, &[&&id.to_bytes()[..]])
+            .await
+            .unwrap();
+        client
+            .execute(
+                &format!("UPDATE {table} SET {column} = {value} WHERE id = $1"),
+                &[&&id.to_bytes()[..]],
+            )
+            .await
+            .unwrap();
+        assert_corrupt(journal.get(id).await, &[&id.to_string(), column, problem]);
+        assert_corrupt(
+            journal.list(&JournalQuery::default()).await,
+            &[&id.to_string(), column],
+        );
+        if *column == "status" {
+            assert_corrupt(
+                journal.counts(&JournalFilter::default()).await,
+                &["status", "exploded"],
+            );
+        }
+        if *column == "best_effort" {
+            // An update of a record whose jobs are unreadable fails its batch,
+            // which is rolled back.
+            let fine = bare_record(50, DeliveryStatus::Processed, "github", "push");
+            let batch = [
+                JournalWrite::Record(fine.clone()),
+                JournalWrite::BestEffort {
+                    id,
+                    job: BestEffortJob::new("x", 1, BestEffortState::Pending),
+                },
+            ];
+            assert_corrupt(journal.write(&batch).await, &[&id.to_string()]);
+            assert_eq!(journal.get(fine.id).await.unwrap(), None, "rolled back");
+        }
+        client
+            .execute(&format!("DELETE FROM {table}"), &[])
+            .await
+            .unwrap();
+    }
+    client.execute(&insert, &[&&b"\x01\x02"[..]]).await.unwrap();
+    assert_corrupt(
+        journal.list(&JournalQuery::default()).await,
+        &["`id`", "2 bytes"],
+    );
+    drop(client);
+    drop_table(&journal).await;
+}
+
+#[tokio::test]
+async fn purge_deletes_in_batches() {
+    let journal = PostgresJournal::builder(common::postgres_url())
+        .table(common::unique("jrpurge"))
+        .purge_batch_size(2)
+        .build()
+        .unwrap();
+    let records: Vec<JournalWrite> = (0..7)
+        .map(|i| JournalWrite::Record(bare_record(i, DeliveryStatus::Ignored, "stripe", "x")))
+        .collect();
+    journal.write(&records).await.unwrap();
+    // Five records in batches of two: 2 + 2 + 1.
+    assert_eq!(journal.purge_before(t(5)).await.unwrap(), 5);
+    assert_eq!(journal.purge_before(t(5)).await.unwrap(), 0);
+    assert_eq!(walk(&journal, &JournalFilter::default(), 10).await.len(), 2);
+    assert_eq!(journal.purge_before(t(100)).await.unwrap(), 2);
+    drop_table(&journal).await;
+}
+
+/// A batch as the pipeline's writer hands it over: `n` records of about 1 KiB.
+fn pipeline_batch(n: u64, from: u64) -> Vec<JournalWrite> {
+    (from..from + n)
+        .map(|i| {
+            let mut record = full_record(i, DeliveryStatus::Processed);
+            record.body = Some(Bytes::from(vec![b'x'; 1024]));
+            record.body_size = 1024;
+            JournalWrite::Record(record)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_of_256_records_are_written_whole() {
+    let journal = fresh();
+    journal.migrate().await.unwrap();
+    // Warm the connection and its prepared statement.
+    let stored = pipeline_batch(256, 0);
+    journal.write(&stored).await.unwrap();
+    let batches: Vec<Vec<JournalWrite>> = (0..20u64)
+        .map(|b| pipeline_batch(256, 1_000 + b * 256))
+        .collect();
+    let started = Instant::now();
+    for batch in &batches {
+        journal.write(batch).await.unwrap();
+    }
+    let took = started.elapsed();
+    let per_second = (batches.len() * 256) as f64 / took.as_secs_f64();
+    println!(
+        "postgres journal: {} batches of 256 records in {took:?}: {per_second:.0} records/s",
+        batches.len()
+    );
+    let counts = journal.counts(&JournalFilter::default()).await.unwrap();
+    assert_eq!(
+        counts.get(&DeliveryStatus::Processed),
+        Some(&(256 * (batches.len() as u64 + 1)))
+    );
+    // A batch with updates of its own records and of stored ones.
+    let mut mixed = pipeline_batch(256, 100_000);
+    for i in 0..256 {
+        let id = mixed[i].id();
+        mixed.push(JournalWrite::BestEffort {
+            id,
+            job: BestEffortJob::new("slack", 1, BestEffortState::Succeeded),
+        });
+        mixed.push(JournalWrite::BestEffort {
+            id: stored[i].id(),
+            job: BestEffortJob::new("audit", 1, BestEffortState::DeadLettered),
+        });
+    }
+    let started = Instant::now();
+    journal.write(&mixed).await.unwrap();
+    println!(
+        "postgres journal: a mixed batch of 768 writes in {:?}",
+        started.elapsed()
+    );
+    let email = BestEffortJob::new("email", 2, BestEffortState::Succeeded);
+    let slack = BestEffortJob::new("slack", 0, BestEffortState::Pending);
+    for i in [0, 255] {
+        let new = journal.get(mixed[i].id()).await.unwrap().unwrap();
+        let slack_done = BestEffortJob::new("slack", 1, BestEffortState::Succeeded);
+        assert_eq!(new.best_effort, vec![email.clone(), slack_done]);
+        let old = journal.get(stored[i].id()).await.unwrap().unwrap();
+        let audit = BestEffortJob::new("audit", 1, BestEffortState::DeadLettered);
+        assert_eq!(old.best_effort, vec![email.clone(), slack.clone(), audit]);
+    }
+    drop_table(&journal).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_large_bodies_is_written_whole() {
+    let journal = fresh();
+    // 9 bodies of 4 MiB: more than one statement carries, in one transaction.
+    let records: Vec<_> = (0..9u64)
+        .map(|i| {
+            let mut record = full_record(i, DeliveryStatus::CriticalFailed);
+            record.body = Some(Bytes::from(vec![i as u8; 4 * 1024 * 1024]));
+            record.body_size = 4 * 1024 * 1024;
+            record
+        })
+        .collect();
+    let mut batch: Vec<JournalWrite> = records.iter().cloned().map(JournalWrite::Record).collect();
+    // The same id twice in one batch: the later record wins.
+    let mut again = records[0].clone();
+    again.error = Some("again".into());
+    again.best_effort.clear();
+    batch.push(JournalWrite::Record(again.clone()));
+    journal.write(&batch).await.unwrap();
+    for record in &records[1..] {
+        assert_eq!(journal.get(record.id).await.unwrap().as_ref(), Some(record));
+    }
+    let mut expected = again;
+    expected.best_effort = records[0].best_effort.clone();
+    assert_eq!(journal.get(expected.id).await.unwrap(), Some(expected));
+    drop_table(&journal).await;
+}
+
+#[tokio::test]
+async fn a_users_pool_can_be_handed_over() {
+    use deadpool_postgres::{Manager, Pool};
+    let config: tokio_postgres::Config = common::postgres_url().parse().unwrap();
+    let pool = Pool::builder(Manager::new(config, tokio_postgres::NoTls))
+        .max_size(2)
+        .build()
+        .unwrap();
+    let journal = PostgresJournal::from_pool(pool)
+        .table(common::unique("jrpool"))
+        .build()
+        .unwrap();
+    journal_suite::round_trip(&journal).await;
+    assert_eq!(journal.pool().status().max_size, 2);
+    drop_table(&journal).await;
+}
+
+#[test]
+fn unsafe_table_names_and_bad_settings_are_refused() {
+    for name in [
+        "journal; DROP TABLE x",
+        "a.b.c",
+        "",
+        "1journal",
+        "\"journal\"",
+        "j-r",
+        &"j".repeat(49),
+    ] {
+        let result = PostgresJournal::builder("postgres://localhost/x")
+            .table(name)
+            .build();
+        assert!(
+            matches!(result, Err(StoreConfigError::InvalidTableName(ref n)) if n == name),
+            "{name}: {result:?}"
+        );
+    }
+    assert!(PostgresJournal::builder("postgres://localhost/x")
+        .table("ops.journal")
+        .build()
+        .is_ok());
+    common::assert_url_refused_quietly(
+        PostgresJournal::builder("postgres://user:secret@host:notaport/db").build(),
+        format!(
+            "{:?}",
+            PostgresJournal::builder("postgres://user:secret@localhost/x")
+        ),
+    );
+    assert!(matches!(
+        PostgresJournal::builder("postgres://localhost/x")
+            .operation_timeout(Duration::ZERO)
+            .build(),
+        Err(StoreConfigError::ZeroTimeout("operation"))
+    ));
+    assert!(matches!(
+        PostgresJournal::builder("postgres://localhost/x")
+            .statement_timeout(Duration::ZERO)
+            .build(),
+        Err(StoreConfigError::ZeroTimeout("statement"))
+    ));
+    assert!(matches!(
+        PostgresJournal::builder("postgres://localhost/x")
+            .max_connections(0)
+            .build(),
+        Err(StoreConfigError::ZeroPoolSize)
+    ));
+    assert!(matches!(
+        PostgresJournal::builder("postgres://localhost/x")
+            .purge_batch_size(0)
+            .build(),
+        Err(StoreConfigError::ZeroPurgeBatch)
+    ));
+}
