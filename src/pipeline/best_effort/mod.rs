@@ -189,3 +189,33 @@ impl std::fmt::Debug for BestEffortRunner {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dead_letter::MemoryDeadLetter;
+
+    fn runner() -> BestEffortRunner {
+        let dead_letter = Arc::new(MemoryDeadLetter::new());
+        BestEffortRunner::new(RetryPolicy::default(), dead_letter, 1, 1, Arc::default())
+    }
+
+    #[test]
+    fn jitter_draws_are_splitmix64_scaled_to_the_unit_interval() {
+        let runner = runner();
+        runner.rng.store(0, Ordering::Relaxed);
+        // SplitMix64's published outputs for seed 0 (Vigna's reference code).
+        for expected in [
+            0xE220_A839_7B1D_CDAF_u64,
+            0x6E78_9E6A_A1B9_65F4,
+            0x06C4_5D18_8009_454F,
+        ] {
+            let unit = runner.unit();
+            assert_eq!(unit, (expected >> 11) as f64 / (1u64 << 53) as f64);
+        }
+        let draws: Vec<f64> = (0..10_000).map(|_| runner.unit()).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
+        let low = draws.iter().filter(|&&u| u < 0.5).count();
+        assert!((4_700..5_300).contains(&low), "{low}");
+    }
+}
