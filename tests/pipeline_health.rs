@@ -1,6 +1,7 @@
 //! `Pipeline::health`: healthy, degraded and unhealthy under injected
 //! failures, and healthy again once they stop and age out of the window.
 //! Time is tokio's, paused: the window moves when the test advances it.
+#![cfg(feature = "tokio")]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! table, what is kept (and never kept), the write before a non-2xx answer,
 //! drops when the journal is down, `processing` for dropped attempts,
 //! best-effort results, replay and the retry of dead-lettered work.
+#![cfg(feature = "tokio")]
 
 mod common;
 

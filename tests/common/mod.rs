@@ -104,7 +104,6 @@ pub fn assert_raw_bytes_verify(
 }
 
 /// What every journal must do.
-#[cfg(feature = "tokio")]
 pub mod journal_suite;
 /// Helpers of the pipeline tests.
 #[cfg(feature = "tokio")]
