@@ -1404,3 +1404,58 @@ fn a_stored_waker_owning_other_work_is_released_outside_the_lock() {
         .recv_timeout(Duration::from_secs(10))
         .expect("finished, without a deadlock");
 }
+
+#[tokio::test]
+async fn work_dropped_outside_a_runtime_reaches_the_dead_letter_with_the_next_registration() {
+    let dead_letter = MemoryDeadLetter::new();
+    let mut registry = Registry::new();
+    registry.best_effort(
+        "github",
+        "*",
+        "notify",
+        handler_fn(|_| async { Ok::<(), HandlerError>(()) }),
+    );
+    let pipeline = pipeline_with(registry, fast_policy(), &dead_letter);
+    let (body, headers) = gh_delivery("d-outside", &issue_body(1));
+    let (_, work) = pipeline.handle_deferred(body, &headers).await;
+    let work = work.expect("one job");
+    // Dropped on a thread with no runtime: nothing can send the entry yet.
+    std::thread::spawn(move || drop(work)).join().unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(dead_letter.len(), 0, "no runtime flushed it");
+    assert_eq!(pipeline.stats().best_effort_pending, 1, "held as an orphan");
+
+    // The next registration, in the runtime, sends it.
+    let (body, headers) = gh_delivery("d-next", &issue_body(2));
+    let (_, work) = pipeline.handle_deferred(body, &headers).await;
+    eventually("the orphan in the dead letter", || dead_letter.len() == 1).await;
+    let entry = &dead_letter.entries()[0];
+    assert_eq!(
+        (entry.event_id(), entry.reason),
+        ("d-outside", DeadLetterReason::BestEffortDropped)
+    );
+    let report = work.unwrap().await;
+    assert_eq!(report.succeeded, 1);
+}
+
+#[tokio::test]
+async fn a_builder_and_the_best_effort_runner_debug_as_their_settings() {
+    let builder = Pipeline::builder().verifier(github()).store(store());
+    let debug = format!("{builder:?}");
+    for part in [
+        "PipelineBuilder",
+        "verifiers",
+        "GitHub",
+        "store",
+        "MemoryStore",
+        "registry",
+    ] {
+        assert!(debug.contains(part), "{part} missing from {debug}");
+    }
+    assert!(!debug.contains(GH_SECRET), "{debug}");
+    let pipeline = builder.build().unwrap();
+    let debug = format!("{pipeline:?}");
+    for part in ["BestEffortRunner", "policy", "max_pending: 1024", "held: 0"] {
+        assert!(debug.contains(part), "{part} missing from {debug}");
+    }
+}
