@@ -339,7 +339,7 @@ impl Pipeline {
                 return finish(outcome, OutcomeKind::StoreUnavailable(Arc::new(err)));
             }
         };
-        let _in_flight = inner.stats.monitor.claimed();
+        let _in_flight = inner.stats.monitor.claimed(started);
         if delivery.timed {
             delivery.attempt = Some(token.0);
         }

@@ -200,12 +200,12 @@ impl Monitor {
         }
     }
 
-    /// An attempt took its claim; it counts as in flight until the guard is
-    /// dropped.
-    pub(super) fn claimed(&self) -> InFlightGuard<'_> {
+    /// An attempt of a delivery that started at `started` took its claim; it
+    /// counts as in flight until the guard is dropped.
+    pub(super) fn claimed(&self, started: Instant) -> InFlightGuard<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         super::observe::in_flight(1.0);
-        let since = u64::try_from(self.base.elapsed().as_micros())
+        let since = u64::try_from(started.saturating_duration_since(self.base).as_micros())
             .unwrap_or(u64::MAX - 1)
             .saturating_add(1);
         let first = self.next.fetch_add(1, Ordering::Relaxed);
