@@ -104,3 +104,22 @@ async fn a_pipeline_debugs_as_its_settings_never_its_secrets() {
         assert!(!debug.contains(secret), "{debug}");
     }
 }
+
+#[tokio::test]
+async fn a_pipeline_debug_says_whether_a_hook_and_a_journal_are_set() {
+    let plain = format!("{:?}", two_providers(&Tally::default()));
+    assert!(
+        plain.contains("on_rejected: None") && plain.contains("journal: None"),
+        "{plain}"
+    );
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .on_rejected(|_| {})
+        .journal(hookgate::journal::MemoryJournal::new())
+        .build()
+        .unwrap();
+    let debug = format!("{pipeline:?}");
+    assert!(debug.contains("on_rejected: Some(RejectedHook)"), "{debug}");
+    assert!(debug.contains("journal: Some(MemoryJournal"), "{debug}");
+}

@@ -525,6 +525,11 @@ impl fmt::Debug for Pipeline {
             )
             .field("fingerprint_policy", &self.inner.fingerprint_policy)
             .field("dead_letter", &self.inner.dead_letter)
+            .field("on_rejected", &self.inner.on_rejected)
+            .field(
+                "journal",
+                &self.inner.journaling.as_ref().map(|j| j.journal()),
+            )
             .field("best_effort", &self.inner.best_effort)
             .finish()
     }
