@@ -1459,3 +1459,29 @@ async fn a_builder_and_the_best_effort_runner_debug_as_their_settings() {
         assert!(debug.contains(part), "{part} missing from {debug}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_last_failed_attempt_goes_to_the_dead_letter_without_another_backoff() {
+    let dead_letter = MemoryDeadLetter::new();
+    let mut registry = Registry::new();
+    registry.best_effort(
+        "github",
+        "*",
+        "smtp",
+        handler_fn(|_| async {
+            Err::<(), _>(HandlerError::transient(Injected("smtp unavailable")))
+        }),
+    );
+    let mut policy = backing_off(Duration::from_secs(10));
+    policy.max_attempts = 2;
+    policy.jitter = 0.0;
+    let pipeline = pipeline_with(registry, policy, &dead_letter);
+    let (body, headers) = gh_delivery("d-last", &issue_body(1));
+    let (_, work) = pipeline.handle_deferred(body, &headers).await;
+    let began = tokio::time::Instant::now();
+    let report = work.unwrap().await;
+    assert_eq!(report.dead_lettered, 1);
+    // One backoff of 10 s between the two attempts, none after the last.
+    assert_eq!(began.elapsed(), Duration::from_secs(10));
+    assert_eq!(dead_letter.entries()[0].attempts, 2);
+}
