@@ -466,3 +466,30 @@ async fn unreadable_rows_are_reported_as_corrupt() {
         "{claim:?}"
     );
 }
+
+#[test]
+fn a_store_and_its_builder_debug_as_their_settings() {
+    let builder = SqliteStore::file("/tmp/hookgate-debug.sqlite3").table("hg_debug");
+    let debug = format!("{builder:?}");
+    for part in [
+        "SqliteStoreBuilder",
+        "hookgate-debug.sqlite3",
+        "hg_debug",
+        "max_connections",
+        "busy_timeout",
+        "clock",
+    ] {
+        assert!(debug.contains(part), "{part} missing from {debug}");
+    }
+    let store = builder.build().unwrap();
+    let debug = format!("{store:?}");
+    for part in [
+        "SqliteStore",
+        "hookgate-debug.sqlite3",
+        "hg_debug",
+        "busy_timeout",
+        "operation_timeout",
+    ] {
+        assert!(debug.contains(part), "{part} missing from {debug}");
+    }
+}
