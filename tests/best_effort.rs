@@ -1485,3 +1485,56 @@ async fn the_last_failed_attempt_goes_to_the_dead_letter_without_another_backoff
     assert_eq!(began.elapsed(), Duration::from_secs(10));
     assert_eq!(dead_letter.entries()[0].attempts, 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_flush_that_outlives_the_start_of_shutdown_leaves_the_rest_to_its_report() {
+    let dead_letter = SlowDeadLetter {
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        inner: MemoryDeadLetter::new(),
+    };
+    let mut registry = Registry::new();
+    registry.best_effort(
+        "github",
+        "*",
+        "notify",
+        handler_fn(|_| async { Ok::<(), HandlerError>(()) }),
+    );
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(registry)
+        .dead_letter(dead_letter.clone())
+        .build()
+        .unwrap();
+    // A's work is dropped: a background flush takes it and waits on the gate.
+    let (body, headers) = gh_delivery("d-a", &issue_body(1));
+    drop(pipeline.handle_deferred(body, &headers).await.1);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    // B's work is held and never run: shutdown will cancel it.
+    let (body, headers) = gh_delivery("d-b", &issue_body(2));
+    let held = pipeline.handle_deferred(body, &headers).await.1;
+    let shutdown = {
+        let pipeline = pipeline.clone();
+        tokio::spawn(async move { pipeline.shutdown(Duration::from_millis(50)).await })
+    };
+    // After the deadline B is cancelled; during the grace the gate opens, and
+    // the flush, done with A, must leave B to shutdown.
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    dead_letter.gate.add_permits(10);
+    let report = shutdown.await.unwrap();
+    let abandoned: Vec<_> = report
+        .abandoned
+        .iter()
+        .map(|e| (e.event_id().to_owned(), e.reason))
+        .collect();
+    assert_eq!(abandoned, [("d-b".to_owned(), DeadLetterReason::ShutDown)]);
+    let mut stored: Vec<_> = dead_letter
+        .inner
+        .entries()
+        .iter()
+        .map(|e| e.event_id().to_owned())
+        .collect();
+    stored.sort();
+    assert_eq!(stored, ["d-a", "d-b"], "each entry sent once");
+    drop(held);
+}
