@@ -1538,3 +1538,76 @@ async fn a_flush_that_outlives_the_start_of_shutdown_leaves_the_rest_to_its_repo
     assert_eq!(stored, ["d-a", "d-b"], "each entry sent once");
     drop(held);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_dropped_while_sending_leaves_the_rest_to_a_background_flush() {
+    let dead_letter = SlowDeadLetter {
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        inner: MemoryDeadLetter::new(),
+    };
+    let mut registry = Registry::new();
+    registry.best_effort(
+        "github",
+        "*",
+        "notify",
+        handler_fn(|_| async { Ok::<(), HandlerError>(()) }),
+    );
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(registry)
+        .dead_letter(dead_letter.clone())
+        .build()
+        .unwrap();
+    // Two held jobs, never run: shutdown cancels both and starts sending them.
+    let mut held = Vec::new();
+    for n in 0..2 {
+        let (body, headers) = gh_delivery(&format!("d-{n}"), &issue_body(n));
+        held.push(pipeline.handle_deferred(body, &headers).await.1);
+    }
+    let shutdown = {
+        let pipeline = pipeline.clone();
+        tokio::spawn(async move { pipeline.shutdown(Duration::from_millis(10)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!shutdown.is_finished(), "blocked on the dead letter");
+    shutdown.abort();
+    assert!(shutdown.await.unwrap_err().is_cancelled());
+    dead_letter.gate.add_permits(10);
+    eventually("both entries in the dead letter", || {
+        dead_letter.inner.len() == 2
+    })
+    .await;
+    assert_eq!(pipeline.stats().best_effort_pending, 0);
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_dead_letter_refusing_at_shutdown_is_counted_in_the_report() {
+    let mut registry = Registry::new();
+    registry.best_effort(
+        "github",
+        "*",
+        "notify",
+        handler_fn(|_| async { Ok::<(), HandlerError>(()) }),
+    );
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(registry)
+        .dead_letter(Refusing)
+        .build()
+        .unwrap();
+    let mut held = Vec::new();
+    for n in 0..3 {
+        let (body, headers) = gh_delivery(&format!("d-{n}"), &issue_body(n));
+        held.push(pipeline.handle_deferred(body, &headers).await.1);
+    }
+    let report = pipeline.shutdown(Duration::from_millis(10)).await;
+    assert_eq!(
+        (report.abandoned.len(), report.dead_letter_failures),
+        (3, 3)
+    );
+    assert_eq!(pipeline.stats().dead_letter_failures, 3);
+    drop(held);
+}

@@ -809,3 +809,45 @@ async fn zero_queue_settings_are_refused_at_build() {
         assert!(built.is_err());
     }
 }
+
+#[tokio::test]
+async fn work_retried_after_shutdown_is_refused_into_the_dead_letter() {
+    let journal = MemoryJournal::new();
+    let mut registry = Registry::new();
+    registry.critical(
+        "stripe",
+        "*",
+        "noop",
+        handler_fn(|_e| async { Ok::<(), HandlerError>(()) }),
+    );
+    registry.best_effort(
+        "stripe",
+        "*",
+        "slack",
+        handler_fn(|_e| async { Err::<(), _>(HandlerError::permanent("channel archived")) }),
+    );
+    let pipeline = builder(&journal, registry).build().unwrap();
+    let dead_letter = pipeline.memory_dead_letter().unwrap().clone();
+    let (body, headers) = stripe_delivery("evt_after", "invoice.paid");
+    let (outcome, work) = pipeline.handle_deferred(body, &headers).await;
+    assert_eq!(work.unwrap().await.dead_lettered, 1);
+    let id = outcome.journal_id.unwrap();
+    assert!(pipeline.shutdown(Duration::from_secs(1)).await.drained);
+    assert_eq!(dead_letter.len(), 1);
+
+    let retry = pipeline
+        .retry_dead_lettered(id)
+        .await
+        .unwrap()
+        .expect("slack again");
+    common::pipeline::eventually("the refused retry in the dead letter", || {
+        dead_letter.len() == 2
+    })
+    .await;
+    let entry = &dead_letter.entries()[1];
+    assert_eq!(
+        (entry.event_id(), entry.reason),
+        ("evt_after", hookgate::DeadLetterReason::ShutDown)
+    );
+    assert_eq!(retry.await.refused, 1, "refused at registration");
+}
