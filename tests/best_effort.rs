@@ -1611,3 +1611,51 @@ async fn a_dead_letter_refusing_at_shutdown_is_counted_in_the_report() {
     assert_eq!(pipeline.stats().dead_letter_failures, 3);
     drop(held);
 }
+
+#[tokio::test]
+async fn pending_counts_held_jobs_orphans_and_entries_being_sent() {
+    let dead_letter = SlowDeadLetter {
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        inner: MemoryDeadLetter::new(),
+    };
+    let mut registry = Registry::new();
+    registry.best_effort(
+        "github",
+        "*",
+        "notify",
+        handler_fn(|_| async { Ok::<(), HandlerError>(()) }),
+    );
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(registry)
+        .dead_letter(dead_letter.clone())
+        .build()
+        .unwrap();
+    let mut held = Vec::new();
+    let (body, headers) = gh_delivery("d-orphan", &issue_body(0));
+    let orphan = pipeline.handle_deferred(body, &headers).await.1.unwrap();
+    std::thread::spawn(move || drop(orphan)).join().unwrap();
+    for n in 1..=2 {
+        let (body, headers) = gh_delivery(&format!("d-{n}"), &issue_body(n));
+        held.push(pipeline.handle_deferred(body, &headers).await.1);
+    }
+    assert_eq!(
+        pipeline.stats().best_effort_pending,
+        3,
+        "one orphan and two jobs"
+    );
+    // The next registration flushes the orphan, which waits on the dead letter.
+    let (body, headers) = gh_delivery("d-3", &issue_body(3));
+    held.push(pipeline.handle_deferred(body, &headers).await.1);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        pipeline.stats().best_effort_pending,
+        4,
+        "three jobs and one entry being sent"
+    );
+    dead_letter.gate.add_permits(10);
+    eventually("the orphan stored", || dead_letter.inner.len() == 1).await;
+    assert_eq!(pipeline.stats().best_effort_pending, 3);
+    drop(held);
+}
