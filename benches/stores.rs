@@ -18,8 +18,17 @@
 //! `cargo bench --bench stores -- store_memory_tail` (`HOOKGATE_TAIL_CLAIMS` sets
 //! the number of timed claims per case, default 1,000,000).
 //!
-//! The durable stores are benched only with their feature on; the server stores
-//! read `HOOKGATE_POSTGRES_URL` / `HOOKGATE_REDIS_URL` (local defaults):
+//! `journal_write` is the sustained write rate of the SQL journals: one
+//! iteration is one batch of 256 `JournalWrite::Record`s (every field set, a
+//! 1 KiB body, fresh ids each batch, made outside the timed part), the batch
+//! the pipeline's background writer hands over, written by `SqliteJournal` (a
+//! temp file) and `PostgresJournal` (a table of its own, dropped at the end);
+//! its `bare_hmac` is the bare HMAC-SHA256 of the same 256 bodies. Criterion
+//! prints records per second.
+//!
+//! The durable stores and journals are benched only with their feature on
+//! (wall time: their work runs on other threads and in the servers); the server
+//! ones read `HOOKGATE_POSTGRES_URL` / `HOOKGATE_REDIS_URL` (local defaults):
 //! `cargo bench --bench stores --all-features -- --warm-up-time 1 --measurement-time 3`
 
 mod common;
@@ -362,6 +371,39 @@ mod durable {
         format!("bench_{}_{nanos}", std::process::id())
     }
 
+    /// The PostgreSQL server: `HOOKGATE_POSTGRES_URL`, or the local one.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres_url() -> String {
+        std::env::var("HOOKGATE_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    }
+
+    /// A database file in the temp directory no earlier run used.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn sqlite_path() -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("{}.sqlite3", run_id()))
+    }
+
+    /// Removes the database file at `path` and its WAL files.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn remove_sqlite_files(path: &std::path::Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.to_path_buf().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+    }
+
+    /// Drops `table` from the database `pool` serves.
+    #[cfg(feature = "postgres")]
+    pub(crate) async fn drop_table(pool: &deadpool_postgres::Pool, table: &str) {
+        let client = pool.get().await.expect("connection");
+        client
+            .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+            .await
+            .expect("drop the bench table");
+    }
+
     /// Claims a new key and completes it; panics unless the claim acquires.
     pub(crate) async fn claim_complete(store: &dyn IdempotencyStore, key: &str, fp: Fingerprint) {
         match store.claim(key, fp, LEASE).await {
@@ -449,34 +491,22 @@ mod durable {
     pub(crate) fn sqlite(c: &mut Criterion) {
         use hookgate::store::sqlite::SqliteStore;
         let rt = runtime();
-        let path = std::env::temp_dir().join(format!("{}.sqlite3", run_id()));
+        let path = sqlite_path();
         let store = SqliteStore::file(&path).build().expect("sqlite store");
         bench_store(c, "store_sqlite", &rt, Arc::new(store));
-        for suffix in ["", "-wal", "-shm"] {
-            let mut file = path.clone().into_os_string();
-            file.push(suffix);
-            let _ = std::fs::remove_file(file);
-        }
+        remove_sqlite_files(&path);
     }
 
     #[cfg(feature = "postgres")]
     pub(crate) fn postgres(c: &mut Criterion) {
         use hookgate::store::postgres::PostgresStore;
         let rt = runtime();
-        let url = std::env::var("HOOKGATE_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let store = PostgresStore::connect(url)
+        let store = PostgresStore::connect(postgres_url())
             .table(run_id())
             .build()
             .expect("postgres store");
         bench_store(c, "store_postgres", &rt, Arc::new(store.clone()));
-        rt.block_on(async {
-            let client = store.pool().get().await.expect("connection");
-            client
-                .batch_execute(&format!("DROP TABLE IF EXISTS {}", store.table()))
-                .await
-                .expect("drop the bench table");
-        });
+        rt.block_on(drop_table(store.pool(), store.table()));
     }
 
     #[cfg(feature = "redis")]
@@ -494,12 +524,164 @@ mod durable {
     }
 }
 
+/// The SQL journals' write rate (see the crate docs above), built only with
+/// one of their features.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod journals {
+    use std::hint::black_box;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, SystemTime};
+
+    use bytes::Bytes;
+    use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput};
+    use hookgate::journal::{
+        BestEffortJob, BestEffortState, DeliveryStatus, Durations, Journal, JournalId,
+        JournalRecord, JournalWrite,
+    };
+
+    use super::{common, durable};
+
+    /// Records per batch: the pipeline writer's default batch.
+    const BATCH: usize = 256;
+    const BODY: usize = 1024;
+
+    /// `BATCH` distinct JSON bodies of exactly `BODY` bytes.
+    fn bodies() -> Vec<Bytes> {
+        (0..BATCH)
+            .map(|n| {
+                let mut body = format!(r#"{{"action":"opened","n":{n:04},"pad":""#).into_bytes();
+                body.resize(BODY - 2, b'x');
+                body.extend_from_slice(b"\"}");
+                Bytes::from(body)
+            })
+            .collect()
+    }
+
+    /// A record with every field set (as the journal suite's `full_record`),
+    /// received now, with a fresh id and `body`.
+    fn record(n: u64, body: &Bytes) -> JournalRecord {
+        let mut record = JournalRecord::new(
+            JournalId::generate(),
+            SystemTime::now(),
+            DeliveryStatus::CriticalFailed,
+        );
+        record.provider = Some("github".into());
+        record.event_id = Some(format!("d-{n}"));
+        record.kind = Some("issues.opened".into());
+        record.delivery_id = Some(format!("d-{n}"));
+        record.http_status = 500;
+        record.attempt = Some(3);
+        let mut durations = Durations::default();
+        durations.verify = Some(Duration::from_micros(12));
+        durations.claim = Some(Duration::from_micros(345));
+        durations.critical = Some(Duration::from_millis(6));
+        durations.total = Some(Duration::from_millis(7));
+        record.durations = durations;
+        record.error = Some("critical handler `db` failed: connection refused".into());
+        record.best_effort = vec![
+            BestEffortJob::new("email", 2, BestEffortState::Succeeded),
+            BestEffortJob::new("slack", 0, BestEffortState::Pending),
+        ];
+        record.body_size = body.len() as u64;
+        record.body_digest = Some([7; 32]);
+        record.body = Some(body.clone());
+        record.headers = vec![
+            ("X-GitHub-Event".into(), "issues".into()),
+            ("X-GitHub-Delivery".into(), format!("d-{n}")),
+        ];
+        record.replay_of = Some(JournalId(42));
+        record
+    }
+
+    /// A batch of records of `bodies` with fresh ids.
+    fn batch(bodies: &[Bytes], counter: &AtomicU64) -> Vec<JournalWrite> {
+        bodies
+            .iter()
+            .map(|body| {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                JournalWrite::Record(record(n, body))
+            })
+            .collect()
+    }
+
+    /// Benches `journal` writing one batch per iteration, the batch made (and
+    /// dropped) outside the timed part.
+    fn bench_journal(
+        group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+        name: &str,
+        rt: &tokio::runtime::Runtime,
+        journal: &dyn Journal,
+        bodies: &[Bytes],
+    ) {
+        let counter = AtomicU64::new(0);
+        // Opened and migrated before the first timed write.
+        rt.block_on(journal.write(&batch(bodies, &counter)))
+            .expect("journal write");
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || batch(bodies, &counter),
+                |batch| {
+                    rt.block_on(journal.write(black_box(&batch)))
+                        .expect("journal write");
+                    batch
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+
+    pub(crate) fn journal_write(c: &mut Criterion) {
+        let rt = durable::runtime();
+        let bodies = bodies();
+        let mut group = c.benchmark_group("journal_write");
+        group.sample_size(20);
+        // One element is one record: criterion prints records per second.
+        group.throughput(Throughput::Elements(BATCH as u64));
+
+        let keyed = common::keyed();
+        let expected: Vec<[u8; 32]> = bodies.iter().map(|body| common::tag(&[body])).collect();
+        group.bench_function("bare_hmac", |b| {
+            b.iter(|| {
+                bodies
+                    .iter()
+                    .zip(&expected)
+                    .all(|(body, tag)| common::bare_hmac(&keyed, &[black_box(body)], tag))
+            })
+        });
+
+        #[cfg(feature = "sqlite")]
+        {
+            use hookgate::journal::sqlite::SqliteJournal;
+            let path = durable::sqlite_path();
+            let journal = SqliteJournal::file(&path).build().expect("sqlite journal");
+            bench_journal(&mut group, "sqlite", &rt, &journal, &bodies);
+            drop(journal);
+            durable::remove_sqlite_files(&path);
+        }
+
+        #[cfg(feature = "postgres")]
+        {
+            use hookgate::journal::postgres::PostgresJournal;
+            let journal = PostgresJournal::builder(durable::postgres_url())
+                .table(durable::run_id())
+                .build()
+                .expect("postgres journal");
+            bench_journal(&mut group, "postgres", &rt, &journal, &bodies);
+            rt.block_on(durable::drop_table(journal.pool(), journal.table()));
+        }
+
+        group.finish();
+    }
+}
+
 #[cfg(feature = "postgres")]
 use durable::postgres;
 #[cfg(feature = "redis")]
 use durable::redis;
 #[cfg(feature = "sqlite")]
 use durable::sqlite;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use journals::journal_write;
 
 #[cfg(not(feature = "sqlite"))]
 fn sqlite(_: &mut Criterion) {}
@@ -507,6 +689,8 @@ fn sqlite(_: &mut Criterion) {}
 fn postgres(_: &mut Criterion) {}
 #[cfg(not(feature = "redis"))]
 fn redis(_: &mut Criterion) {}
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+fn journal_write(_: &mut Criterion) {}
 
 criterion_group! {
     name = memory;
@@ -514,4 +698,5 @@ criterion_group! {
     targets = store_memory, tail::store_memory_tail
 }
 criterion_group!(durable_stores, sqlite, postgres, redis);
-criterion_main!(memory, durable_stores);
+criterion_group!(journals, journal_write);
+criterion_main!(memory, durable_stores, journals);

@@ -1659,3 +1659,36 @@ async fn pending_counts_held_jobs_orphans_and_entries_being_sent() {
     assert_eq!(pipeline.stats().best_effort_pending, 3);
     drop(held);
 }
+
+#[tokio::test(start_paused = true)]
+async fn work_moved_to_another_task_is_woken_there_when_shutdown_cancels_it() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let pipeline = gated_pipeline(&gate, &calls, MemoryDeadLetter::new(), 16);
+    let (body, headers) = gh_delivery("d-moved", &issue_body(1));
+    let mut work = pipeline.handle_deferred(body, &headers).await.1.unwrap();
+    // Polled first by one task, which then hands it over and ends.
+    let work = tokio::spawn(async move {
+        assert!(tokio::time::timeout(Duration::from_millis(1), &mut work)
+            .await
+            .is_err());
+        work
+    })
+    .await
+    .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "its handler is running");
+    let running = tokio::spawn(work);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    // Shutdown wakes the task polling it now: the job settles itself at once,
+    // not after the grace that covers tasks that are never polled again.
+    let began = tokio::time::Instant::now();
+    let report = pipeline.shutdown(Duration::from_millis(10)).await;
+    assert_eq!(
+        began.elapsed(),
+        Duration::from_millis(10),
+        "no grace needed"
+    );
+    assert_eq!(report.abandoned.len(), 1);
+    assert_eq!(report.still_running, 0);
+    assert_eq!(running.await.unwrap().abandoned, 1);
+}

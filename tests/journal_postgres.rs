@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::journal_suite::{self, bare_record, full_record, t, walk};
+use common::journal_suite::{self, assert_corrupt, bare_record, full_record, t, walk};
 use common::proxy::Proxy;
 use hookgate::journal::postgres::PostgresJournal;
 use hookgate::journal::{
     BestEffortJob, BestEffortState, DeliveryStatus, Journal, JournalError, JournalFilter,
-    JournalId, JournalQuery, JournalWrite, MemoryJournal,
+    JournalId, JournalQuery, JournalWrite,
 };
 use hookgate::store::StoreConfigError;
 
@@ -80,98 +80,10 @@ async fn purge() {
     drop_table(&journal).await;
 }
 
-/// A small deterministic generator (xorshift), so failures replay.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-/// Random batches mixing records written again (with and without jobs and
-/// resolutions) and best-effort updates (of stored, unstored and unknown
-/// records, before and after their record in the batch) leave the journal
-/// as they leave a `MemoryJournal`.
-async fn batches_match_memory(journal: &dyn Journal) {
-    let memory = MemoryJournal::new();
-    let ids: Vec<JournalId> = (0..5).map(|i| JournalId::generate_at(t(i))).collect();
-    let handlers = ["email", "slack", "audit"];
-    let states = [
-        BestEffortState::Pending,
-        BestEffortState::Succeeded,
-        BestEffortState::DeadLettered,
-    ];
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for round in 0..150u64 {
-        let mut batch = Vec::new();
-        for _ in 0..=rng.below(6) {
-            // Ids 0..4 get records; id 4 only ever gets updates.
-            let id = ids[rng.below(5) as usize];
-            if id != ids[4] && rng.below(2) == 0 {
-                let i = ids.iter().position(|x| *x == id).unwrap() as u64;
-                let status =
-                    DeliveryStatus::ALL[rng.below(DeliveryStatus::ALL.len() as u64) as usize];
-                let mut record = full_record(i, status);
-                record.id = id;
-                record.error = Some(format!("round {round}"));
-                record.best_effort = (0..rng.below(3))
-                    .map(|n| BestEffortJob::new(handlers[n as usize], round as u32, states[0]))
-                    .collect();
-                record.resolved_at = (rng.below(4) == 0).then(|| t(1_000 + round));
-                if rng.below(3) == 0 {
-                    record.body = None;
-                }
-                batch.push(JournalWrite::Record(record));
-            } else {
-                let job = BestEffortJob::new(
-                    handlers[rng.below(3) as usize],
-                    rng.below(10) as u32,
-                    states[rng.below(3) as usize],
-                );
-                batch.push(JournalWrite::BestEffort { id, job });
-            }
-        }
-        memory.write(&batch).await.unwrap();
-        journal.write(&batch).await.unwrap();
-        if rng.below(5) == 0 {
-            let id = ids[rng.below(5) as usize];
-            let at = t(2_000 + round);
-            assert_eq!(
-                journal.mark_resolved(id, at).await.unwrap(),
-                memory.mark_resolved(id, at).await.unwrap()
-            );
-        }
-        for id in &ids {
-            assert_eq!(
-                journal.get(*id).await.unwrap(),
-                memory.get(*id).await.unwrap(),
-                "round {round}, {id}, after {batch:#?}"
-            );
-        }
-    }
-    let all = JournalQuery {
-        limit: 100,
-        ..Default::default()
-    };
-    assert_eq!(
-        journal.list(&all).await.unwrap(),
-        memory.list(&all).await.unwrap()
-    );
-    let filter = JournalFilter::default();
-    assert_eq!(
-        journal.counts(&filter).await.unwrap(),
-        memory.counts(&filter).await.unwrap()
-    );
-}
-
 #[tokio::test]
 async fn batches_apply_in_order_as_the_memory_journal_does() {
     let journal = fresh();
-    batches_match_memory(&journal).await;
+    journal_suite::batches_match_memory(&journal).await;
     drop_table(&journal).await;
 }
 
@@ -182,37 +94,15 @@ async fn filters_compare_the_stored_microsecond_times() {
     let at = t(10) + Duration::from_nanos(5_600);
     let mut record = bare_record(10, DeliveryStatus::Processed, "github", "push");
     record.received_at = at;
-    journal
-        .write(&[JournalWrite::Record(record.clone())])
-        .await
-        .unwrap();
-    let stored = journal.get(record.id).await.unwrap().unwrap();
+    let stored = journal_suite::write_and_get(&journal, &record).await;
     assert_eq!(
         stored.received_at,
         t(10) + Duration::from_micros(5),
         "kept to the microsecond"
     );
-    for offset_ns in [0, 4_999, 5_000, 5_001, 5_600, 5_999, 6_000, 6_001] {
-        let bound = t(10) + Duration::from_nanos(offset_ns);
-        for filter in [
-            JournalFilter {
-                since: Some(bound),
-                ..Default::default()
-            },
-            JournalFilter {
-                until: Some(bound),
-                ..Default::default()
-            },
-        ] {
-            let listed = walk(&journal, &filter, 10).await;
-            let expected = if filter.matches(&stored) {
-                vec![record.id]
-            } else {
-                vec![]
-            };
-            assert_eq!(listed, expected, "{filter:?}");
-        }
-    }
+    let bounds = [0, 4_999, 5_000, 5_001, 5_600, 5_999, 6_000, 6_001]
+        .map(|ns| t(10) + Duration::from_nanos(ns));
+    journal_suite::time_filters_match_the_stored_time(&journal, &stored, bounds).await;
     // Bounds far outside what timestamptz holds are clamped, not refused.
     let far = JournalFilter {
         since: Some(std::time::UNIX_EPOCH),
@@ -243,16 +133,8 @@ async fn concurrent_migrations_succeed_and_migrate_is_idempotent() {
     let journals: Vec<PostgresJournal> = (0..6)
         .map(|_| journal_on(&common::postgres_url(), &table))
         .collect();
-    let migrations: Vec<_> = journals
-        .iter()
-        .map(|journal| {
-            let journal = journal.clone();
-            tokio::spawn(async move { journal.migrate().await })
-        })
-        .collect();
-    for migration in migrations {
-        migration.await.unwrap().unwrap();
-    }
+    journal_suite::migrate_at_once(&journals, |journal| async move { journal.migrate().await })
+        .await;
     journals[0].migrate().await.unwrap();
     let record = full_record(1, DeliveryStatus::CriticalFailed);
     journals[1]
@@ -329,16 +211,7 @@ async fn a_cut_server_is_unavailable_within_the_timeout_and_recovers() {
     assert!(took < 3 * timeout + Duration::from_secs(2), "took {took:?}");
 
     proxy.restore().await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match journal.write(&[JournalWrite::Record(during.clone())]).await {
-            Ok(()) => break,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(err) => panic!("never recovered: {err}"),
-        }
-    }
+    journal_suite::write_once_recovered(&journal, &[JournalWrite::Record(during.clone())]).await;
     assert_eq!(
         walk(&journal, &JournalFilter::default(), 10).await,
         vec![during.id, before.id]
@@ -357,17 +230,6 @@ async fn a_closed_port_is_unavailable() {
         "{result:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(7));
-}
-
-fn assert_corrupt<T: std::fmt::Debug>(result: Result<T, JournalError>, mentions: &[&str]) {
-    match result {
-        Err(JournalError::Corrupt(message)) => {
-            for part in mentions {
-                assert!(message.contains(part), "{message:?} names {part}");
-            }
-        }
-        other => panic!("expected a corrupt record, got {other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -454,15 +316,7 @@ async fn purge_deletes_in_batches() {
         .purge_batch_size(2)
         .build()
         .unwrap();
-    let records: Vec<JournalWrite> = (0..7)
-        .map(|i| JournalWrite::Record(bare_record(i, DeliveryStatus::Ignored, "stripe", "x")))
-        .collect();
-    journal.write(&records).await.unwrap();
-    // Five records in batches of two: 2 + 2 + 1.
-    assert_eq!(journal.purge_before(t(5)).await.unwrap(), 5);
-    assert_eq!(journal.purge_before(t(5)).await.unwrap(), 0);
-    assert_eq!(walk(&journal, &JournalFilter::default(), 10).await.len(), 2);
-    assert_eq!(journal.purge_before(t(100)).await.unwrap(), 2);
+    journal_suite::purge_in_batches_of_two(&journal).await;
     drop_table(&journal).await;
 }
 
@@ -582,23 +436,11 @@ async fn a_users_pool_can_be_handed_over() {
 
 #[test]
 fn unsafe_table_names_and_bad_settings_are_refused() {
-    for name in [
-        "journal; DROP TABLE x",
-        "a.b.c",
-        "",
-        "1journal",
-        "\"journal\"",
-        "j-r",
-        &"j".repeat(49),
-    ] {
-        let result = PostgresJournal::builder("postgres://localhost/x")
+    journal_suite::assert_unsafe_table_names_refused("a.b.c", |name| {
+        PostgresJournal::builder("postgres://localhost/x")
             .table(name)
-            .build();
-        assert!(
-            matches!(result, Err(StoreConfigError::InvalidTableName(ref n)) if n == name),
-            "{name}: {result:?}"
-        );
-    }
+            .build()
+    });
     assert!(PostgresJournal::builder("postgres://localhost/x")
         .table("ops.journal")
         .build()

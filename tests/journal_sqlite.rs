@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::journal_suite::{self, bare_record, full_record, t, walk};
+use common::journal_suite::{self, assert_corrupt, bare_record, full_record, t, walk};
 use hookgate::journal::sqlite::SqliteJournal;
 use hookgate::journal::{
     BestEffortJob, BestEffortState, DeliveryStatus, Journal, JournalError, JournalFilter,
-    JournalId, JournalQuery, JournalWrite, MemoryJournal,
+    JournalId, JournalQuery, JournalWrite,
 };
 use hookgate::store::StoreConfigError;
 
@@ -84,99 +84,10 @@ async fn the_suite_passes_in_memory() {
     journal_suite::purge(&memory()).await;
 }
 
-/// A small deterministic generator (xorshift), so failures replay.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-/// Random batches mixing records written again (with and without jobs and
-/// resolutions) and best-effort updates (of stored, unstored and unknown
-/// records, before and after their record in the batch) leave the journal
-/// as they leave a `MemoryJournal`.
-async fn batches_match_memory(journal: &dyn Journal) {
-    let memory = MemoryJournal::new();
-    let ids: Vec<JournalId> = (0..5).map(|i| JournalId::generate_at(t(i))).collect();
-    let handlers = ["email", "slack", "audit"];
-    let states = [
-        BestEffortState::Pending,
-        BestEffortState::Succeeded,
-        BestEffortState::DeadLettered,
-    ];
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for round in 0..150u64 {
-        let mut batch = Vec::new();
-        for _ in 0..=rng.below(6) {
-            // Ids 0..4 get records; id 4 only ever gets updates.
-            let id = ids[rng.below(5) as usize];
-            if id != ids[4] && rng.below(2) == 0 {
-                let i = ids.iter().position(|x| *x == id).unwrap() as u64;
-                let mut record = full_record(
-                    i,
-                    DeliveryStatus::ALL[rng.below(DeliveryStatus::ALL.len() as u64) as usize],
-                );
-                record.id = id;
-                record.error = Some(format!("round {round}"));
-                record.best_effort = (0..rng.below(3))
-                    .map(|n| BestEffortJob::new(handlers[n as usize], round as u32, states[0]))
-                    .collect();
-                record.resolved_at = (rng.below(4) == 0).then(|| t(1_000 + round));
-                if rng.below(3) == 0 {
-                    record.body = None;
-                }
-                batch.push(JournalWrite::Record(record));
-            } else {
-                let job = BestEffortJob::new(
-                    handlers[rng.below(3) as usize],
-                    rng.below(10) as u32,
-                    states[rng.below(3) as usize],
-                );
-                batch.push(JournalWrite::BestEffort { id, job });
-            }
-        }
-        memory.write(&batch).await.unwrap();
-        journal.write(&batch).await.unwrap();
-        if rng.below(5) == 0 {
-            let id = ids[rng.below(5) as usize];
-            let at = t(2_000 + round);
-            assert_eq!(
-                journal.mark_resolved(id, at).await.unwrap(),
-                memory.mark_resolved(id, at).await.unwrap()
-            );
-        }
-        for id in &ids {
-            assert_eq!(
-                journal.get(*id).await.unwrap(),
-                memory.get(*id).await.unwrap(),
-                "round {round}, {id}, after {batch:#?}"
-            );
-        }
-    }
-    let all = JournalQuery {
-        limit: 100,
-        ..Default::default()
-    };
-    assert_eq!(
-        journal.list(&all).await.unwrap(),
-        memory.list(&all).await.unwrap()
-    );
-    let filter = JournalFilter::default();
-    assert_eq!(
-        journal.counts(&filter).await.unwrap(),
-        memory.counts(&filter).await.unwrap()
-    );
-}
-
 #[tokio::test]
 async fn batches_apply_in_order_as_the_memory_journal_does() {
     let db = TempDb::new();
-    batches_match_memory(&db.journal()).await;
+    journal_suite::batches_match_memory(&db.journal()).await;
 }
 
 #[tokio::test]
@@ -186,33 +97,10 @@ async fn filters_compare_the_stored_millisecond_times() {
     let at = t(10) + Duration::from_micros(600);
     let mut record = bare_record(10, DeliveryStatus::Processed, "github", "push");
     record.received_at = at;
-    journal
-        .write(&[JournalWrite::Record(record.clone())])
-        .await
-        .unwrap();
-    let stored = journal.get(record.id).await.unwrap().unwrap();
+    let stored = journal_suite::write_and_get(&journal, &record).await;
     assert_eq!(stored.received_at, t(10), "kept to the millisecond");
-    for offset_us in [0, 1, 300, 600, 999, 1_000, 1_001] {
-        let bound = t(10) + Duration::from_micros(offset_us);
-        for filter in [
-            JournalFilter {
-                since: Some(bound),
-                ..Default::default()
-            },
-            JournalFilter {
-                until: Some(bound),
-                ..Default::default()
-            },
-        ] {
-            let listed = walk(&journal, &filter, 10).await;
-            let expected = if filter.matches(&stored) {
-                vec![record.id]
-            } else {
-                vec![]
-            };
-            assert_eq!(listed, expected, "{filter:?}");
-        }
-    }
+    let bounds = [0, 1, 300, 600, 999, 1_000, 1_001].map(|us| t(10) + Duration::from_micros(us));
+    journal_suite::time_filters_match_the_stored_time(&journal, &stored, bounds).await;
     assert_eq!(journal.purge_before(t(10)).await.unwrap(), 0);
     assert_eq!(
         journal
@@ -289,16 +177,8 @@ async fn migrate_is_idempotent_and_creates_the_indexes() {
     let journals: Vec<SqliteJournal> = (0..4)
         .map(|_| SqliteJournal::file(db.path()).table("jr3").build().unwrap())
         .collect();
-    let migrations: Vec<_> = journals
-        .iter()
-        .map(|journal| {
-            let journal = journal.clone();
-            tokio::spawn(async move { journal.migrate().await })
-        })
-        .collect();
-    for migration in migrations {
-        migration.await.unwrap().unwrap();
-    }
+    journal_suite::migrate_at_once(&journals, |journal| async move { journal.migrate().await })
+        .await;
 }
 
 /// Writes rows this journal cannot read, by hand.
@@ -313,21 +193,6 @@ fn write_corrupt_rows(path: &Path, table: &str, rows: &[(JournalId, &str, &str, 
             rusqlite::params![&id.to_bytes()[..], status, best_effort, headers],
         )
         .unwrap();
-    }
-}
-
-fn assert_corrupt<T: std::fmt::Debug>(
-    result: Result<T, JournalError>,
-    mentions: &[&str],
-) -> String {
-    match result {
-        Err(JournalError::Corrupt(message)) => {
-            for part in mentions {
-                assert!(message.contains(part), "{message:?} names {part}");
-            }
-            message
-        }
-        other => panic!("expected a corrupt record, got {other:?}"),
     }
 }
 
@@ -436,16 +301,7 @@ async fn unreadable_rows_are_corrupt_for_get_and_list() {
 #[tokio::test]
 async fn purge_deletes_in_batches() {
     let journal = SqliteJournal::memory().purge_batch_size(2).build().unwrap();
-    let records: Vec<JournalWrite> = (0..7)
-        .map(|i| JournalWrite::Record(bare_record(i, DeliveryStatus::Ignored, "stripe", "x")))
-        .collect();
-    journal.write(&records).await.unwrap();
-    // Five records in batches of two: 2 + 2 + 1.
-    assert_eq!(journal.purge_before(t(5)).await.unwrap(), 5);
-    assert_eq!(journal.purge_before(t(5)).await.unwrap(), 0);
-    assert_eq!(walk(&journal, &JournalFilter::default(), 10).await.len(), 2);
-    // A batch that ends exactly at the batch size runs one more, empty.
-    assert_eq!(journal.purge_before(t(100)).await.unwrap(), 2);
+    journal_suite::purge_in_batches_of_two(&journal).await;
 }
 
 #[tokio::test]
@@ -472,16 +328,7 @@ async fn a_locked_file_is_unavailable_within_the_operation_timeout() {
     conn.execute_batch("ROLLBACK").unwrap();
     // The connection still waiting for the lock gets it and comes back; the
     // journal works again.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match journal.write(&[JournalWrite::Record(record.clone())]).await {
-            Ok(()) => break,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(err) => panic!("never recovered: {err}"),
-        }
-    }
+    journal_suite::write_once_recovered(&journal, &[JournalWrite::Record(record.clone())]).await;
     assert_eq!(journal.get(record.id).await.unwrap(), Some(record));
 }
 
@@ -498,21 +345,9 @@ async fn a_file_that_is_not_a_database_is_unavailable() {
 
 #[test]
 fn unsafe_table_names_and_settings_are_refused() {
-    for name in [
-        "journal; DROP TABLE x",
-        "main.journal",
-        "",
-        "1journal",
-        "\"journal\"",
-        "j-r",
-        &"j".repeat(49),
-    ] {
-        let result = SqliteJournal::memory().table(name).build();
-        assert!(
-            matches!(result, Err(StoreConfigError::InvalidTableName(ref n)) if n == name),
-            "{name}: {result:?}"
-        );
-    }
+    journal_suite::assert_unsafe_table_names_refused("main.journal", |name| {
+        SqliteJournal::memory().table(name).build()
+    });
     assert!(matches!(
         SqliteJournal::memory()
             .operation_timeout(Duration::ZERO)

@@ -9,12 +9,12 @@
 //! | `id` | `bytea`, primary key | the [`JournalId`], 16 bytes big-endian, so byte order is id order |
 //! | `received_at` | `timestamptz` | when the delivery was received |
 //! | `provider`, `event_id`, `kind`, `delivery_id` | `text`, nullable | as in [`JournalRecord`] |
-//! | `status` | `text` | the [`DeliveryStatus::as_str`] name |
+//! | `status` | `text` | the [`DeliveryStatus::as_str`](super::DeliveryStatus::as_str) name |
 //! | `http_status` | `integer` | the HTTP status answered |
 //! | `attempt` | `bigint`, nullable | the attempt number (fencing token) |
-//! | `verify_us`, `claim_us`, `critical_us`, `total_us` | `bigint`, nullable | the [`Durations`], in microseconds |
+//! | `verify_us`, `claim_us`, `critical_us`, `total_us` | `bigint`, nullable | the [`Durations`](super::Durations), in microseconds |
 //! | `error` | `text`, nullable | why it failed |
-//! | `best_effort` | `text` | a JSON array of `{"handler", "attempts", "state"}` objects, `state` a [`BestEffortState::as_str`] name |
+//! | `best_effort` | `text` | a JSON array of `{"handler", "attempts", "state"}` objects, `state` a [`BestEffortState::as_str`](super::BestEffortState::as_str) name |
 //! | `body_size` | `bigint` | the body's size in bytes |
 //! | `body_digest` | `bytea`, nullable | the body's SHA-256, 32 bytes |
 //! | `body` | `bytea`, nullable | the body |
@@ -50,7 +50,7 @@
 //! [`JournalError::Corrupt`], naming the record and the column.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -60,29 +60,22 @@ use async_trait::async_trait;
 use deadpool_postgres::tokio_postgres::types::{FromSql, ToSql};
 use deadpool_postgres::tokio_postgres::{self, NoTls, Row};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use super::query::{JournalFilter, JournalPage, JournalQuery, StatusCounts};
-use super::record::{
-    BestEffortJob, BestEffortState, DeliveryStatus, Durations, JournalId, JournalRecord,
-    JournalWrite,
+use super::record::{BestEffortJob, JournalId, JournalRecord, JournalWrite};
+use super::sql::{
+    corrupt, counts_statement, decode, decode_jobs, encode_headers, encode_jobs, journal_setters,
+    list_statement, micros, parse_status, purge_in_batches, set_job, timed, u64_to_i64,
+    units_since_epoch, Cells, Dialect, Params, COLUMNS,
 };
 use super::{Journal, JournalError};
 use crate::store::durable::{
-    duration_ms, unqualified, validate_table_name, with_timeout, DurableSettings, Limits,
-    StoreConfigError,
+    duration_ms, unqualified, validate_table_name, DurableSettings, Limits, StoreConfigError,
 };
-use crate::store::StoreError;
 
 /// The default table name.
 pub const DEFAULT_TABLE: &str = "hookgate_journal";
-
-/// The columns of a record in the order the decoder reads them; `get` adds
-/// `body` after them, lists leave it out.
-const COLUMNS: &str = "id, received_at, provider, event_id, kind, delivery_id, status, \
-     http_status, attempt, verify_us, claim_us, critical_us, total_us, error, best_effort, \
-     body_size, body_digest, headers, replay_of, resolved_at";
 
 /// The most body bytes one upsert statement carries: a batch of large bodies
 /// is split into several statements (in one transaction), far below
@@ -329,8 +322,8 @@ impl PostgresJournal {
         let mut jobs = Vec::with_capacity(rows.len());
         let mut headers = Vec::with_capacity(rows.len());
         for row in rows {
-            jobs.push(encode_jobs(&row.best_effort)?);
-            headers.push(encode_headers(&row.record.headers)?);
+            jobs.push(encode_jobs(&row.best_effort).map_err(JournalError::unavailable)?);
+            headers.push(encode_headers(&row.record.headers).map_err(JournalError::unavailable)?);
         }
         let column = |f: fn(&Upsert<'_>) -> Option<Duration>| -> Vec<Option<i64>> {
             rows.iter().map(|r| f(r).map(micros)).collect()
@@ -418,10 +411,10 @@ impl PostgresJournal {
         let rows = client.query(&statement, &[&keys]).await.map_err(pg_error)?;
         let mut stored = HashMap::with_capacity(rows.len());
         for row in &rows {
-            let mut cells = Cells { row, id: None };
+            let mut cells = PgCells { row, id: None };
             let id = cells.id(0)?;
-            cells.id = Some(id);
-            let jobs = decode_jobs(Some(id), cells.get(1, "best_effort")?)?;
+            cells.set_record(id);
+            let jobs = decode_jobs(Some(id), cells.required_str(1, "best_effort")?)?;
             stored.insert(id, jobs);
         }
         Ok(stored)
@@ -438,7 +431,8 @@ impl PostgresJournal {
         let lists = jobs
             .iter()
             .map(|(_, list)| encode_jobs(list))
-            .collect::<Result<Vec<String>, JournalError>>()?;
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(JournalError::unavailable)?;
         let statement = client
             .prepare_cached(&self.sql.set_jobs)
             .await
@@ -485,20 +479,6 @@ impl PostgresJournal {
             self.set_jobs(&tx, &plan.jobs_only).await?;
         }
         tx.commit().await.map_err(pg_error)
-    }
-}
-
-/// Runs `op` within `limit`, an overrun being [`JournalError::Unavailable`]
-/// (the stores' timeout, whose error is carried over).
-async fn timed<T>(
-    limit: Duration,
-    what: &'static str,
-    op: impl Future<Output = Result<T, JournalError>>,
-) -> Result<T, JournalError> {
-    match with_timeout(limit, what, async { Ok(op.await) }).await {
-        Ok(result) => result,
-        Err(StoreError::Unavailable(err)) => Err(JournalError::Unavailable(err)),
-        Err(other) => Err(JournalError::unavailable(other)),
     }
 }
 
@@ -612,18 +592,7 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// Sets `job` among `jobs`: replaces the job of its handler, or adds it.
-fn set_job(jobs: &mut Vec<BestEffortJob>, job: &BestEffortJob) {
-    match jobs.iter_mut().find(|stored| stored.handler == job.handler) {
-        Some(stored) => *stored = job.clone(),
-        None => jobs.push(job.clone()),
-    }
-}
-
 impl PostgresJournalBuilder {
-    /// The default operation timeout.
-    const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
-
     fn new(source: Source) -> Self {
         Self {
             source,
@@ -658,27 +627,11 @@ impl PostgresJournalBuilder {
         self
     }
 
-    /// How long opening a connection may take (default 5 s; URL only).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.durable.connect_timeout = timeout;
-        self
-    }
-
-    /// The most one operation may take, waiting for a pooled connection
-    /// included, before it fails with [`JournalError::Unavailable`] (default
-    /// 10 s).
-    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
-        self.durable.operation_timeout = timeout;
-        self
-    }
-
-    /// How many records one purge statement deletes (default 10,000), each
-    /// batch its own short transaction so that writes never wait behind a
-    /// long purge; [`Journal::purge_before`] runs batches until none is left.
-    pub fn purge_batch_size(mut self, size: usize) -> Self {
-        self.durable.purge_batch_size = size;
-        self
-    }
+    journal_setters!(
+        connect_timeout,
+        operation_timeout("waiting for a pooled connection"),
+        purge_batch_size,
+    );
 
     /// Checks the settings and returns the journal; connects to nothing yet.
     pub fn build(self) -> Result<PostgresJournal, StoreConfigError> {
@@ -741,15 +694,13 @@ impl fmt::Debug for PostgresJournalBuilder {
             Source::Url(_) => "url",
             Source::Pool(_) => "pool",
         };
-        f.debug_struct("PostgresJournalBuilder")
-            .field("source", &source)
+        let mut out = f.debug_struct("PostgresJournalBuilder");
+        out.field("source", &source)
             .field("table", &self.table)
             .field("max_connections", &self.max_connections)
-            .field("statement_timeout", &self.statement_timeout)
-            .field("connect_timeout", &self.durable.connect_timeout)
-            .field("operation_timeout", &self.durable.operation_timeout)
-            .field("purge_batch_size", &self.durable.purge_batch_size)
-            .finish()
+            .field("statement_timeout", &self.statement_timeout);
+        self.debug_durable(&mut out);
+        out.finish()
     }
 }
 
@@ -784,43 +735,33 @@ impl Journal for PostgresJournal {
                 .query_opt(&statement, &[&&id.to_bytes()[..]])
                 .await
                 .map_err(pg_error)?;
-            row.map(|row| decode(&row, true)).transpose()
+            row.map(|row| decode_row(&row, true)).transpose()
         })
         .await
     }
 
     async fn list(&self, query: &JournalQuery) -> Result<JournalPage, JournalError> {
         let size = query.page_size();
-        let (conditions, mut params) = where_clause(&query.filter, query.after.map(|c| c.0));
-        params.push(Box::new(i64::try_from(size + 1).unwrap_or(i64::MAX)));
-        let sql = format!(
-            "SELECT {COLUMNS} FROM {}{conditions} ORDER BY id DESC LIMIT ${}",
-            self.table,
-            params.len()
-        );
+        let (sql, params) = list_statement::<Self>(&self.table, query);
         let rows = self
             .run("PostgreSQL journal list", self.query(&sql, &params))
             .await?;
         let fetched = rows
             .iter()
-            .map(|row| decode(row, false))
+            .map(|row| decode_row(row, false))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(JournalPage::from_fetched(fetched, size))
     }
 
     async fn counts(&self, filter: &JournalFilter) -> Result<StatusCounts, JournalError> {
-        let (conditions, params) = where_clause(filter, None);
-        let sql = format!(
-            "SELECT status, count(*) FROM {}{conditions} GROUP BY status",
-            self.table
-        );
+        let (sql, params) = counts_statement::<Self>(&self.table, filter);
         let rows = self
             .run("PostgreSQL journal counts", self.query(&sql, &params))
             .await?;
         let mut counts = StatusCounts::new();
         for row in &rows {
-            let cells = Cells { row, id: None };
-            let status = parse_status(None, cells.get(0, "status")?)?;
+            let cells = PgCells { row, id: None };
+            let status = parse_status(None, cells.required_str(0, "status")?)?;
             let n: i64 = cells.get(1, "count")?;
             *counts.entry(status).or_default() += n.unsigned_abs();
         }
@@ -850,26 +791,20 @@ impl Journal for PostgresJournal {
     async fn purge_before(&self, before: SystemTime) -> Result<u64, JournalError> {
         let cutoff = pg_time(before, true);
         let batch = self.limits.purge_batch;
-        let mut deleted = 0u64;
-        loop {
-            let removed = self
-                .run("PostgreSQL journal purge", async {
-                    let client = self.client().await?;
-                    let statement = client
-                        .prepare_cached(&self.sql.purge)
-                        .await
-                        .map_err(pg_error)?;
-                    client
-                        .execute(&statement, &[&cutoff, &batch])
-                        .await
-                        .map_err(pg_error)
-                })
-                .await?;
-            deleted = deleted.saturating_add(removed);
-            if removed < batch.unsigned_abs() {
-                return Ok(deleted);
-            }
-        }
+        purge_in_batches(batch, || {
+            self.run("PostgreSQL journal purge", async move {
+                let client = self.client().await?;
+                let statement = client
+                    .prepare_cached(&self.sql.purge)
+                    .await
+                    .map_err(pg_error)?;
+                client
+                    .execute(&statement, &[&cutoff, &batch])
+                    .await
+                    .map_err(pg_error)
+            })
+        })
+        .await
     }
 }
 
@@ -889,247 +824,98 @@ impl PostgresJournal {
     }
 }
 
-/// The `WHERE` clause of `filter` (and `id < after`), empty when nothing
-/// narrows, with its parameters numbered from `$1`. Each condition is the
-/// column form of a term of [`JournalFilter::matches`], on the stored values.
-fn where_clause(filter: &JournalFilter, after: Option<JournalId>) -> (String, Vec<Param>) {
-    fn param(value: Param, params: &mut Vec<Param>) -> String {
-        params.push(value);
-        format!("${}", params.len())
+impl Dialect for PostgresJournal {
+    type Param = Param;
+    const PLACEHOLDER: char = '$';
+
+    fn text(value: &str) -> Param {
+        Box::new(value.to_owned())
     }
-    let mut conditions: Vec<String> = Vec::new();
-    let mut params: Vec<Param> = Vec::new();
-    if !filter.statuses.is_empty() {
-        let names: BTreeSet<&'static str> = filter.statuses.iter().map(|s| s.as_str()).collect();
-        let names: Vec<&'static str> = names.into_iter().collect();
-        let p = param(Box::new(names), &mut params);
-        conditions.push(format!("status = ANY({p}::text[])"));
+
+    fn int(value: i64) -> Param {
+        Box::new(value)
     }
-    for (column, value) in [
-        ("provider", &filter.provider),
-        ("kind", &filter.kind),
-        ("event_id", &filter.event_id),
-    ] {
-        if let Some(value) = value {
-            let p = param(Box::new(value.clone()), &mut params);
-            conditions.push(format!("{column} = {p}"));
-        }
+
+    fn time_ceil(at: SystemTime) -> Param {
+        Box::new(pg_time(at, true))
     }
-    // Stored times are whole microseconds: `stored >= since` holds exactly
-    // when `stored >= ceil(since)`, and `stored < until` when
-    // `stored < ceil(until)`.
-    if let Some(since) = filter.since {
-        let p = param(Box::new(pg_time(since, true)), &mut params);
-        conditions.push(format!("received_at >= {p}"));
+
+    fn id(id: JournalId) -> Param {
+        Box::new(id.to_bytes().to_vec())
     }
-    if let Some(until) = filter.until {
-        let p = param(Box::new(pg_time(until, true)), &mut params);
-        conditions.push(format!("received_at < {p}"));
-    }
-    if filter.unresolved {
-        conditions.push("resolved_at IS NULL".to_owned());
-    }
-    if let Some(after) = after {
-        let p = param(Box::new(after.to_bytes().to_vec()), &mut params);
-        conditions.push(format!("id < {p}"));
-    }
-    if conditions.is_empty() {
-        (String::new(), params)
-    } else {
-        (format!(" WHERE {}", conditions.join(" AND ")), params)
+
+    /// `status = ANY($1::text[])`, one array parameter.
+    fn status_in(names: &[&'static str], params: &mut Params<Param>) -> String {
+        let p = params.add(Box::new(names.to_vec()));
+        format!("status = ANY({p}::text[])")
     }
 }
 
 /// `at` in whole microseconds, rounded down (or up, `round_up`), within what
 /// is stored: 1970 to the year 9999.
 fn pg_time(at: SystemTime, round_up: bool) -> SystemTime {
-    let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let mut us = since_epoch.as_micros();
-    if round_up && !since_epoch.subsec_nanos().is_multiple_of(1_000) {
-        us += 1;
-    }
-    let us = u64::try_from(us)
+    let us = u64::try_from(units_since_epoch(at, 1_000, round_up))
         .unwrap_or(u64::MAX)
         .min(MAX_TIME_SECS * 1_000_000);
     UNIX_EPOCH + Duration::from_micros(us)
 }
 
-/// `duration` in whole microseconds, saturating.
-fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
-}
-
-/// A count or size as a signed 64-bit column value, saturating.
-fn u64_to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// A [`JournalError::Corrupt`] naming the record (when its id could be read)
-/// and the column.
-fn corrupt(id: Option<JournalId>, field: &str, problem: impl fmt::Display) -> JournalError {
-    match id {
-        Some(id) => JournalError::Corrupt(format!("record {id}: `{field}` {problem}")),
-        None => JournalError::Corrupt(format!("a record's `{field}` {problem}")),
-    }
-}
-
-/// One best-effort job as stored.
-#[derive(Serialize, Deserialize)]
-struct StoredJob<'a> {
-    handler: Cow<'a, str>,
-    attempts: u32,
-    state: Cow<'a, str>,
-}
-
-fn encode_jobs(jobs: &[BestEffortJob]) -> Result<String, JournalError> {
-    let stored: Vec<StoredJob<'_>> = jobs
-        .iter()
-        .map(|job| StoredJob {
-            handler: job.handler.as_str().into(),
-            attempts: job.attempts,
-            state: job.state.as_str().into(),
-        })
-        .collect();
-    serde_json::to_string(&stored).map_err(JournalError::unavailable)
-}
-
-fn decode_jobs(id: Option<JournalId>, text: &str) -> Result<Vec<BestEffortJob>, JournalError> {
-    let stored: Vec<StoredJob<'_>> = serde_json::from_str(text).map_err(|err| {
-        corrupt(
-            id,
-            "best_effort",
-            format!("is not a JSON list of jobs: {err}"),
-        )
-    })?;
-    stored
-        .into_iter()
-        .map(|job| {
-            let state: BestEffortState = job.state.parse().map_err(|_| {
-                corrupt(
-                    id,
-                    "best_effort",
-                    format!("holds an unknown job state `{}`", job.state),
-                )
-            })?;
-            Ok(BestEffortJob::new(job.handler, job.attempts, state))
-        })
-        .collect()
-}
-
-fn encode_headers(headers: &[(String, String)]) -> Result<String, JournalError> {
-    serde_json::to_string(headers).map_err(JournalError::unavailable)
-}
-
-fn decode_headers(
-    id: Option<JournalId>,
-    text: &str,
-) -> Result<Vec<(String, String)>, JournalError> {
-    serde_json::from_str(text).map_err(|err| {
-        corrupt(
-            id,
-            "headers",
-            format!("is not a JSON list of [name, value] pairs: {err}"),
-        )
-    })
-}
-
-fn parse_status(id: Option<JournalId>, name: &str) -> Result<DeliveryStatus, JournalError> {
-    name.parse()
-        .map_err(|_| corrupt(id, "status", format!("holds an unknown status `{name}`")))
-}
-
-/// The cells of one row, read with the types this journal writes; anything
-/// else (a column of another type, a NULL where none is written) is a
-/// [`JournalError::Corrupt`] naming the record and column.
-struct Cells<'r> {
+/// The cells of one row, read with the column types of the schema (a column
+/// of another type, or a NULL where none is written, cannot be read).
+struct PgCells<'r> {
     row: &'r Row,
     id: Option<JournalId>,
 }
 
-impl<'r> Cells<'r> {
+impl<'r> PgCells<'r> {
     fn get<T: FromSql<'r>>(&self, col: usize, field: &str) -> Result<T, JournalError> {
         self.row
             .try_get(col)
             .map_err(|err| corrupt(self.id, field, format!("cannot be read: {err}")))
     }
+}
 
-    fn array<const N: usize>(
-        &self,
-        col: usize,
-        field: &str,
-    ) -> Result<Option<[u8; N]>, JournalError> {
-        self.get::<Option<&[u8]>>(col, field)?
-            .map(|bytes| {
-                <[u8; N]>::try_from(bytes).map_err(|_| {
-                    corrupt(
-                        self.id,
-                        field,
-                        format!("has {} bytes, expected {N}", bytes.len()),
-                    )
-                })
-            })
-            .transpose()
+impl Cells for PgCells<'_> {
+    fn record(&self) -> Option<JournalId> {
+        self.id
     }
 
-    fn id(&self, col: usize) -> Result<JournalId, JournalError> {
-        match self.array::<16>(col, "id")? {
-            Some(bytes) => Ok(JournalId::from_bytes(bytes)),
-            None => Err(corrupt(None, "id", "is NULL")),
-        }
+    fn set_record(&mut self, id: JournalId) {
+        self.id = Some(id);
     }
 
-    fn uint(&self, col: usize, field: &str) -> Result<Option<u64>, JournalError> {
-        self.get::<Option<i64>>(col, field)?
-            .map(|n| {
-                u64::try_from(n).map_err(|_| corrupt(self.id, field, format!("is negative ({n})")))
-            })
-            .transpose()
+    fn text(&self, col: usize, field: &str) -> Result<Option<String>, JournalError> {
+        self.get(col, field)
     }
 
-    fn micros(&self, col: usize, field: &str) -> Result<Option<Duration>, JournalError> {
-        Ok(self.uint(col, field)?.map(Duration::from_micros))
+    fn required_str(&self, col: usize, field: &str) -> Result<&str, JournalError> {
+        self.get(col, field)
+    }
+
+    fn int(&self, col: usize, field: &str) -> Result<Option<i64>, JournalError> {
+        self.get(col, field)
+    }
+
+    fn time(&self, col: usize, field: &str) -> Result<Option<SystemTime>, JournalError> {
+        self.get(col, field)
+    }
+
+    fn bytes(&self, col: usize, field: &str) -> Result<Option<&[u8]>, JournalError> {
+        self.get(col, field)
+    }
+
+    /// `timestamptz NOT NULL`.
+    fn required_time(&self, col: usize, field: &str) -> Result<SystemTime, JournalError> {
+        self.get(col, field)
+    }
+
+    /// `integer NOT NULL`, 32 bits.
+    fn http_status(&self, col: usize) -> Result<i64, JournalError> {
+        self.get::<i32>(col, "http_status").map(i64::from)
     }
 }
 
 /// A record from a row of [`COLUMNS`] (and `body` after them, `with_body`).
-fn decode(row: &Row, with_body: bool) -> Result<JournalRecord, JournalError> {
-    let mut cells = Cells { row, id: None };
-    let id = cells.id(0)?;
-    cells.id = Some(id);
-    let status = parse_status(Some(id), cells.get(6, "status")?)?;
-    let mut record = JournalRecord::new(id, cells.get(1, "received_at")?, status);
-    record.provider = cells.get(2, "provider")?;
-    record.event_id = cells.get(3, "event_id")?;
-    record.kind = cells.get(4, "kind")?;
-    record.delivery_id = cells.get(5, "delivery_id")?;
-    let http_status: i32 = cells.get(7, "http_status")?;
-    record.http_status = u16::try_from(http_status).map_err(|_| {
-        corrupt(
-            Some(id),
-            "http_status",
-            format!("is out of range ({http_status})"),
-        )
-    })?;
-    record.attempt = cells.uint(8, "attempt")?;
-    record.durations = Durations {
-        verify: cells.micros(9, "verify_us")?,
-        claim: cells.micros(10, "claim_us")?,
-        critical: cells.micros(11, "critical_us")?,
-        total: cells.micros(12, "total_us")?,
-    };
-    record.error = cells.get(13, "error")?;
-    record.best_effort = decode_jobs(Some(id), cells.get(14, "best_effort")?)?;
-    let body_size: Option<u64> = cells.uint(15, "body_size")?;
-    record.body_size = body_size.ok_or_else(|| corrupt(Some(id), "body_size", "is NULL"))?;
-    record.body_digest = cells.array::<32>(16, "body_digest")?;
-    record.headers = decode_headers(Some(id), cells.get(17, "headers")?)?;
-    record.replay_of = cells
-        .array::<16>(18, "replay_of")?
-        .map(JournalId::from_bytes);
-    record.resolved_at = cells.get(19, "resolved_at")?;
-    if with_body {
-        let body: Option<&[u8]> = cells.get(20, "body")?;
-        record.body = body.map(bytes::Bytes::copy_from_slice);
-    }
-    Ok(record)
+fn decode_row(row: &Row, with_body: bool) -> Result<JournalRecord, JournalError> {
+    decode(PgCells { row, id: None }, with_body)
 }

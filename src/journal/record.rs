@@ -466,7 +466,10 @@ mod tests {
         }
         assert_eq!(DeliveryStatus::ALL.len(), 14);
         assert!("Processed".parse::<DeliveryStatus>().is_err());
-        assert_eq!(format!("[{:<12}]", DeliveryStatus::Ignored), "[ignored     ]");
+        assert_eq!(
+            format!("[{:<12}]", DeliveryStatus::Ignored),
+            "[ignored     ]"
+        );
         for state in [
             BestEffortState::Pending,
             BestEffortState::Succeeded,

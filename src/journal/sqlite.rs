@@ -8,12 +8,12 @@
 //! | `id` | `BLOB`, primary key | the [`JournalId`], 16 bytes big-endian, so byte order is id order |
 //! | `received_at` | `INTEGER` | when the delivery was received, Unix milliseconds |
 //! | `provider`, `event_id`, `kind`, `delivery_id` | `TEXT`, nullable | as in [`JournalRecord`] |
-//! | `status` | `TEXT` | the [`DeliveryStatus::as_str`] name |
+//! | `status` | `TEXT` | the [`DeliveryStatus::as_str`](super::DeliveryStatus::as_str) name |
 //! | `http_status` | `INTEGER` | the HTTP status answered |
 //! | `attempt` | `INTEGER`, nullable | the attempt number (fencing token) |
-//! | `verify_us`, `claim_us`, `critical_us`, `total_us` | `INTEGER`, nullable | the [`Durations`], in microseconds |
+//! | `verify_us`, `claim_us`, `critical_us`, `total_us` | `INTEGER`, nullable | the [`Durations`](super::Durations), in microseconds |
 //! | `error` | `TEXT`, nullable | why it failed |
-//! | `best_effort` | `TEXT` | a JSON array of `{"handler", "attempts", "state"}` objects, `state` a [`BestEffortState::as_str`] name |
+//! | `best_effort` | `TEXT` | a JSON array of `{"handler", "attempts", "state"}` objects, `state` a [`BestEffortState::as_str`](super::BestEffortState::as_str) name |
 //! | `body_size` | `INTEGER` | the body's size in bytes |
 //! | `body_digest` | `BLOB`, nullable | the body's SHA-256, 32 bytes |
 //! | `body` | `BLOB`, nullable | the body |
@@ -41,9 +41,7 @@
 //! wrong length, a value of the wrong type) is reported as
 //! [`JournalError::Corrupt`], naming the record and the column.
 
-use std::collections::BTreeSet;
 use std::fmt;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -51,28 +49,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use super::query::{JournalFilter, JournalPage, JournalQuery, StatusCounts};
-use super::record::{
-    BestEffortJob, BestEffortState, DeliveryStatus, Durations, JournalId, JournalRecord,
-    JournalWrite,
+use super::record::{JournalId, JournalRecord, JournalWrite};
+use super::sql::{
+    corrupt, counts_statement, decode, decode_jobs, encode_headers, encode_jobs, journal_setters,
+    list_statement, micros, parse_status, purge_in_batches, set_job, timed, u64_to_i64,
+    units_since_epoch, Cells, Dialect, Params, COLUMNS,
 };
 use super::{Journal, JournalError};
-use crate::store::durable::{
-    validate_table_name, with_timeout, DurableSettings, Limits, StoreConfigError,
-};
-use crate::store::StoreError;
+use crate::store::durable::{validate_table_name, DurableSettings, Limits, StoreConfigError};
 
 /// The default table name.
 pub const DEFAULT_TABLE: &str = "hookgate_journal";
-
-/// The columns of a record in the order the decoder reads them; `get` adds
-/// `body` after them, lists leave it out.
-const COLUMNS: &str = "id, received_at, provider, event_id, kind, delivery_id, status, \
-     http_status, attempt, verify_us, claim_us, critical_us, total_us, error, best_effort, \
-     body_size, body_digest, headers, replay_of, resolved_at";
 
 /// A [`Journal`] in an SQLite database file, or in memory.
 ///
@@ -296,20 +286,6 @@ impl SqliteJournal {
     }
 }
 
-/// Runs `op` within `limit`, an overrun being [`JournalError::Unavailable`]
-/// (the stores' timeout, whose error is carried over).
-async fn timed<T>(
-    limit: Duration,
-    what: &'static str,
-    op: impl Future<Output = Result<T, JournalError>>,
-) -> Result<T, JournalError> {
-    match with_timeout(limit, what, async { Ok(op.await) }).await {
-        Ok(result) => result,
-        Err(StoreError::Unavailable(err)) => Err(JournalError::Unavailable(err)),
-        Err(other) => Err(JournalError::unavailable(other)),
-    }
-}
-
 impl Inner {
     /// Blocking: takes an idle connection (or opens one, as the permit
     /// allows), runs `op`, and puts the connection back.
@@ -367,8 +343,10 @@ impl Inner {
                     let id = record.id.to_bytes();
                     let replay_of = record.replay_of.map(JournalId::to_bytes);
                     let d = &record.durations;
-                    let jobs = encode_jobs(&record.best_effort).map_err(sql_error)?;
-                    let headers = encode_headers(&record.headers).map_err(sql_error)?;
+                    let jobs = encode_jobs(&record.best_effort)
+                        .map_err(|err| sql_error(json_error(err)))?;
+                    let headers = encode_headers(&record.headers)
+                        .map_err(|err| sql_error(json_error(err)))?;
                     upsert
                         .execute(rusqlite::params![
                             &id[..],
@@ -421,7 +399,8 @@ impl Inner {
                     set_job(&mut jobs, job);
                     tx.prepare_cached(&self.sql.update_jobs)
                         .and_then(|mut update| {
-                            update.execute(rusqlite::params![&key[..], encode_jobs(&jobs)?])
+                            let jobs = encode_jobs(&jobs).map_err(json_error)?;
+                            update.execute(rusqlite::params![&key[..], jobs])
                         })
                         .map_err(sql_error)?;
                 }
@@ -437,9 +416,6 @@ impl Inner {
 struct PoisonedPool;
 
 impl SqliteJournalBuilder {
-    /// The default operation timeout.
-    const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
-
     fn new(location: Location) -> Self {
         Self {
             location,
@@ -475,20 +451,10 @@ impl SqliteJournalBuilder {
         self
     }
 
-    /// The most one operation may take, waiting for a connection included,
-    /// before it fails with [`JournalError::Unavailable`] (default 10 s).
-    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
-        self.durable.operation_timeout = timeout;
-        self
-    }
-
-    /// How many records one purge statement deletes (default 10,000), each
-    /// batch its own short transaction so that writes never wait behind a
-    /// long purge; [`Journal::purge_before`] runs batches until none is left.
-    pub fn purge_batch_size(mut self, size: usize) -> Self {
-        self.durable.purge_batch_size = size;
-        self
-    }
+    journal_setters!(
+        operation_timeout("waiting for a connection"),
+        purge_batch_size
+    );
 
     /// Checks the settings and returns the journal; opens nothing yet.
     pub fn build(self) -> Result<SqliteJournal, StoreConfigError> {
@@ -517,14 +483,13 @@ impl SqliteJournalBuilder {
 
 impl fmt::Debug for SqliteJournalBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteJournalBuilder")
-            .field("location", &self.location)
+        let mut out = f.debug_struct("SqliteJournalBuilder");
+        out.field("location", &self.location)
             .field("table", &self.table)
             .field("max_connections", &self.max_connections)
-            .field("busy_timeout", &self.busy_timeout)
-            .field("operation_timeout", &self.durable.operation_timeout)
-            .field("purge_batch_size", &self.durable.purge_batch_size)
-            .finish()
+            .field("busy_timeout", &self.busy_timeout);
+        self.debug_durable(&mut out);
+        out.finish()
     }
 }
 
@@ -561,7 +526,7 @@ impl Journal for SqliteJournal {
             let mut select = conn.prepare_cached(&inner.sql.get).map_err(sql_error)?;
             let mut rows = select.query([&id.to_bytes()[..]]).map_err(sql_error)?;
             match rows.next().map_err(sql_error)? {
-                Some(row) => decode(row, true).map(Some),
+                Some(row) => decode_row(row, true).map(Some),
                 None => Ok(None),
             }
         })
@@ -570,13 +535,7 @@ impl Journal for SqliteJournal {
 
     async fn list(&self, query: &JournalQuery) -> Result<JournalPage, JournalError> {
         let size = query.page_size();
-        let (conditions, mut params) = where_clause(&query.filter, query.after.map(|c| c.0));
-        params.push(Value::Integer(i64::try_from(size + 1).unwrap_or(i64::MAX)));
-        let table = self.inner.table.clone();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM {table}{conditions} ORDER BY id DESC LIMIT ?{}",
-            params.len()
-        );
+        let (sql, params) = list_statement::<Self>(&self.inner.table, query);
         let fetched = self
             .migrated("SQLite journal list", move |_, conn| {
                 let mut select = conn.prepare_cached(&sql).map_err(sql_error)?;
@@ -585,7 +544,7 @@ impl Journal for SqliteJournal {
                     .map_err(sql_error)?;
                 let mut records = Vec::with_capacity(size + 1);
                 while let Some(row) = rows.next().map_err(sql_error)? {
-                    records.push(decode(row, false)?);
+                    records.push(decode_row(row, false)?);
                 }
                 Ok(records)
             })
@@ -594,9 +553,7 @@ impl Journal for SqliteJournal {
     }
 
     async fn counts(&self, filter: &JournalFilter) -> Result<StatusCounts, JournalError> {
-        let (conditions, params) = where_clause(filter, None);
-        let table = self.inner.table.clone();
-        let sql = format!("SELECT status, count(*) FROM {table}{conditions} GROUP BY status");
+        let (sql, params) = counts_statement::<Self>(&self.inner.table, filter);
         self.migrated("SQLite journal counts", move |_, conn| {
             let mut select = conn.prepare_cached(&sql).map_err(sql_error)?;
             let mut rows = select
@@ -604,8 +561,8 @@ impl Journal for SqliteJournal {
                 .map_err(sql_error)?;
             let mut counts = StatusCounts::new();
             while let Some(row) = rows.next().map_err(sql_error)? {
-                let cells = Cells { row, id: None };
-                let status = parse_status(None, &cells.required_text(0, "status")?)?;
+                let cells = SqliteCells { row, id: None };
+                let status = parse_status(None, cells.required_str(0, "status")?)?;
                 let n = cells.required(cells.uint(1, "count")?, "count")?;
                 *counts.entry(status).or_default() += n;
             }
@@ -633,8 +590,7 @@ impl Journal for SqliteJournal {
     async fn purge_before(&self, before: SystemTime) -> Result<u64, JournalError> {
         let cutoff = time_ms_ceil(before);
         let batch = self.inner.limits.purge_batch;
-        let mut deleted = 0u64;
-        loop {
+        purge_in_batches(batch, || async move {
             let removed = self
                 .migrated("SQLite journal purge", move |inner, conn| {
                     conn.prepare_cached(&inner.sql.purge)
@@ -642,174 +598,55 @@ impl Journal for SqliteJournal {
                         .map_err(sql_error)
                 })
                 .await?;
-            let removed = u64::try_from(removed).unwrap_or(u64::MAX);
-            deleted = deleted.saturating_add(removed);
-            if removed < batch.unsigned_abs() {
-                return Ok(deleted);
-            }
-        }
+            Ok(u64::try_from(removed).unwrap_or(u64::MAX))
+        })
+        .await
     }
 }
 
-/// The `WHERE` clause of `filter` (and `id < after`), empty when nothing
-/// narrows, with its parameters numbered from `?1`. Each condition is the
-/// column form of a term of [`JournalFilter::matches`], on the stored values.
-fn where_clause(filter: &JournalFilter, after: Option<JournalId>) -> (String, Vec<Value>) {
-    let mut conditions: Vec<String> = Vec::new();
-    let mut params: Vec<Value> = Vec::new();
-    fn param(value: Value, params: &mut Vec<Value>) -> String {
-        params.push(value);
-        format!("?{}", params.len())
+impl Dialect for SqliteJournal {
+    type Param = Value;
+    const PLACEHOLDER: char = '?';
+
+    fn text(value: &str) -> Value {
+        Value::Text(value.to_owned())
     }
-    if !filter.statuses.is_empty() {
-        let names: BTreeSet<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+
+    fn int(value: i64) -> Value {
+        Value::Integer(value)
+    }
+
+    fn time_ceil(at: SystemTime) -> Value {
+        Value::Integer(time_ms_ceil(at))
+    }
+
+    fn id(id: JournalId) -> Value {
+        Value::Blob(id.to_bytes().to_vec())
+    }
+
+    /// `status IN (?1, ?2, …)`, a parameter a name.
+    fn status_in(names: &[&'static str], params: &mut Params<Value>) -> String {
         let list: Vec<String> = names
-            .into_iter()
-            .map(|name| param(Value::Text(name.to_owned()), &mut params))
+            .iter()
+            .map(|name| params.add(Self::text(name)))
             .collect();
-        conditions.push(format!("status IN ({})", list.join(", ")));
-    }
-    for (column, value) in [
-        ("provider", &filter.provider),
-        ("kind", &filter.kind),
-        ("event_id", &filter.event_id),
-    ] {
-        if let Some(value) = value {
-            let p = param(Value::Text(value.clone()), &mut params);
-            conditions.push(format!("{column} = {p}"));
-        }
-    }
-    // Stored times are whole milliseconds: `stored >= since` holds exactly
-    // when `stored >= ceil(since)`, and `stored < until` when
-    // `stored < ceil(until)`.
-    if let Some(since) = filter.since {
-        let p = param(Value::Integer(time_ms_ceil(since)), &mut params);
-        conditions.push(format!("received_at >= {p}"));
-    }
-    if let Some(until) = filter.until {
-        let p = param(Value::Integer(time_ms_ceil(until)), &mut params);
-        conditions.push(format!("received_at < {p}"));
-    }
-    if filter.unresolved {
-        conditions.push("resolved_at IS NULL".to_owned());
-    }
-    if let Some(after) = after {
-        let p = param(Value::Blob(after.to_bytes().to_vec()), &mut params);
-        conditions.push(format!("id < {p}"));
-    }
-    if conditions.is_empty() {
-        (String::new(), params)
-    } else {
-        (format!(" WHERE {}", conditions.join(" AND ")), params)
+        format!("status IN ({})", list.join(", "))
     }
 }
 
 /// `at` in whole Unix milliseconds, rounded down (1970 for earlier times).
 fn time_ms(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    i64::try_from(units_since_epoch(at, 1_000_000, false)).unwrap_or(i64::MAX)
 }
 
 /// `at` in whole Unix milliseconds, rounded up (1970 for earlier times).
 fn time_ms_ceil(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| {
-        let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
-        i64::try_from(ms).unwrap_or(i64::MAX)
-    })
+    i64::try_from(units_since_epoch(at, 1_000_000, true)).unwrap_or(i64::MAX)
 }
 
-/// `duration` in whole microseconds, saturating.
-fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
-}
-
-/// A count or size as a signed 64-bit column value, saturating.
-fn u64_to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// A [`JournalError::Corrupt`] naming the record (when its id could be read)
-/// and the column.
-fn corrupt(id: Option<JournalId>, field: &str, problem: impl fmt::Display) -> JournalError {
-    match id {
-        Some(id) => JournalError::Corrupt(format!("record {id}: `{field}` {problem}")),
-        None => JournalError::Corrupt(format!("a record's `{field}` {problem}")),
-    }
-}
-
-/// One best-effort job as stored.
-#[derive(Serialize, Deserialize)]
-struct StoredJob<'a> {
-    handler: std::borrow::Cow<'a, str>,
-    attempts: u32,
-    state: std::borrow::Cow<'a, str>,
-}
-
-fn encode_jobs(jobs: &[BestEffortJob]) -> Result<String, rusqlite::Error> {
-    let stored: Vec<StoredJob<'_>> = jobs
-        .iter()
-        .map(|job| StoredJob {
-            handler: job.handler.as_str().into(),
-            attempts: job.attempts,
-            state: job.state.as_str().into(),
-        })
-        .collect();
-    serde_json::to_string(&stored)
-        .map_err(|err| rusqlite::Error::ToSqlConversionFailure(err.into()))
-}
-
-fn decode_jobs(id: Option<JournalId>, text: &str) -> Result<Vec<BestEffortJob>, JournalError> {
-    let stored: Vec<StoredJob<'_>> = serde_json::from_str(text).map_err(|err| {
-        corrupt(
-            id,
-            "best_effort",
-            format!("is not a JSON list of jobs: {err}"),
-        )
-    })?;
-    stored
-        .into_iter()
-        .map(|job| {
-            let state: BestEffortState = job.state.parse().map_err(|_| {
-                corrupt(
-                    id,
-                    "best_effort",
-                    format!("holds an unknown job state `{}`", job.state),
-                )
-            })?;
-            Ok(BestEffortJob::new(job.handler, job.attempts, state))
-        })
-        .collect()
-}
-
-fn encode_headers(headers: &[(String, String)]) -> Result<String, rusqlite::Error> {
-    serde_json::to_string(headers)
-        .map_err(|err| rusqlite::Error::ToSqlConversionFailure(err.into()))
-}
-
-fn decode_headers(
-    id: Option<JournalId>,
-    text: &str,
-) -> Result<Vec<(String, String)>, JournalError> {
-    serde_json::from_str(text).map_err(|err| {
-        corrupt(
-            id,
-            "headers",
-            format!("is not a JSON list of [name, value] pairs: {err}"),
-        )
-    })
-}
-
-/// Sets `job` among `jobs`: replaces the job of its handler, or adds it.
-fn set_job(jobs: &mut Vec<BestEffortJob>, job: &BestEffortJob) {
-    match jobs.iter_mut().find(|stored| stored.handler == job.handler) {
-        Some(stored) => *stored = job.clone(),
-        None => jobs.push(job.clone()),
-    }
-}
-
-fn parse_status(id: Option<JournalId>, name: &str) -> Result<DeliveryStatus, JournalError> {
-    name.parse()
-        .map_err(|_| corrupt(id, "status", format!("holds an unknown status `{name}`")))
+/// A JSON column that could not be encoded, as a parameter error.
+fn json_error(err: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(err.into())
 }
 
 fn value_kind(value: ValueRef<'_>) -> &'static str {
@@ -822,14 +659,14 @@ fn value_kind(value: ValueRef<'_>) -> &'static str {
     }
 }
 
-/// The cells of one row, read with the types this journal writes; anything
-/// else is a [`JournalError::Corrupt`] naming the record and column.
-struct Cells<'r, 's> {
+/// The cells of one row, read with SQLite's storage classes: `INTEGER`
+/// numbers and Unix milliseconds, `TEXT` and `BLOB`.
+struct SqliteCells<'r, 's> {
     row: &'r rusqlite::Row<'s>,
     id: Option<JournalId>,
 }
 
-impl Cells<'_, '_> {
+impl SqliteCells<'_, '_> {
     fn value(&self, col: usize, field: &str) -> Result<ValueRef<'_>, JournalError> {
         self.row
             .get_ref(col)
@@ -844,18 +681,32 @@ impl Cells<'_, '_> {
         )
     }
 
-    fn text(&self, col: usize, field: &str) -> Result<Option<String>, JournalError> {
+    fn str(&self, col: usize, field: &str) -> Result<Option<&str>, JournalError> {
         match self.value(col, field)? {
             ValueRef::Null => Ok(None),
             ValueRef::Text(bytes) => std::str::from_utf8(bytes)
-                .map(|text| Some(text.to_owned()))
+                .map(Some)
                 .map_err(|_| corrupt(self.id, field, "is not valid UTF-8")),
             other => Err(self.wrong_type(field, other, "text")),
         }
     }
+}
 
-    fn required_text(&self, col: usize, field: &str) -> Result<String, JournalError> {
-        let text = self.text(col, field)?;
+impl Cells for SqliteCells<'_, '_> {
+    fn record(&self) -> Option<JournalId> {
+        self.id
+    }
+
+    fn set_record(&mut self, id: JournalId) {
+        self.id = Some(id);
+    }
+
+    fn text(&self, col: usize, field: &str) -> Result<Option<String>, JournalError> {
+        Ok(self.str(col, field)?.map(str::to_owned))
+    }
+
+    fn required_str(&self, col: usize, field: &str) -> Result<&str, JournalError> {
+        let text = self.str(col, field)?;
         self.required(text, field)
     }
 
@@ -865,18 +716,6 @@ impl Cells<'_, '_> {
             ValueRef::Integer(n) => Ok(Some(n)),
             other => Err(self.wrong_type(field, other, "an integer")),
         }
-    }
-
-    fn uint(&self, col: usize, field: &str) -> Result<Option<u64>, JournalError> {
-        self.int(col, field)?
-            .map(|n| {
-                u64::try_from(n).map_err(|_| corrupt(self.id, field, format!("is negative ({n})")))
-            })
-            .transpose()
-    }
-
-    fn micros(&self, col: usize, field: &str) -> Result<Option<Duration>, JournalError> {
-        Ok(self.uint(col, field)?.map(Duration::from_micros))
     }
 
     fn time(&self, col: usize, field: &str) -> Result<Option<SystemTime>, JournalError> {
@@ -889,79 +728,16 @@ impl Cells<'_, '_> {
             .transpose()
     }
 
-    fn blob(&self, col: usize, field: &str) -> Result<Option<Vec<u8>>, JournalError> {
+    fn bytes(&self, col: usize, field: &str) -> Result<Option<&[u8]>, JournalError> {
         match self.value(col, field)? {
             ValueRef::Null => Ok(None),
-            ValueRef::Blob(bytes) => Ok(Some(bytes.to_vec())),
+            ValueRef::Blob(bytes) => Ok(Some(bytes)),
             other => Err(self.wrong_type(field, other, "a blob")),
         }
-    }
-
-    fn array<const N: usize>(
-        &self,
-        col: usize,
-        field: &str,
-    ) -> Result<Option<[u8; N]>, JournalError> {
-        self.blob(col, field)?
-            .map(|bytes| {
-                <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| {
-                    corrupt(
-                        self.id,
-                        field,
-                        format!("has {} bytes, expected {N}", bytes.len()),
-                    )
-                })
-            })
-            .transpose()
-    }
-
-    fn required<T>(&self, value: Option<T>, field: &str) -> Result<T, JournalError> {
-        value.ok_or_else(|| corrupt(self.id, field, "is NULL"))
     }
 }
 
 /// A record from a row of [`COLUMNS`] (and `body` after them, `with_body`).
-fn decode(row: &rusqlite::Row<'_>, with_body: bool) -> Result<JournalRecord, JournalError> {
-    let mut cells = Cells { row, id: None };
-    let id = match cells.array::<16>(0, "id") {
-        Ok(Some(bytes)) => JournalId::from_bytes(bytes),
-        Ok(None) => return Err(corrupt(None, "id", "is NULL")),
-        Err(err) => return Err(err),
-    };
-    cells.id = Some(id);
-    let received_at = cells.time(1, "received_at")?;
-    let status = parse_status(Some(id), &cells.required_text(6, "status")?)?;
-    let mut record = JournalRecord::new(id, cells.required(received_at, "received_at")?, status);
-    record.provider = cells.text(2, "provider")?;
-    record.event_id = cells.text(3, "event_id")?;
-    record.kind = cells.text(4, "kind")?;
-    record.delivery_id = cells.text(5, "delivery_id")?;
-    let http_status = cells.required(cells.int(7, "http_status")?, "http_status")?;
-    record.http_status = u16::try_from(http_status).map_err(|_| {
-        corrupt(
-            Some(id),
-            "http_status",
-            format!("is out of range ({http_status})"),
-        )
-    })?;
-    record.attempt = cells.uint(8, "attempt")?;
-    record.durations = Durations {
-        verify: cells.micros(9, "verify_us")?,
-        claim: cells.micros(10, "claim_us")?,
-        critical: cells.micros(11, "critical_us")?,
-        total: cells.micros(12, "total_us")?,
-    };
-    record.error = cells.text(13, "error")?;
-    record.best_effort = decode_jobs(Some(id), &cells.required_text(14, "best_effort")?)?;
-    record.body_size = cells.required(cells.uint(15, "body_size")?, "body_size")?;
-    record.body_digest = cells.array::<32>(16, "body_digest")?;
-    record.headers = decode_headers(Some(id), &cells.required_text(17, "headers")?)?;
-    record.replay_of = cells
-        .array::<16>(18, "replay_of")?
-        .map(JournalId::from_bytes);
-    record.resolved_at = cells.time(19, "resolved_at")?;
-    if with_body {
-        record.body = cells.blob(20, "body")?.map(bytes::Bytes::from);
-    }
-    Ok(record)
+fn decode_row(row: &rusqlite::Row<'_>, with_body: bool) -> Result<JournalRecord, JournalError> {
+    decode(SqliteCells { row, id: None }, with_body)
 }

@@ -3,12 +3,12 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hookgate::journal::{
-    BestEffortJob, BestEffortState, DeliveryStatus, Durations, Journal, JournalFilter, JournalId,
-    JournalQuery, JournalRecord, JournalWrite,
+    BestEffortJob, BestEffortState, DeliveryStatus, Durations, Journal, JournalError,
+    JournalFilter, JournalId, JournalQuery, JournalRecord, JournalWrite, MemoryJournal,
 };
 
 /// A fixed instant, `secs` after 2023-11-14 22:13:20 UTC.
@@ -355,4 +355,222 @@ pub async fn purge(journal: &dyn Journal) {
     let expected: Vec<JournalId> = records[5..].iter().rev().map(|r| r.id).collect();
     assert_eq!(left, expected);
     assert_eq!(journal.get(records[0].id).await.unwrap(), None);
+}
+
+/// Purging deletes in batches (on a journal whose purge batch size is 2).
+pub async fn purge_in_batches_of_two(journal: &dyn Journal) {
+    let records: Vec<JournalWrite> = (0..7)
+        .map(|i| JournalWrite::Record(bare_record(i, DeliveryStatus::Ignored, "stripe", "x")))
+        .collect();
+    journal.write(&records).await.unwrap();
+    // Five records in batches of two: 2 + 2 + 1.
+    assert_eq!(journal.purge_before(t(5)).await.unwrap(), 5);
+    assert_eq!(journal.purge_before(t(5)).await.unwrap(), 0);
+    assert_eq!(walk(journal, &JournalFilter::default(), 10).await.len(), 2);
+    // A batch that ends exactly at the batch size runs one more, empty.
+    assert_eq!(journal.purge_before(t(100)).await.unwrap(), 2);
+}
+
+/// A small deterministic generator (xorshift), so failures replay.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Random batches mixing records written again (with and without jobs and
+/// resolutions) and best-effort updates (of stored, unstored and unknown
+/// records, before and after their record in the batch) leave the journal
+/// as they leave a `MemoryJournal`.
+pub async fn batches_match_memory(journal: &dyn Journal) {
+    let memory = MemoryJournal::new();
+    let ids: Vec<JournalId> = (0..5).map(|i| JournalId::generate_at(t(i))).collect();
+    let handlers = ["email", "slack", "audit"];
+    let states = [
+        BestEffortState::Pending,
+        BestEffortState::Succeeded,
+        BestEffortState::DeadLettered,
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..150u64 {
+        let mut batch = Vec::new();
+        for _ in 0..=rng.below(6) {
+            // Ids 0..4 get records; id 4 only ever gets updates.
+            let id = ids[rng.below(5) as usize];
+            if id != ids[4] && rng.below(2) == 0 {
+                let i = ids.iter().position(|x| *x == id).unwrap() as u64;
+                let status =
+                    DeliveryStatus::ALL[rng.below(DeliveryStatus::ALL.len() as u64) as usize];
+                let mut record = full_record(i, status);
+                record.id = id;
+                record.error = Some(format!("round {round}"));
+                record.best_effort = (0..rng.below(3))
+                    .map(|n| BestEffortJob::new(handlers[n as usize], round as u32, states[0]))
+                    .collect();
+                record.resolved_at = (rng.below(4) == 0).then(|| t(1_000 + round));
+                if rng.below(3) == 0 {
+                    record.body = None;
+                }
+                batch.push(JournalWrite::Record(record));
+            } else {
+                let job = BestEffortJob::new(
+                    handlers[rng.below(3) as usize],
+                    rng.below(10) as u32,
+                    states[rng.below(3) as usize],
+                );
+                batch.push(JournalWrite::BestEffort { id, job });
+            }
+        }
+        memory.write(&batch).await.unwrap();
+        journal.write(&batch).await.unwrap();
+        if rng.below(5) == 0 {
+            let id = ids[rng.below(5) as usize];
+            let at = t(2_000 + round);
+            assert_eq!(
+                journal.mark_resolved(id, at).await.unwrap(),
+                memory.mark_resolved(id, at).await.unwrap()
+            );
+        }
+        for id in &ids {
+            assert_eq!(
+                journal.get(*id).await.unwrap(),
+                memory.get(*id).await.unwrap(),
+                "round {round}, {id}, after {batch:#?}"
+            );
+        }
+    }
+    let all = JournalQuery {
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(
+        journal.list(&all).await.unwrap(),
+        memory.list(&all).await.unwrap()
+    );
+    let filter = JournalFilter::default();
+    assert_eq!(
+        journal.counts(&filter).await.unwrap(),
+        memory.counts(&filter).await.unwrap()
+    );
+}
+
+/// Writes `record` and reads it back: the record as the journal keeps it.
+pub async fn write_and_get(journal: &dyn Journal, record: &JournalRecord) -> JournalRecord {
+    journal
+        .write(&[JournalWrite::Record(record.clone())])
+        .await
+        .unwrap();
+    journal.get(record.id).await.unwrap().unwrap()
+}
+
+/// A list with `since` at each of `bounds`, and one with `until` there, holds
+/// `stored` (the only record) exactly when the filter matches it as stored:
+/// filters compare the stored time, not the time written.
+pub async fn time_filters_match_the_stored_time(
+    journal: &dyn Journal,
+    stored: &JournalRecord,
+    bounds: impl IntoIterator<Item = SystemTime>,
+) {
+    for bound in bounds {
+        for filter in [
+            JournalFilter {
+                since: Some(bound),
+                ..Default::default()
+            },
+            JournalFilter {
+                until: Some(bound),
+                ..Default::default()
+            },
+        ] {
+            let listed = walk(journal, &filter, 10).await;
+            let expected = if filter.matches(stored) {
+                vec![stored.id]
+            } else {
+                vec![]
+            };
+            assert_eq!(listed, expected, "{filter:?}");
+        }
+    }
+}
+
+/// Writes `batch` again and again (for up to 30 s) until the journal takes
+/// it: a journal recovers once its storage is back.
+pub async fn write_once_recovered(journal: &dyn Journal, batch: &[JournalWrite]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match journal.write(batch).await {
+            Ok(()) => return,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!("never recovered: {err}"),
+        }
+    }
+}
+
+/// `result` is a [`JournalError::Corrupt`] whose message names every one of
+/// `mentions`; the message.
+pub fn assert_corrupt<T: std::fmt::Debug>(
+    result: Result<T, JournalError>,
+    mentions: &[&str],
+) -> String {
+    match result {
+        Err(JournalError::Corrupt(message)) => {
+            for part in mentions {
+                assert!(message.contains(part), "{message:?} names {part}");
+            }
+            message
+        }
+        other => panic!("expected a corrupt record, got {other:?}"),
+    }
+}
+
+/// Runs `migrate` on every one of `journals` at once, each on a task of its
+/// own (first migrations of one table racing each other); all succeed.
+pub async fn migrate_at_once<J, F, Fut>(journals: &[J], migrate: F)
+where
+    J: Clone,
+    F: Fn(J) -> Fut,
+    Fut: std::future::Future<Output = Result<(), JournalError>> + Send + 'static,
+{
+    let migrations: Vec<_> = journals
+        .iter()
+        .map(|journal| tokio::spawn(migrate(journal.clone())))
+        .collect();
+    for migration in migrations {
+        migration.await.unwrap().unwrap();
+    }
+}
+
+/// `build` refuses each table name that is not a plain identifier (and
+/// `qualified`, a qualified name the journal does not accept), with
+/// `InvalidTableName` naming it: table names are spliced into SQL.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub fn assert_unsafe_table_names_refused<T: std::fmt::Debug>(
+    qualified: &str,
+    build: impl Fn(&str) -> Result<T, hookgate::store::StoreConfigError>,
+) {
+    for name in [
+        "journal; DROP TABLE x",
+        qualified,
+        "",
+        "1journal",
+        "\"journal\"",
+        "j-r",
+        &"j".repeat(49),
+    ] {
+        let result = build(name);
+        assert!(
+            matches!(
+                result,
+                Err(hookgate::store::StoreConfigError::InvalidTableName(ref n)) if n == name
+            ),
+            "{name}: {result:?}"
+        );
+    }
 }
