@@ -1672,9 +1672,10 @@ async fn work_moved_to_another_task_is_woken_there_when_shutdown_cancels_it() {
         assert!(tokio::time::timeout(Duration::from_millis(1), &mut work)
             .await
             .is_err());
-        work
+        Some(work) // handed over (not awaited here)
     })
     .await
+    .unwrap()
     .unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1, "its handler is running");
     let running = tokio::spawn(work);
