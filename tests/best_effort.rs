@@ -1693,3 +1693,21 @@ async fn work_moved_to_another_task_is_woken_there_when_shutdown_cancels_it() {
     assert_eq!(report.still_running, 0);
     assert_eq!(running.await.unwrap().abandoned, 1);
 }
+
+#[tokio::test]
+async fn handed_back_work_knows_how_many_jobs_it_holds() {
+    let mut registry = Registry::new();
+    for name in ["email", "slack", "crm"] {
+        registry.best_effort(
+            "github",
+            "*",
+            name,
+            handler_fn(|_| async { Ok::<(), HandlerError>(()) }),
+        );
+    }
+    let pipeline = pipeline_with(registry, fast_policy(), &MemoryDeadLetter::new());
+    let (body, headers) = gh_delivery("d-len", &issue_body(1));
+    let work = pipeline.handle_deferred(body, &headers).await.1.unwrap();
+    assert_eq!((work.len(), work.is_empty(), work.refused()), (3, false, 0));
+    assert_eq!(work.await.succeeded, 3);
+}
