@@ -1709,6 +1709,9 @@ async fn handed_back_work_knows_how_many_jobs_it_holds() {
     let (body, headers) = gh_delivery("d-len", &issue_body(1));
     let work = pipeline.handle_deferred(body, &headers).await.1.unwrap();
     assert_eq!((work.len(), work.is_empty(), work.refused()), (3, false, 0));
-    assert_eq!(format!("{work:?}"), "BestEffort { handlers: 3, refused: 0 }");
+    assert_eq!(
+        format!("{work:?}"),
+        "BestEffort { handlers: 3, refused: 0 }"
+    );
     assert_eq!(work.await.succeeded, 3);
 }
