@@ -135,8 +135,7 @@ impl BestEffortRunner {
         let mut jobs = Vec::with_capacity(count);
         let mut refused = 0;
         let mut inline = Vec::new();
-        let mut flush = false;
-        {
+        let flush = {
             let mut pending = self.pending();
             for handler in handlers {
                 let job = PendingJob::new(event.clone(), handler.shared_name(), journal.clone());
@@ -154,16 +153,17 @@ impl BestEffortRunner {
                 };
                 let entry = job.into_entry(reason);
                 if pending.orphans.len() + pending.sending < self.max_pending {
-                    flush |= pending.push_orphan(entry);
+                    pending.orphans.push_back(entry);
                 } else {
                     pending.sending += 1;
                     inline.push(entry);
                 }
                 refused += 1;
             }
-            // Also picks up entries of work dropped outside a runtime.
-            flush |= !pending.orphans.is_empty() && pending.shutdowns == 0;
-        }
+            // The refused work just queued, and entries of work dropped
+            // outside a runtime; a shutdown sends them itself.
+            !pending.orphans.is_empty() && pending.shutdowns == 0
+        };
         // Wrapped before the first await: if this future is dropped, the
         // entries not yet sent go back to the orphans.
         let inline: Vec<Outgoing> = inline
