@@ -49,7 +49,7 @@ impl Default for JournalSettings {
     }
 }
 
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+#[cfg(feature = "tokio")]
 /// Parts of header names that are never journaled: they name signatures,
 /// credentials or secrets.
 const NEVER_KEPT: &[&str] = &[
@@ -62,7 +62,7 @@ const NEVER_KEPT: &[&str] = &[
     "key",
 ];
 
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+#[cfg(feature = "tokio")]
 impl JournalSettings {
     /// Whether a header of this name may be journaled at all.
     pub(crate) fn may_keep(name: &str) -> bool {
@@ -71,7 +71,7 @@ impl JournalSettings {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tokio"))]
 mod tests {
     use super::*;
 

@@ -147,7 +147,7 @@ impl Attempt<'_> {
     ) -> OutcomeKind {
         let inner = self.inner;
         let error = Arc::new(err);
-        let reason = format!("critical handler `{handler}` failed permanently: {error}");
+        let reason = permanent_reason(&handler, &error);
         let failed = |dead_lettered| OutcomeKind::PermanentFailure {
             handler: handler.clone(),
             error: error.clone(),
@@ -203,5 +203,30 @@ pub(super) fn failure_reason(handler: &str, failure: &CriticalFailure) -> String
             format!("critical handler `{handler}` panicked: {message}")
         }
         CriticalFailure::LeaseLost(err) => format!("lease lost: {err}"),
+    }
+}
+
+fn permanent_reason(handler: &str, error: &HandlerError) -> String {
+    format!("critical handler `{handler}` failed permanently: {error}")
+}
+
+/// What the journal and the logs say about why a delivery failed; `None`
+/// when it did not. Never a body byte, a header value or a secret.
+pub(super) fn describe(kind: &OutcomeKind) -> Option<String> {
+    match kind {
+        OutcomeKind::TooLarge { size, limit } => {
+            Some(format!("body of {size} bytes over the {limit}-byte limit"))
+        }
+        OutcomeKind::VerificationFailed(err) => Some(err.to_string()),
+        OutcomeKind::Unusable(err) => Some(err.to_string()),
+        OutcomeKind::CriticalFailed { handler, failure } => Some(failure_reason(handler, failure)),
+        OutcomeKind::PermanentFailure { handler, error, .. } => {
+            Some(permanent_reason(handler, error))
+        }
+        OutcomeKind::StoreUnavailable(err) => Some(err.to_string()),
+        OutcomeKind::FingerprintMismatch => {
+            Some("the event id was completed with a different body".to_owned())
+        }
+        _ => None,
     }
 }

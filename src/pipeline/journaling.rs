@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
-use super::attempt::failure_reason;
+use super::attempt::describe;
 use super::monitor::Count;
 use super::recorder::Recorder;
 use crate::headers::Headers;
@@ -223,27 +223,6 @@ impl Journaling {
 
 fn digest(body: &[u8]) -> [u8; 32] {
     Sha256::digest(body).into()
-}
-
-/// What the operator reads about how an attempt failed; `None` when it did
-/// not.
-fn describe(kind: &OutcomeKind) -> Option<String> {
-    match kind {
-        OutcomeKind::TooLarge { size, limit } => {
-            Some(format!("body of {size} bytes over the {limit}-byte limit"))
-        }
-        OutcomeKind::VerificationFailed(err) => Some(err.to_string()),
-        OutcomeKind::Unusable(err) => Some(err.to_string()),
-        OutcomeKind::CriticalFailed { handler, failure } => Some(failure_reason(handler, failure)),
-        OutcomeKind::PermanentFailure { handler, error, .. } => Some(format!(
-            "critical handler `{handler}` failed permanently: {error}"
-        )),
-        OutcomeKind::StoreUnavailable(err) => Some(err.to_string()),
-        OutcomeKind::FingerprintMismatch => {
-            Some("the event id was completed with a different body".to_owned())
-        }
-        _ => None,
-    }
 }
 
 /// The background writer: takes up to `batch_size` queued writes at a time

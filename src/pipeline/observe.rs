@@ -22,7 +22,7 @@
 use std::future::Future;
 
 use super::journaling::Delivery;
-use crate::outcome::{Outcome, OutcomeKind};
+use crate::outcome::Outcome;
 
 /// The span of one delivery (a `tracing::Span` with the feature, nothing
 /// without it).
@@ -139,7 +139,7 @@ pub(super) fn delivered(span: &Span, delivery: &Delivery<'_>, outcome: &Outcome)
         let status = outcome.status();
         if status >= 500 || (400..500).contains(&status) && status != 409 {
             let _entered = span.enter();
-            let reason = reason(&outcome.kind);
+            let reason = super::attempt::describe(&outcome.kind);
             tracing::warn!(
                 status,
                 outcome = outcome.kind.name(),
@@ -173,30 +173,6 @@ pub(super) fn delivered(span: &Span, delivery: &Delivery<'_>, outcome: &Outcome)
             outcome.critical_elapsed,
         );
     }
-}
-
-/// Why a delivery failed, for the warning; never a body or header value.
-#[cfg(feature = "tracing")]
-fn reason(kind: &OutcomeKind) -> Option<String> {
-    match kind {
-        OutcomeKind::VerificationFailed(err) => Some(err.to_string()),
-        OutcomeKind::Unusable(err) => Some(err.to_string()),
-        OutcomeKind::CriticalFailed { handler, failure } => {
-            Some(super::attempt::failure_reason(handler, failure))
-        }
-        OutcomeKind::PermanentFailure { handler, error, .. } => Some(format!(
-            "critical handler `{handler}` failed permanently: {error}"
-        )),
-        OutcomeKind::StoreUnavailable(err) => Some(err.to_string()),
-        OutcomeKind::TooLarge { size, limit } => Some(format!("body of {size} bytes over {limit}")),
-        _ => None,
-    }
-}
-
-#[cfg(not(feature = "tracing"))]
-#[allow(dead_code)]
-fn reason(_: &OutcomeKind) -> Option<String> {
-    None
 }
 
 /// An attempt took (`+1`) or gave up (`-1`) its claim.
