@@ -143,6 +143,7 @@ pub mod handler;
 pub mod headers;
 pub mod health;
 pub mod journal;
+pub mod ordering;
 pub mod outcome;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
@@ -169,6 +170,7 @@ pub use dead_letter::{
 pub use event::{Event, PayloadError};
 pub use handler::{handler_fn, Handler, HandlerError};
 pub use headers::{HeaderError, Headers};
+pub use ordering::{OrderingGuard, OrderingKey};
 pub use outcome::{AnswerBudgetSpent, CriticalFailure, Outcome, OutcomeKind};
 #[cfg(feature = "tokio")]
 pub use pipeline::{

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::handler::HandlerError;
-use crate::store::StoreError;
+use crate::store::{StoreError, Watermark};
 use crate::verify::{IdentifyError, VerifyError};
 
 /// The result of handling one delivery: plain data your HTTP layer turns into a
@@ -77,6 +77,15 @@ pub enum OutcomeKind {
     },
     /// 200: no handler is registered for this kind.
     Ignored,
+    /// 200: the [ordering guard](crate::ordering) found a newer event of the
+    /// same object already processed; the key is completed and no handler
+    /// ran.
+    Stale {
+        /// This event's time.
+        at: Watermark,
+        /// The newest event time already processed for its object.
+        newest: Watermark,
+    },
     /// 200: every critical handler succeeded and the event is recorded as done;
     /// best-effort work starts now.
     Processed {
@@ -155,6 +164,11 @@ pub enum AnswerBudgetSpent {
     /// until this attempt's lease ends, then runs the work again.
     #[error("the idempotency store did not complete the key within the {0:?} answer budget")]
     Complete(Duration),
+    /// Reading or raising the [ordering guard](crate::ordering)'s watermark
+    /// did not answer in time: the key was released (a later delivery runs
+    /// the work; after a late raise the handlers may have run already).
+    #[error("the idempotency store did not answer for the ordering watermark within the {0:?} answer budget")]
+    Watermark(Duration),
 }
 
 impl OutcomeKind {
@@ -164,7 +178,10 @@ impl OutcomeKind {
             OutcomeKind::TooLarge { .. } => 413,
             OutcomeKind::VerificationFailed(err) => err.status(),
             OutcomeKind::Unusable(err) => err.status(),
-            OutcomeKind::Duplicate | OutcomeKind::Ignored | OutcomeKind::Processed { .. } => 200,
+            OutcomeKind::Duplicate
+            | OutcomeKind::Ignored
+            | OutcomeKind::Stale { .. }
+            | OutcomeKind::Processed { .. } => 200,
             OutcomeKind::FingerprintMismatch => 422,
             OutcomeKind::InFlight { .. } => 409,
             OutcomeKind::CriticalFailed { .. } => 500,
@@ -191,6 +208,7 @@ impl OutcomeKind {
             OutcomeKind::FingerprintMismatch => "fingerprint_mismatch",
             OutcomeKind::InFlight { .. } => "in_flight",
             OutcomeKind::Ignored => "ignored",
+            OutcomeKind::Stale { .. } => "stale",
             OutcomeKind::Processed { .. } => "processed",
             OutcomeKind::CriticalFailed { .. } => "critical_failed",
             OutcomeKind::PermanentFailure { .. } => "permanent_failure",
@@ -211,6 +229,7 @@ impl OutcomeKind {
             OutcomeKind::FingerprintMismatch => "event id already used with a different body",
             OutcomeKind::InFlight { .. } => "already being processed: retry later",
             OutcomeKind::Ignored => "ignored: no handler for this event",
+            OutcomeKind::Stale { .. } => "stale: a newer event was already processed",
             OutcomeKind::Processed { .. } => "ok",
             OutcomeKind::CriticalFailed { .. } => "processing failed: retry later",
             OutcomeKind::PermanentFailure {

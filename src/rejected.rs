@@ -23,6 +23,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::headers::Headers;
+use crate::store::Watermark;
 use crate::verify::IdentifyError;
 
 /// Why an authentic delivery was not processed.
@@ -52,6 +53,17 @@ pub enum RejectionReason {
     /// [`OutcomeKind::Duplicate`](crate::OutcomeKind::Duplicate) and counted
     /// in [`Stats::replays`](crate::Stats::replays).
     Replayed,
+    /// 200: the [ordering guard](crate::ordering) found a newer event of the
+    /// same object already processed; the event is recorded as done and no
+    /// handler ran; [`OutcomeKind::Stale`](crate::OutcomeKind::Stale).
+    Stale {
+        /// The object's watermark key (`provider:object`).
+        object: String,
+        /// This event's time.
+        at: Watermark,
+        /// The newest event time already processed for the object.
+        newest: Watermark,
+    },
 }
 
 /// A delivery whose signature verified but whose handlers the pipeline did not

@@ -60,6 +60,9 @@ counters! {
     in_flight,
     /// 200: no handler for the kind.
     ignored,
+    /// 200: events the [ordering guard](crate::ordering) found older than
+    /// one already processed for the same object; no handler ran.
+    stale,
     /// 200: critical work succeeded.
     processed,
     /// 500: critical transient failures, timeouts, panics and lost leases.
@@ -145,6 +148,7 @@ impl Stats {
             + self.fingerprint_mismatch
             + self.in_flight
             + self.ignored
+            + self.stale
             + self.processed
             + self.critical_failed
             + self.permanent_failure

@@ -153,6 +153,9 @@ statuses! {
     InFlight = "in_flight",
     /// 200: no handler for the kind.
     Ignored = "ignored",
+    /// 200: the ordering guard found a newer event of the same object
+    /// already processed; no handler ran.
+    Stale = "stale",
     /// The attempt claimed the event and never finished: its `handle` future
     /// was dropped (the HTTP server cancelled the request, the process is
     /// ending). The provider's next delivery runs the work once the lease ends.
@@ -190,6 +193,7 @@ impl DeliveryStatus {
             OutcomeKind::FingerprintMismatch => DeliveryStatus::FingerprintMismatch,
             OutcomeKind::InFlight { .. } => DeliveryStatus::InFlight,
             OutcomeKind::Ignored => DeliveryStatus::Ignored,
+            OutcomeKind::Stale { .. } => DeliveryStatus::Stale,
             OutcomeKind::Processed { .. } => DeliveryStatus::Processed,
             OutcomeKind::CriticalFailed { .. } => DeliveryStatus::CriticalFailed,
             OutcomeKind::PermanentFailure { .. } => DeliveryStatus::PermanentFailure,
@@ -464,7 +468,7 @@ mod tests {
         for status in DeliveryStatus::ALL {
             assert_eq!(status.as_str().parse::<DeliveryStatus>(), Ok(*status));
         }
-        assert_eq!(DeliveryStatus::ALL.len(), 14);
+        assert_eq!(DeliveryStatus::ALL.len(), 15);
         assert!("Processed".parse::<DeliveryStatus>().is_err());
         assert_eq!(
             format!("[{:<12}]", DeliveryStatus::Ignored),

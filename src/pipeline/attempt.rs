@@ -20,7 +20,7 @@ use crate::event::Event;
 use crate::handler::{HandlerError, HandlerPanicked};
 use crate::outcome::{AnswerBudgetSpent, CriticalFailure, Outcome, OutcomeKind};
 use crate::registry::{NamedHandler, Routes};
-use crate::store::{FencingToken, StoreError};
+use crate::store::{FencingToken, StoreError, Watermark, WatermarkStore};
 
 /// A claimed key, settled exactly once by the attempt that holds it.
 pub(super) struct Attempt<'a> {
@@ -70,6 +70,61 @@ impl Attempt<'_> {
                 Err(OutcomeKind::StoreUnavailable(Arc::new(err)))
             }
         }
+    }
+
+    /// The ordering guard's check before the critical handlers, within the
+    /// work budget: `Ok` when the event is not older than the newest one
+    /// processed for `object`. A stale event completes the key and is
+    /// answered [`OutcomeKind::Stale`]; a failing or slow store releases it.
+    pub(super) async fn check_order(
+        &self,
+        watermarks: &dyn WatermarkStore,
+        object: &str,
+        at: Watermark,
+    ) -> Result<(), OutcomeKind> {
+        let read = within(|| self.budget.work_ends(), watermarks.watermark(object)).await;
+        match read {
+            Some(Ok(Some(newest))) if newest > at => {
+                self.complete("(ordering guard)".into()).await?;
+                Err(OutcomeKind::Stale { at, newest })
+            }
+            Some(Ok(_)) => Ok(()),
+            Some(Err(err)) => Err(self.watermark_failed(err).await),
+            None => Err(self.watermark_failed(self.watermark_late()).await),
+        }
+    }
+
+    /// Raises the watermark of `object` to `at` once the critical handlers
+    /// succeeded, before the key is completed, within the answer budget.
+    pub(super) async fn advance_order(
+        &self,
+        watermarks: &dyn WatermarkStore,
+        object: &str,
+        at: Watermark,
+    ) -> Result<(), OutcomeKind> {
+        let retention = self.limits.retention;
+        let raised = within(
+            || self.budget.ends(),
+            watermarks.advance(object, at, retention),
+        )
+        .await;
+        match raised {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(err)) => Err(self.watermark_failed(err).await),
+            None => Err(self.watermark_failed(self.watermark_late()).await),
+        }
+    }
+
+    fn watermark_late(&self) -> StoreError {
+        StoreError::unavailable(AnswerBudgetSpent::Watermark(self.limits.answer_budget))
+    }
+
+    /// Releases the key after the watermark store failed: 503, and the
+    /// provider's retry runs the work.
+    async fn watermark_failed(&self, err: StoreError) -> OutcomeKind {
+        self.release("the ordering watermark could not be read or raised")
+            .await;
+        OutcomeKind::StoreUnavailable(Arc::new(err))
     }
 
     /// Runs the critical handlers in order under the deadline (or what the
@@ -224,6 +279,9 @@ pub(super) fn describe(kind: &OutcomeKind) -> Option<String> {
             Some(permanent_reason(handler, error))
         }
         OutcomeKind::StoreUnavailable(err) => Some(err.to_string()),
+        OutcomeKind::Stale { at, newest } => Some(format!(
+            "stale: an event of the same object at {newest} was already processed; this one is at {at}"
+        )),
         OutcomeKind::FingerprintMismatch => {
             Some("the event id was completed with a different body".to_owned())
         }

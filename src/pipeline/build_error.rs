@@ -81,6 +81,11 @@ pub enum BuildError {
     /// A limit that must be positive is zero.
     #[error("`{0}` must be greater than zero")]
     Zero(&'static str),
+    /// An [ordering guard](crate::ordering) is set, but the idempotency store
+    /// keeps no watermarks ([`IdempotencyStore::watermarks`](crate::store::IdempotencyStore::watermarks)
+    /// is `None`).
+    #[error("an ordering guard needs a store that keeps watermarks (`IdempotencyStore::watermarks`); every built-in store does")]
+    OrderingUnsupported,
     /// A handler registration is invalid.
     #[error(transparent)]
     Route(#[from] RouteError),

@@ -18,6 +18,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::dead_letter::{DeadLetter, MemoryDeadLetter};
 use crate::health::HealthThresholds;
 use crate::journal::{Journal, JournalSettings};
+use crate::ordering::OrderingGuard;
 use crate::registry::Registry;
 use crate::rejected::RejectedDelivery;
 use crate::retry::RetryPolicy;
@@ -52,6 +53,7 @@ pub struct PipelineBuilder {
     max_pending_best_effort: usize,
     on_rejected: Option<RejectedHook>,
     replay_guards: Vec<String>,
+    orderings: Vec<(String, OrderingGuard)>,
     journal: Option<Arc<dyn Journal>>,
     journal_settings: JournalSettings,
     health_thresholds: HealthThresholds,
@@ -252,6 +254,38 @@ impl PipelineBuilder {
     #[must_use]
     pub fn replay_guard(mut self, provider: &str) -> Self {
         self.replay_guards.push(provider.to_owned());
+        self
+    }
+
+    /// Guards `provider`'s events against arriving out of order: an event
+    /// older than the newest one already processed for the same object (as
+    /// `guard` finds them, e.g. [`OrderingGuard::stripe`]) is answered 200
+    /// [`OutcomeKind::Stale`](crate::OutcomeKind::Stale) without running its
+    /// handlers; see [`ordering`](crate::ordering). Setting a guard again for
+    /// the same provider replaces it.
+    ///
+    /// The watermarks live in the idempotency store
+    /// ([`IdempotencyStore::watermarks`](crate::store::IdempotencyStore::watermarks)):
+    /// a store that keeps none is refused with
+    /// [`BuildError::OrderingUnsupported`], and a name no verifier has (or
+    /// `*`) with [`BuildError::UnknownProvider`].
+    ///
+    /// ```
+    /// # use hookgate::{MemoryStore, OrderingGuard, Pipeline, Shopify, Stripe};
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(Stripe::builder("whsec_x").build()?)
+    ///     .verifier(Shopify::builder("shp").build()?)
+    ///     .store(MemoryStore::new())
+    ///     .ordering("stripe", OrderingGuard::stripe())
+    ///     .ordering("shopify", OrderingGuard::shopify())
+    ///     .build()?;
+    /// # drop(pipeline);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn ordering(mut self, provider: &str, guard: OrderingGuard) -> Self {
+        self.orderings.retain(|(name, _)| name != provider);
+        self.orderings.push((provider.to_owned(), guard));
         self
     }
 
@@ -461,6 +495,17 @@ impl PipelineBuilder {
         }
         check_known(self.overrides.keys(), known, "a limit setting")?;
         check_known(&self.replay_guards, known, "a replay guard")?;
+        for (provider, _) in &self.orderings {
+            if !known(provider) {
+                return Err(BuildError::UnknownProvider {
+                    provider: provider.clone(),
+                    what: "an ordering guard".to_owned(),
+                });
+            }
+        }
+        if !self.orderings.is_empty() && store.watermarks().is_none() {
+            return Err(BuildError::OrderingUnsupported);
+        }
         let every = self
             .overrides
             .get(ANY_PROVIDER)
@@ -477,12 +522,18 @@ impl PipelineBuilder {
             let set = self.overrides.get(&*name).copied().unwrap_or_default();
             let limits = resolve_limits(&name, &profile, set.or(every))?;
             let replay_guard = replay::covers(&self.replay_guards, &name, &profile)?;
+            let ordering = self
+                .orderings
+                .iter()
+                .find(|(provider, _)| **provider == *name)
+                .map(|(_, guard)| guard.clone());
             providers.push(Provider {
                 name,
                 verifier,
                 profile,
                 limits,
                 replay_guard,
+                ordering,
             });
         }
         let max_body_limit = providers
@@ -570,6 +621,7 @@ impl PipelineBuilder {
             max_pending_best_effort: 1024,
             on_rejected: None,
             replay_guards: Vec::new(),
+            orderings: Vec::new(),
             journal: None,
             journal_settings: JournalSettings::default(),
             health_thresholds: HealthThresholds::default(),

@@ -65,6 +65,7 @@ use crate::dead_letter::{DeadLetter, MemoryDeadLetter};
 use crate::event::Event;
 use crate::headers::Headers;
 use crate::health::{HealthReport, HealthThresholds};
+use crate::ordering::OrderingGuard;
 use crate::outcome::{AnswerBudgetSpent, Outcome, OutcomeKind};
 use crate::registry::{NamedHandler, Registry};
 use crate::rejected::RejectionReason;
@@ -108,6 +109,8 @@ struct Provider {
     limits: ProviderLimits,
     /// Whether the replay guard covers it ([`PipelineBuilder::replay_guard`]).
     replay_guard: bool,
+    /// Its ordering guard ([`PipelineBuilder::ordering`]).
+    ordering: Option<OrderingGuard>,
 }
 
 impl Pipeline {
@@ -360,7 +363,33 @@ impl Pipeline {
             event.kind(),
             provider.profile.kinds_carry_action,
         );
-        let kind = match attempt.run_critical(&event, routes, &mut outcome).await {
+        let order = match (&provider.ordering, inner.store.watermarks()) {
+            (Some(guard), Some(watermarks)) => guard
+                .watermark_of(&provider.name, &event)
+                .map(|(object, at)| (watermarks, object, at)),
+            _ => None,
+        };
+        if let (Some((watermarks, object, at)), ClaimMode::Once) = (&order, mode) {
+            if let Err(kind) = attempt.check_order(*watermarks, object, *at).await {
+                if let OutcomeKind::Stale { at, newest } = kind {
+                    let object = object.clone();
+                    let reason = RejectionReason::Stale { object, at, newest };
+                    self.reject(&outcome, reason, event.body(), headers);
+                }
+                return finish(outcome, kind);
+            }
+        }
+        let critical = match attempt.run_critical(&event, routes, &mut outcome).await {
+            Ok(last) => match &order {
+                Some((watermarks, object, at)) => attempt
+                    .advance_order(*watermarks, object, *at)
+                    .await
+                    .map(|()| last),
+                None => Ok(last),
+            },
+            Err(kind) => Err(kind),
+        };
+        let kind = match critical {
             Ok(last) => match attempt.complete(handler_name(last)).await {
                 Ok(()) => {
                     let best_effort: Vec<NamedHandler> = routes.best_effort().cloned().collect();

@@ -6,7 +6,7 @@ use super::monitor::Monitor;
 use crate::outcome::OutcomeKind;
 use crate::stats::Stats;
 
-const KINDS: usize = 13;
+const KINDS: usize = 14;
 
 /// The live counters behind [`Stats`].
 #[derive(Debug, Default)]
@@ -43,6 +43,7 @@ fn slot(kind: &OutcomeKind) -> usize {
         OutcomeKind::PermanentFailure { .. } => 10,
         OutcomeKind::StoreUnavailable(_) => 11,
         OutcomeKind::ShuttingDown => 12,
+        OutcomeKind::Stale { .. } => 13,
     }
 }
 
@@ -72,6 +73,7 @@ impl Recorder {
             permanent_failure: d(10),
             store_unavailable: d(11),
             shutting_down: d(12),
+            stale: d(13),
             best_effort_succeeded: load(&self.best_effort_succeeded),
             best_effort_retries: load(&self.best_effort_retries),
             best_effort_dead_lettered: load(&self.best_effort_dead_lettered),

@@ -34,6 +34,11 @@ impl RejectedHook {
             RejectionReason::DuplicateBodyChanged => OutcomeKind::Duplicate.status(),
             RejectionReason::FingerprintMismatch => OutcomeKind::FingerprintMismatch.status(),
             RejectionReason::Replayed => OutcomeKind::Duplicate.status(),
+            RejectionReason::Stale { at, newest, .. } => OutcomeKind::Stale {
+                at: *at,
+                newest: *newest,
+            }
+            .status(),
         };
         let Some(provider) = outcome.provider.clone() else {
             return true;

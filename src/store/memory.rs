@@ -23,6 +23,7 @@ use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 use crate::clock::{Clock, SystemClock};
 use crate::store::protocol::{self, Decision, Record, State};
+use crate::store::watermark::{MemoryWatermarks, Watermark, WatermarkStore};
 use crate::store::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
 
 /// Deadlines are clamped to the end of year 9999 so every one converts to a
@@ -182,6 +183,8 @@ struct Inner {
     shard_capacity: usize,
     seed: u64,
     clock: Arc<dyn Clock>,
+    /// The ordering guard's watermarks, apart from the keys.
+    watermarks: MemoryWatermarks,
 }
 
 /// Settings for a [`MemoryStore`]; start from [`MemoryStore::builder`].
@@ -190,6 +193,7 @@ struct Inner {
 pub struct MemoryStoreBuilder {
     capacity: usize,
     shards: usize,
+    watermark_capacity: usize,
     clock: Arc<dyn Clock>,
 }
 
@@ -210,6 +214,15 @@ impl MemoryStoreBuilder {
     /// [`MemoryStore::DEFAULT_SHARDS`].
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = shards.clamp(1, MemoryStore::MAX_SHARDS);
+        self
+    }
+
+    /// The most objects whose [watermark](crate::store::watermark) the store
+    /// keeps for the ordering guard (at least 1); when full, the watermark
+    /// that would expire first makes room. Defaults to
+    /// [`MemoryStore::DEFAULT_WATERMARK_CAPACITY`].
+    pub fn watermark_capacity(mut self, objects: usize) -> Self {
+        self.watermark_capacity = objects.max(1);
         self
     }
 
@@ -237,6 +250,7 @@ impl MemoryStoreBuilder {
                 // store's tables cannot be precomputed.
                 seed: std::collections::hash_map::RandomState::new().hash_one(0x686f_6f6b_u64),
                 clock: self.clock,
+                watermarks: MemoryWatermarks::new(self.watermark_capacity),
             }),
         }
     }
@@ -247,6 +261,7 @@ impl Default for MemoryStoreBuilder {
         Self {
             capacity: MemoryStore::DEFAULT_CAPACITY,
             shards: MemoryStore::DEFAULT_SHARDS,
+            watermark_capacity: MemoryStore::DEFAULT_WATERMARK_CAPACITY,
             clock: Arc::new(SystemClock),
         }
     }
@@ -258,6 +273,10 @@ impl MemoryStore {
 
     /// The number of shards [`MemoryStore::new`] splits its keys into.
     pub const DEFAULT_SHARDS: usize = 16;
+
+    /// The number of objects whose [watermark](crate::store::watermark)
+    /// [`MemoryStore::new`] keeps at most for the ordering guard.
+    pub const DEFAULT_WATERMARK_CAPACITY: usize = 100_000;
 
     /// The most shards a store has: [`MemoryStoreBuilder::shards`] lowers larger
     /// counts to this.
@@ -296,6 +315,12 @@ impl MemoryStore {
     /// but past retention and not yet purged.
     pub fn len(&self) -> usize {
         self.inner.shards.iter().map(|shard| lock(shard).len).sum()
+    }
+
+    /// The number of [watermarks](crate::store::watermark) held now (expired
+    /// ones not yet purged included).
+    pub fn watermark_count(&self) -> usize {
+        self.inner.watermarks.len()
     }
 
     /// Whether the store holds no key.
@@ -417,7 +442,35 @@ impl IdempotencyStore for MemoryStore {
                 next = rest;
             }
         }
+        // Expired watermarks go too; the count is of keys, as the trait says.
+        self.inner.watermarks.purge(now);
         Ok(purged)
+    }
+
+    fn watermarks(&self) -> Option<&dyn WatermarkStore> {
+        Some(self)
+    }
+}
+
+/// Watermarks apart from the keys, bounded by
+/// [`MemoryStoreBuilder::watermark_capacity`]: when full, the watermark
+/// that would expire first is evicted (forgetting it lets an older event of
+/// that object run, as if the guard were off for it).
+#[async_trait]
+impl WatermarkStore for MemoryStore {
+    async fn watermark(&self, object: &str) -> Result<Option<Watermark>, StoreError> {
+        Ok(self.inner.watermarks.get(object, self.now_ms()))
+    }
+
+    async fn advance(
+        &self,
+        object: &str,
+        at: Watermark,
+        retention: Duration,
+    ) -> Result<Watermark, StoreError> {
+        let now = self.now_ms();
+        let expires = deadline(now, retention);
+        Ok(self.inner.watermarks.advance(object, at, now, expires))
     }
 }
 

@@ -25,8 +25,10 @@ use async_trait::async_trait;
 pub mod conformance;
 mod memory;
 mod protocol;
+pub mod watermark;
 
 pub use memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreError};
+pub use watermark::{Watermark, WatermarkStore};
 
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 // Each store uses part of the shared helpers; all of them are used with every store on.
@@ -380,6 +382,16 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
+
+    /// The store's [watermarks](watermark) for the
+    /// [ordering guard](crate::ordering), when it keeps them: every built-in
+    /// store does, in the same database as its keys (and its `purge_expired`
+    /// deletes expired watermarks too, without counting them). `None` (the
+    /// default) for a store that does not; a pipeline with an ordering guard
+    /// then refuses to build.
+    fn watermarks(&self) -> Option<&dyn WatermarkStore> {
+        None
+    }
 }
 
 /// Forwards [`IdempotencyStore`] through each smart pointer named, so that an
@@ -414,6 +426,9 @@ macro_rules! forward_store {
             }
             async fn purge_expired(&self) -> Result<u64, StoreError> {
                 (**self).purge_expired().await
+            }
+            fn watermarks(&self) -> Option<&dyn WatermarkStore> {
+                (**self).watermarks()
             }
         }
     )*};

@@ -23,7 +23,9 @@ use super::durable::{
     StoreConfigError,
 };
 use super::protocol::{self, Decision, Record, State};
-use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
+use super::{
+    Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError, Watermark, WatermarkStore,
+};
 
 /// The default table name.
 pub const DEFAULT_TABLE: &str = "hookgate_idempotency";
@@ -74,12 +76,17 @@ struct Statements {
     release: String,
     purge: String,
     purge_unsettled: String,
+    watermark: String,
+    advance: String,
+    purge_watermarks: String,
 }
 
 impl Statements {
     fn new(table: &str) -> Self {
         let index = format!("{}_expires_at", unqualified(table));
         let unsettled_index = format!("{}_unsettled", unqualified(table));
+        let marks = format!("{table}_watermarks");
+        let marks_index = format!("{}_watermarks_expires_at", unqualified(table));
         Self {
             migrate: format!(
                 "CREATE TABLE IF NOT EXISTS {table} (
@@ -93,7 +100,35 @@ impl Statements {
                  );
                  CREATE INDEX IF NOT EXISTS {index} ON {table} (expires_at) WHERE state = 'completed';
                  CREATE INDEX IF NOT EXISTS {unsettled_index} ON {table} (updated_at)
-                    WHERE state <> 'completed';"
+                    WHERE state <> 'completed';
+                 CREATE TABLE IF NOT EXISTS {marks} (
+                    object      text        NOT NULL PRIMARY KEY,
+                    at_ms       bigint      NOT NULL,
+                    expires_at  timestamptz NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS {marks_index} ON {marks} (expires_at);"
+            ),
+            watermark: format!(
+                "SELECT at_ms FROM {marks} WHERE object = $1 AND expires_at > now()"
+            ),
+            // The row lock of ON CONFLICT serialises concurrent advances of
+            // one object, and each keeps the larger time: an atomic maximum.
+            // An expired watermark is replaced, whatever its time.
+            advance: format!(
+                "INSERT INTO {marks} AS cur (object, at_ms, expires_at)
+                 VALUES ($1, $2, now() + $3::bigint * interval '1 millisecond')
+                 ON CONFLICT (object) DO UPDATE
+                    SET at_ms = CASE WHEN cur.expires_at <= now() THEN EXCLUDED.at_ms
+                                     ELSE GREATEST(cur.at_ms, EXCLUDED.at_ms) END,
+                        expires_at = CASE WHEN cur.expires_at <= now() THEN EXCLUDED.expires_at
+                                          ELSE GREATEST(cur.expires_at, EXCLUDED.expires_at) END
+                 RETURNING at_ms"
+            ),
+            purge_watermarks: format!(
+                "DELETE FROM {marks} WHERE object IN (
+                    SELECT object FROM {marks} WHERE expires_at <= now()
+                     LIMIT $1 FOR UPDATE SKIP LOCKED
+                 )"
             ),
             // `current` reads the key as of the statement's snapshot. A key the
             // snapshot shows as not takeable (completed, leased) is answered
@@ -519,7 +554,68 @@ impl IdempotencyStore for PostgresStore {
                 ],
             )
             .await?;
+        // Expired watermarks go too; the count is of keys, as the trait says.
+        self.purge_batches(&self.sql.purge_watermarks, &[&self.limits.purge_batch])
+            .await?;
         Ok(completed.saturating_add(unsettled))
+    }
+
+    fn watermarks(&self) -> Option<&dyn WatermarkStore> {
+        Some(self)
+    }
+}
+
+/// Watermarks in the table `{table}_watermarks` (object, time in Unix ms,
+/// end of retention by the server's clock), created by
+/// [`PostgresStore::migrate`] with the keys' table.
+#[async_trait]
+impl WatermarkStore for PostgresStore {
+    async fn watermark(&self, object: &str) -> Result<Option<Watermark>, StoreError> {
+        self.migrate().await?;
+        with_timeout(
+            self.limits.operation_timeout,
+            "PostgreSQL watermark",
+            async {
+                let client = self.pool.get().await.map_err(StoreError::unavailable)?;
+                let statement = client
+                    .prepare_cached(&self.sql.watermark)
+                    .await
+                    .map_err(pg_error)?;
+                let row = client
+                    .query_opt(&statement, &[&object])
+                    .await
+                    .map_err(pg_error)?;
+                row.map(|row| row.try_get(0).map(Watermark::from_unix_millis))
+                    .transpose()
+                    .map_err(pg_error)
+            },
+        )
+        .await
+    }
+
+    async fn advance(
+        &self,
+        object: &str,
+        at: Watermark,
+        retention: Duration,
+    ) -> Result<Watermark, StoreError> {
+        self.migrate().await?;
+        let retention = duration_ms(retention);
+        with_timeout(self.limits.operation_timeout, "PostgreSQL advance", async {
+            let client = self.pool.get().await.map_err(StoreError::unavailable)?;
+            let statement = client
+                .prepare_cached(&self.sql.advance)
+                .await
+                .map_err(pg_error)?;
+            let row = client
+                .query_one(&statement, &[&object, &at.unix_millis(), &retention])
+                .await
+                .map_err(pg_error)?;
+            row.try_get(0)
+                .map(Watermark::from_unix_millis)
+                .map_err(pg_error)
+        })
+        .await
     }
 }
 

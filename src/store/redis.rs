@@ -21,10 +21,15 @@ use super::durable::{
     DurableSettings, Limits, StoreConfigError,
 };
 use super::protocol::{self, Decision, Record, State};
-use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
+use super::{
+    Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError, Watermark, WatermarkStore,
+};
 
 /// The default key prefix.
 pub const DEFAULT_KEY_PREFIX: &str = "hookgate:idem:";
+
+/// The default prefix of the ordering guard's watermark keys.
+pub const DEFAULT_WATERMARK_PREFIX: &str = "hookgate:watermark:";
 
 /// Sets `now` to the server's time in Unix milliseconds. Numbers are written
 /// with `%.0f` so that large values never turn into exponent notation.
@@ -96,6 +101,29 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 ";
 
+/// KEYS[1] watermark key; ARGV[1] time (Unix ms), ARGV[2] retention ms.
+/// Keeps the larger of the stored and the given time, with the longer of the
+/// remaining and the given retention (a key TTL: an expired watermark is
+/// gone, so any time replaces it). Returns {1, time kept} or {5, 0} for a key
+/// that is not a string of digits.
+const ADVANCE: &str = "
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'string' and kind ~= 'none' then return {5, 0} end
+local at = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+if ttl < 1 then ttl = 1 end
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  local current = tonumber(stored)
+  if current == nil or string.find(stored, '^-?%d+$') == nil then return {5, 0} end
+  if current > at then at = current end
+  local left = redis.call('PTTL', KEYS[1])
+  if left > ttl then ttl = left end
+end
+redis.call('SET', KEYS[1], string.format('%.0f', at), 'PX', ttl)
+return {1, at}
+";
+
 /// The claim script's reply: taken (1), not taken (0) or corrupt (5); the
 /// token; the record's state, fingerprint, expiry (Unix ms) and whether it has
 /// expired (1) by the server's clock.
@@ -106,6 +134,7 @@ struct Scripts {
     claim: Script,
     complete: Script,
     release: Script,
+    advance: Script,
 }
 
 impl Scripts {
@@ -114,6 +143,7 @@ impl Scripts {
             claim: Script::new(&format!("{NOW}{CLAIM}")),
             complete: Script::new(&format!("{NOW}{COMPLETE}")),
             release: Script::new(&format!("{NOW}{RELEASE}")),
+            advance: Script::new(ADVANCE),
         }
     }
 }
@@ -155,6 +185,7 @@ struct Inner {
     limits: Limits,
     manager: OnceCell<ConnectionManager>,
     prefix: String,
+    watermark_prefix: String,
     scripts: Scripts,
 }
 
@@ -169,6 +200,7 @@ enum Source {
 pub struct RedisStoreBuilder {
     source: Source,
     prefix: String,
+    watermark_prefix: String,
     durable: DurableSettings,
 }
 
@@ -190,6 +222,11 @@ impl RedisStore {
     /// The prefix put before every key.
     pub fn key_prefix(&self) -> &str {
         &self.inner.prefix
+    }
+
+    /// The Redis key of `object`'s watermark.
+    pub fn watermark_key(&self, object: &str) -> String {
+        format!("{}{object}", self.inner.watermark_prefix)
     }
 
     /// The Redis key a protocol key is stored at.
@@ -278,6 +315,7 @@ impl RedisStoreBuilder {
         Self {
             source,
             prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            watermark_prefix: DEFAULT_WATERMARK_PREFIX.to_owned(),
             durable: DurableSettings::new(Self::DEFAULT_OPERATION_TIMEOUT),
         }
     }
@@ -288,6 +326,16 @@ impl RedisStoreBuilder {
     /// one key.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// The prefix put before the key of each object's
+    /// [watermark](crate::store::watermark) (default
+    /// [`DEFAULT_WATERMARK_PREFIX`]): a plain string key holding the time in
+    /// Unix ms, with the retention as its TTL. Keep it apart from
+    /// [`key_prefix`](Self::key_prefix).
+    pub fn watermark_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.watermark_prefix = prefix.into();
         self
     }
 
@@ -316,6 +364,7 @@ impl RedisStoreBuilder {
                 limits,
                 manager,
                 prefix: self.prefix,
+                watermark_prefix: self.watermark_prefix,
                 scripts: Scripts::new(),
             }),
         })
@@ -330,7 +379,9 @@ impl fmt::Debug for RedisStoreBuilder {
             Source::Manager(_) => "manager",
         };
         let mut out = f.debug_struct("RedisStoreBuilder");
-        out.field("source", &source).field("prefix", &self.prefix);
+        out.field("source", &source)
+            .field("prefix", &self.prefix)
+            .field("watermark_prefix", &self.watermark_prefix);
         self.debug_durable(&mut out);
         out.finish()
     }
@@ -433,5 +484,57 @@ impl IdempotencyStore for RedisStore {
     /// Redis deletes them itself.
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         Ok(0)
+    }
+
+    fn watermarks(&self) -> Option<&dyn WatermarkStore> {
+        Some(self)
+    }
+}
+
+/// Watermarks as one string key per object at
+/// `{watermark prefix}{object}`, the retention its TTL.
+#[async_trait]
+impl WatermarkStore for RedisStore {
+    async fn watermark(&self, object: &str) -> Result<Option<Watermark>, StoreError> {
+        let key = self.watermark_key(object);
+        let stored: Option<String> = with_timeout(
+            self.inner.limits.operation_timeout,
+            "Redis watermark",
+            async {
+                let mut manager = self.manager().await?;
+                redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut manager)
+                    .await
+                    .map_err(StoreError::unavailable)
+            },
+        )
+        .await?;
+        stored
+            .map(|text| {
+                text.parse::<i64>()
+                    .map(Watermark::from_unix_millis)
+                    .map_err(|_| corrupt(&key, "the watermark is not a whole number"))
+            })
+            .transpose()
+    }
+
+    async fn advance(
+        &self,
+        object: &str,
+        at: Watermark,
+        retention: Duration,
+    ) -> Result<Watermark, StoreError> {
+        let key = self.watermark_key(object);
+        let mut invocation = self.inner.scripts.advance.prepare_invoke();
+        invocation
+            .key(&key)
+            .arg(at.unix_millis())
+            .arg(duration_ms(retention));
+        let (code, kept): (i64, i64) = self.invoke("Redis advance", invocation).await?;
+        match code {
+            1 => Ok(Watermark::from_unix_millis(kept)),
+            _ => Err(corrupt(&key, "the watermark key holds something else")),
+        }
     }
 }

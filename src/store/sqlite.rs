@@ -22,7 +22,9 @@ use super::durable::{
     token_to_i64, validate_table_name, with_timeout, DurableSettings, Limits, StoreConfigError,
 };
 use super::protocol::{self, Decision, Record, State};
-use super::{Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError};
+use super::{
+    Claim, FencingToken, Fingerprint, IdempotencyStore, StoreError, Watermark, WatermarkStore,
+};
 use crate::clock::{Clock, SystemClock};
 
 /// The default table name.
@@ -90,6 +92,9 @@ struct Statements {
     release: String,
     purge: String,
     purge_unsettled: String,
+    watermark: String,
+    advance: String,
+    purge_watermarks: String,
 }
 
 impl Statements {
@@ -107,7 +112,36 @@ impl Statements {
                  );
                  CREATE INDEX IF NOT EXISTS {table}_expires_at ON {table} (expires_at);
                  CREATE INDEX IF NOT EXISTS {table}_unsettled ON {table} (updated_at)
-                    WHERE state <> 'completed';"
+                    WHERE state <> 'completed';
+                 CREATE TABLE IF NOT EXISTS {table}_watermarks (
+                    object      TEXT    NOT NULL PRIMARY KEY,
+                    at_ms       INTEGER NOT NULL,
+                    expires_at  INTEGER NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS {table}_watermarks_expires_at
+                    ON {table}_watermarks (expires_at);"
+            ),
+            watermark: format!(
+                "SELECT at_ms FROM {table}_watermarks WHERE object = ?1 AND expires_at > ?2"
+            ),
+            // One statement, so one write lock: concurrent advances of an
+            // object each keep the larger time (an atomic maximum). ?2 the
+            // time, ?3 the end of retention, ?4 now; an expired watermark is
+            // replaced, whatever its time.
+            advance: format!(
+                "INSERT INTO {table}_watermarks AS cur (object, at_ms, expires_at)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (object) DO UPDATE
+                    SET at_ms = CASE WHEN cur.expires_at <= ?4 THEN excluded.at_ms
+                                     ELSE max(cur.at_ms, excluded.at_ms) END,
+                        expires_at = CASE WHEN cur.expires_at <= ?4 THEN excluded.expires_at
+                                          ELSE max(cur.expires_at, excluded.expires_at) END
+                 RETURNING at_ms"
+            ),
+            purge_watermarks: format!(
+                "DELETE FROM {table}_watermarks WHERE object IN (
+                    SELECT object FROM {table}_watermarks WHERE expires_at <= ?1 LIMIT ?2
+                 )"
             ),
             select: format!(
                 "SELECT fingerprint, state, token, expires_at FROM {table} WHERE event_key = ?1"
@@ -530,7 +564,63 @@ impl IdempotencyStore for SqliteStore {
         let unsettled = self
             .purge_batches(Purge::Unsettled, unsettled_before)
             .await?;
+        // Expired watermarks go too; the count is of keys, as the trait says.
+        self.purge_batches(Purge::Watermarks, now).await?;
         Ok(completed.saturating_add(unsettled))
+    }
+
+    fn watermarks(&self) -> Option<&dyn WatermarkStore> {
+        Some(self)
+    }
+}
+
+/// Watermarks in the table `{table}_watermarks` (object, time in Unix ms,
+/// end of retention in Unix ms by the store's clock), created by
+/// [`SqliteStore::migrate`] with the keys' table.
+#[async_trait]
+impl WatermarkStore for SqliteStore {
+    async fn watermark(&self, object: &str) -> Result<Option<Watermark>, StoreError> {
+        self.migrate().await?;
+        let inner = Arc::clone(&self.inner);
+        let object = object.to_owned();
+        self.run(move |conn| {
+            let now = clock_ms(&*inner.clock);
+            conn.prepare_cached(&inner.sql.watermark)
+                .and_then(|mut select| {
+                    select
+                        .query_row(rusqlite::params![object, now], |row| row.get::<_, i64>(0))
+                        .optional()
+                })
+                .map(|at| at.map(Watermark::from_unix_millis))
+                .map_err(sql_error)
+        })
+        .await
+    }
+
+    async fn advance(
+        &self,
+        object: &str,
+        at: Watermark,
+        retention: Duration,
+    ) -> Result<Watermark, StoreError> {
+        self.migrate().await?;
+        let inner = Arc::clone(&self.inner);
+        let object = object.to_owned();
+        let retention = duration_ms(retention);
+        self.run(move |conn| {
+            let now = clock_ms(&*inner.clock);
+            let expires = now.saturating_add(retention);
+            conn.prepare_cached(&inner.sql.advance)
+                .and_then(|mut upsert| {
+                    upsert.query_row(
+                        rusqlite::params![object, at.unix_millis(), expires, now],
+                        |row| row.get::<_, i64>(0),
+                    )
+                })
+                .map(Watermark::from_unix_millis)
+                .map_err(sql_error)
+        })
+        .await
     }
 }
 
@@ -541,6 +631,8 @@ enum Purge {
     Completed,
     /// Released rows settled, and leases ended, by the cut-off.
     Unsettled,
+    /// Watermarks whose retention ended by the cut-off.
+    Watermarks,
 }
 
 impl SqliteStore {
@@ -556,6 +648,7 @@ impl SqliteStore {
                     let sql = match which {
                         Purge::Completed => &inner.sql.purge,
                         Purge::Unsettled => &inner.sql.purge_unsettled,
+                        Purge::Watermarks => &inner.sql.purge_watermarks,
                     };
                     conn.prepare_cached(sql)
                         .and_then(|mut delete| delete.execute([cutoff, batch]))
