@@ -200,7 +200,7 @@ impl OrderingGuard {
     }
 
     /// The watermark key and time of `event` for provider `provider`.
-    #[cfg(feature = "tokio")]
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn watermark_of(
         &self,
         provider: &str,
