@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use hookgate::store::Watermark;
 use hookgate::{
     CriticalFailure, HandlerError, IdentifyError, OutcomeKind, StoreError, VerifyError,
 };
@@ -78,6 +79,15 @@ fn every_kind_has_its_status_name_and_body() {
             200,
             "ignored",
             "ignored: no handler for this event",
+        ),
+        (
+            OutcomeKind::Stale {
+                at: Watermark::from_unix_millis(1),
+                newest: Watermark::from_unix_millis(2),
+            },
+            200,
+            "stale",
+            "stale: a newer event was already processed",
         ),
         (
             OutcomeKind::Processed { best_effort: 2 },
