@@ -66,8 +66,14 @@ const NEVER_KEPT: &[&str] = &[
 impl JournalSettings {
     /// Whether a header of this name may be journaled at all.
     pub(crate) fn may_keep(name: &str) -> bool {
-        let lower = name.to_ascii_lowercase();
-        !NEVER_KEPT.iter().any(|part| lower.contains(part))
+        let name = name.as_bytes();
+        // Compared in place, case-insensitively: no lowercase copy per header.
+        !NEVER_KEPT.iter().any(|part| {
+            name.len() >= part.len()
+                && name
+                    .windows(part.len())
+                    .any(|window| window.eq_ignore_ascii_case(part.as_bytes()))
+        })
     }
 }
 
@@ -86,6 +92,9 @@ mod tests {
             "X-Api-Key",
             "X-Auth-Token",
             "x-webhook-secret",
+            "X-SIGNATURE",
+            "key",
+            "Monkey",
         ] {
             assert!(!JournalSettings::may_keep(name), "{name}");
         }
@@ -94,6 +103,9 @@ mod tests {
             "X-Shopify-Topic",
             "Content-Type",
             "User-Agent",
+            "",
+            "ke",
+            "X-Signatur",
         ] {
             assert!(JournalSettings::may_keep(name), "{name}");
         }

@@ -184,29 +184,31 @@ impl Journaling {
 
     /// The body and the allowlisted headers of a verified delivery.
     fn keep_verified(&self, record: &mut JournalRecord, delivery: &Delivery<'_>) {
-        let profile = delivery.provider.map(|p| p.1);
-        record.delivery_id = profile
-            .into_iter()
-            .flat_map(|p| p.delivery_id_headers)
-            .find_map(|header| delivery.headers.get_all(header).next())
-            .map(|v| String::from_utf8_lossy(v).into_owned());
-        let listed = |name: &str| {
-            profile.is_some_and(|p| {
-                p.journal_headers
-                    .iter()
-                    .any(|h| h.eq_ignore_ascii_case(name))
-            }) || self
-                .settings
-                .headers
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(name))
-        };
-        record.headers = delivery
-            .headers
-            .iter()
-            .filter(|(name, _)| listed(name) && JournalSettings::may_keep(name))
-            .map(|(name, value)| (name.to_owned(), String::from_utf8_lossy(value).into_owned()))
-            .collect();
+        let (listed, id_headers): (&[&str], &[&str]) =
+            delivery.provider.map_or((&[], &[]), |(_, p)| {
+                (p.journal_headers, p.delivery_id_headers)
+            });
+        let extra = &self.settings.headers;
+        // One pass over the headers: the allowlisted ones, and the value of
+        // the first delivery-id header of the profile's list that is present.
+        let mut delivery_id: Option<(usize, &[u8])> = None;
+        for (name, value) in delivery.headers.iter() {
+            if let Some(rank) = id_headers.iter().position(|h| h.eq_ignore_ascii_case(name)) {
+                if delivery_id.is_none_or(|(best, _)| rank < best) {
+                    delivery_id = Some((rank, value));
+                }
+            }
+            let kept = (listed.iter().any(|h| h.eq_ignore_ascii_case(name))
+                || extra.iter().any(|h| h.eq_ignore_ascii_case(name)))
+                && JournalSettings::may_keep(name);
+            if kept {
+                record
+                    .headers
+                    .push((name.to_owned(), String::from_utf8_lossy(value).into_owned()));
+            }
+        }
+        record.delivery_id =
+            delivery_id.map(|(_, value)| String::from_utf8_lossy(value).into_owned());
         match self.settings.body_retention {
             BodyRetention::Drop => {}
             BodyRetention::DigestOnly => record.body_digest = Some(digest(&delivery.body)),
