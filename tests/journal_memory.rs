@@ -40,7 +40,7 @@ async fn the_oldest_records_make_room_for_records_and_for_body_bytes() {
         .collect();
     for record in &records {
         journal
-            .write(&[JournalWrite::Record(record.clone())])
+            .write(vec![JournalWrite::Record(record.clone())])
             .await
             .unwrap();
     }
@@ -63,7 +63,7 @@ async fn the_oldest_records_make_room_for_records_and_for_body_bytes() {
     let journal = MemoryJournal::with_limits(100, 2 * body + body / 2);
     for i in 0..3 {
         journal
-            .write(&[JournalWrite::Record(full_record(
+            .write(vec![JournalWrite::Record(full_record(
                 i,
                 DeliveryStatus::Processed,
             ))])
@@ -76,7 +76,7 @@ async fn the_oldest_records_make_room_for_records_and_for_body_bytes() {
     let again = full_record(9, DeliveryStatus::Processed);
     for _ in 0..3 {
         journal
-            .write(&[JournalWrite::Record(again.clone())])
+            .write(vec![JournalWrite::Record(again.clone())])
             .await
             .unwrap();
     }

@@ -138,7 +138,7 @@ async fn concurrent_migrations_succeed_and_migrate_is_idempotent() {
     journals[0].migrate().await.unwrap();
     let record = full_record(1, DeliveryStatus::CriticalFailed);
     journals[1]
-        .write(&[JournalWrite::Record(record.clone())])
+        .write(vec![JournalWrite::Record(record.clone())])
         .await
         .unwrap();
     // A new instance migrates the existing table and reads the record.
@@ -190,14 +190,16 @@ async fn a_cut_server_is_unavailable_within_the_timeout_and_recovers() {
         .unwrap();
     let before = bare_record(1, DeliveryStatus::Processed, "github", "push");
     journal
-        .write(&[JournalWrite::Record(before.clone())])
+        .write(vec![JournalWrite::Record(before.clone())])
         .await
         .unwrap();
 
     proxy.cut();
     let during = bare_record(2, DeliveryStatus::CriticalFailed, "github", "push");
     let started = Instant::now();
-    let write = journal.write(&[JournalWrite::Record(during.clone())]).await;
+    let write = journal
+        .write(vec![JournalWrite::Record(during.clone())])
+        .await;
     let get = journal.get(before.id).await;
     let list = journal.list(&JournalQuery::default()).await;
     let took = started.elapsed();
@@ -285,14 +287,14 @@ async fn unreadable_rows_are_corrupt_for_get_and_list() {
             // An update of a record whose jobs are unreadable fails its batch,
             // which is rolled back.
             let fine = bare_record(50, DeliveryStatus::Processed, "github", "push");
-            let batch = [
+            let batch = vec![
                 JournalWrite::Record(fine.clone()),
                 JournalWrite::BestEffort {
                     id,
                     job: BestEffortJob::new("x", 1, BestEffortState::Pending),
                 },
             ];
-            assert_corrupt(journal.write(&batch).await, &[&id.to_string()]);
+            assert_corrupt(journal.write(batch).await, &[&id.to_string()]);
             assert_eq!(journal.get(fine.id).await.unwrap(), None, "rolled back");
         }
         client
@@ -338,24 +340,25 @@ async fn batches_of_256_records_are_written_whole() {
     journal.migrate().await.unwrap();
     // Warm the connection and its prepared statement.
     let stored = pipeline_batch(256, 0);
-    journal.write(&stored).await.unwrap();
+    journal.write(stored.clone()).await.unwrap();
     let batches: Vec<Vec<JournalWrite>> = (0..20u64)
         .map(|b| pipeline_batch(256, 1_000 + b * 256))
         .collect();
+    let count = batches.len();
     let started = Instant::now();
-    for batch in &batches {
+    for batch in batches {
         journal.write(batch).await.unwrap();
     }
     let took = started.elapsed();
-    let per_second = (batches.len() * 256) as f64 / took.as_secs_f64();
+    let per_second = (count * 256) as f64 / took.as_secs_f64();
     println!(
         "postgres journal: {} batches of 256 records in {took:?}: {per_second:.0} records/s",
-        batches.len()
+        count
     );
     let counts = journal.counts(&JournalFilter::default()).await.unwrap();
     assert_eq!(
         counts.get(&DeliveryStatus::Processed),
-        Some(&(256 * (batches.len() as u64 + 1)))
+        Some(&(256 * (count as u64 + 1)))
     );
     // A batch with updates of its own records and of stored ones.
     let mut mixed = pipeline_batch(256, 100_000);
@@ -371,7 +374,7 @@ async fn batches_of_256_records_are_written_whole() {
         });
     }
     let started = Instant::now();
-    journal.write(&mixed).await.unwrap();
+    journal.write(mixed.clone()).await.unwrap();
     println!(
         "postgres journal: a mixed batch of 768 writes in {:?}",
         started.elapsed()
@@ -407,7 +410,7 @@ async fn a_batch_of_large_bodies_is_written_whole() {
     again.error = Some("again".into());
     again.best_effort.clear();
     batch.push(JournalWrite::Record(again.clone()));
-    journal.write(&batch).await.unwrap();
+    journal.write(batch).await.unwrap();
     for record in &records[1..] {
         assert_eq!(journal.get(record.id).await.unwrap().as_ref(), Some(record));
     }

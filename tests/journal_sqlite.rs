@@ -118,7 +118,7 @@ async fn records_survive_reopening_the_file() {
     {
         let journal = db.journal();
         journal
-            .write(&[JournalWrite::Record(record.clone())])
+            .write(vec![JournalWrite::Record(record.clone())])
             .await
             .unwrap();
         assert!(journal.mark_resolved(record.id, t(9)).await.unwrap());
@@ -157,7 +157,7 @@ async fn migrate_is_idempotent_and_creates_the_indexes() {
     first.migrate().await.unwrap();
     let record = bare_record(1, DeliveryStatus::Ignored, "stripe", "x");
     first
-        .write(&[JournalWrite::Record(record.clone())])
+        .write(vec![JournalWrite::Record(record.clone())])
         .await
         .unwrap();
     // Another instance migrates the existing table, twice, and reads it.
@@ -240,14 +240,14 @@ async fn unreadable_rows_are_corrupt_for_get_and_list() {
     // An update of a record whose jobs are unreadable fails the batch, which
     // is rolled back.
     let fine = bare_record(50, DeliveryStatus::Processed, "github", "push");
-    let batch = [
+    let batch = vec![
         JournalWrite::Record(fine.clone()),
         JournalWrite::BestEffort {
             id: jobs,
             job: BestEffortJob::new("x", 1, BestEffortState::Pending),
         },
     ];
-    assert_corrupt(journal.write(&batch).await, &[&jobs.to_string()]);
+    assert_corrupt(journal.write(batch).await, &[&jobs.to_string()]);
     assert_eq!(journal.get(fine.id).await.unwrap(), None, "rolled back");
 
     // Values of the wrong type or length, and a short id.
@@ -318,7 +318,9 @@ async fn a_locked_file_is_unavailable_within_the_operation_timeout() {
     conn.execute_batch("BEGIN IMMEDIATE").unwrap();
     let started = Instant::now();
     let record = bare_record(1, DeliveryStatus::Processed, "github", "push");
-    let result = journal.write(&[JournalWrite::Record(record.clone())]).await;
+    let result = journal
+        .write(vec![JournalWrite::Record(record.clone())])
+        .await;
     let took = started.elapsed();
     assert!(
         matches!(result, Err(JournalError::Unavailable(_))),

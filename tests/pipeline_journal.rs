@@ -347,7 +347,7 @@ struct Flaky {
 
 #[async_trait]
 impl Journal for Flaky {
-    async fn write(&self, batch: &[JournalWrite]) -> Result<(), JournalError> {
+    async fn write(&self, batch: Vec<JournalWrite>) -> Result<(), JournalError> {
         if self.hang.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
@@ -766,7 +766,7 @@ async fn what_cannot_be_replayed_is_refused_with_a_reason() {
     foreign.provider = Some("paypal".into());
     foreign.body = Some(Bytes::from_static(b"{}"));
     digest_only
-        .write(&[JournalWrite::Record(foreign.clone())])
+        .write(vec![JournalWrite::Record(foreign.clone())])
         .await
         .unwrap();
     let unknown = pipeline.replay(foreign.id, ReplayOptions::default()).await;

@@ -29,7 +29,7 @@ use super::{Journal, JournalError};
 /// let journal = MemoryJournal::with_limits(2, 1024);
 /// for _ in 0..3 {
 ///     let record = JournalRecord::new(JournalId::generate(), SystemTime::now(), DeliveryStatus::Processed);
-///     journal.write(&[JournalWrite::Record(record)]).await?;
+///     journal.write(vec![JournalWrite::Record(record)]).await?;
 /// }
 /// assert_eq!(journal.list(&JournalQuery::default()).await?.records.len(), 2);
 /// assert_eq!(journal.evicted(), 1);
@@ -133,20 +133,20 @@ impl MemoryJournal {
 
 #[async_trait]
 impl Journal for MemoryJournal {
-    async fn write(&self, batch: &[JournalWrite]) -> Result<(), JournalError> {
+    async fn write(&self, batch: Vec<JournalWrite>) -> Result<(), JournalError> {
         let mut state = self.state();
         for write in batch {
             match write {
-                JournalWrite::Record(record) => state.insert(record.clone()),
+                JournalWrite::Record(record) => state.insert(record),
                 JournalWrite::BestEffort { id, job } => {
-                    if let Some(record) = state.records.get_mut(id) {
+                    if let Some(record) = state.records.get_mut(&id) {
                         match record
                             .best_effort
                             .iter_mut()
                             .find(|j| j.handler == job.handler)
                         {
-                            Some(stored) => *stored = job.clone(),
-                            None => record.best_effort.push(job.clone()),
+                            Some(stored) => *stored = job,
+                            None => record.best_effort.push(job),
                         }
                     }
                 }

@@ -41,7 +41,7 @@
 //!
 //! #[async_trait]
 //! impl Journal for Counting {
-//!     async fn write(&self, batch: &[JournalWrite]) -> Result<(), JournalError> {
+//!     async fn write(&self, batch: Vec<JournalWrite>) -> Result<(), JournalError> {
 //!         self.writes.fetch_add(batch.len(), std::sync::atomic::Ordering::Relaxed);
 //!         self.inner.write(batch).await
 //!     }
@@ -122,7 +122,9 @@ pub trait Journal: Send + Sync + fmt::Debug {
     /// Applies a batch of writes in order (all of them, or report an error:
     /// the pipeline counts the whole batch as dropped). A record written
     /// again replaces the stored one, so writing a batch twice is harmless.
-    async fn write(&self, batch: &[JournalWrite]) -> Result<(), JournalError>;
+    /// The batch is handed over, so a journal that keeps records in memory
+    /// or sends them to another thread takes them without a copy.
+    async fn write(&self, batch: Vec<JournalWrite>) -> Result<(), JournalError>;
 
     /// The record with this id, its body included.
     async fn get(&self, id: JournalId) -> Result<Option<JournalRecord>, JournalError>;
@@ -147,7 +149,7 @@ macro_rules! forward_journal {
     ($($pointer:ident),*) => {$(
         #[async_trait]
         impl<J: Journal + ?Sized> Journal for $pointer<J> {
-            async fn write(&self, batch: &[JournalWrite]) -> Result<(), JournalError> {
+            async fn write(&self, batch: Vec<JournalWrite>) -> Result<(), JournalError> {
                 (**self).write(batch).await
             }
             async fn get(&self, id: JournalId) -> Result<Option<JournalRecord>, JournalError> {

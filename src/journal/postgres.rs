@@ -716,11 +716,11 @@ impl fmt::Debug for PostgresJournal {
 
 #[async_trait]
 impl Journal for PostgresJournal {
-    async fn write(&self, batch: &[JournalWrite]) -> Result<(), JournalError> {
+    async fn write(&self, batch: Vec<JournalWrite>) -> Result<(), JournalError> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.run("PostgreSQL journal write", self.write_batch(batch))
+        self.run("PostgreSQL journal write", self.write_batch(&batch))
             .await
     }
 

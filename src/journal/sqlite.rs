@@ -92,7 +92,7 @@ pub const DEFAULT_TABLE: &str = "hookgate_journal";
 /// record.provider = Some("github".into());
 /// record.http_status = 500;
 /// record.body = Some(bytes::Bytes::from_static(b"{}"));
-/// journal.write(&[JournalWrite::Record(record.clone())]).await?;
+/// journal.write(vec![JournalWrite::Record(record.clone())]).await?;
 ///
 /// let stored = journal.get(record.id).await?.expect("written");
 /// assert_eq!(stored.body.as_deref(), Some(&b"{}"[..]));
@@ -510,11 +510,10 @@ fn sql_error(err: rusqlite::Error) -> JournalError {
 
 #[async_trait]
 impl Journal for SqliteJournal {
-    async fn write(&self, batch: &[JournalWrite]) -> Result<(), JournalError> {
+    async fn write(&self, batch: Vec<JournalWrite>) -> Result<(), JournalError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let batch = batch.to_vec();
         self.migrated("SQLite journal write", move |inner, conn| {
             inner.write(conn, &batch)
         })

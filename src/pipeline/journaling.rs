@@ -116,8 +116,10 @@ impl Journaling {
     /// Writes `record` now, until `until` at the latest; when the journal
     /// fails or is too slow, queues it for the background writer instead.
     pub(super) async fn write_now(&self, record: JournalRecord, until: Option<Instant>) {
-        let batch = [JournalWrite::Record(record)];
-        let write = self.journal.write(&batch);
+        // The journal takes the batch; the copy is queued if it fails (only
+        // verified deliveries answered non-2xx come here).
+        let fallback = JournalWrite::Record(record.clone());
+        let write = self.journal.write(vec![JournalWrite::Record(record)]);
         let written = match until {
             Some(until) => tokio::time::timeout_at(until, write).await.ok(),
             None => Some(write.await),
@@ -126,8 +128,7 @@ impl Journaling {
             Recorder::bump(&self.stats.journal_written);
             return;
         }
-        let [write] = batch;
-        self.enqueue(write);
+        self.enqueue(fallback);
     }
 
     /// Waits up to `deadline` until every queued write is written or dropped;
@@ -242,17 +243,20 @@ async fn write_batches(
         if receiver.recv_many(&mut batch, batch_size).await == 0 {
             return;
         }
-        let written = tokio::time::timeout(WRITE_TIMEOUT, journal.write(&batch)).await;
+        // The journal takes this batch; the next one starts from a buffer of
+        // the same size.
+        let n = batch.len();
+        let taken = std::mem::replace(&mut batch, Vec::with_capacity(n));
+        let written = tokio::time::timeout(WRITE_TIMEOUT, journal.write(taken)).await;
         let counter = if matches!(written, Ok(Ok(()))) {
             &stats.journal_written
         } else {
-            stats.monitor.count(Count::JournalDrops, batch.len() as u64);
-            super::observe::journal_dropped(batch.len() as u64);
+            stats.monitor.count(Count::JournalDrops, n as u64);
+            super::observe::journal_dropped(n as u64);
             &stats.journal_dropped
         };
-        counter.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        queue.done(batch.len());
-        batch.clear();
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        queue.done(n);
     }
 }
 

@@ -62,7 +62,7 @@ pub fn bare_record(secs: u64, status: DeliveryStatus, provider: &str, kind: &str
 
 async fn write_all(journal: &dyn Journal, records: &[JournalRecord]) {
     let batch: Vec<JournalWrite> = records.iter().cloned().map(JournalWrite::Record).collect();
-    journal.write(&batch).await.expect("write");
+    journal.write(batch).await.expect("write");
 }
 
 /// Walks every page of `filter` with pages of `limit`; the ids in order.
@@ -121,7 +121,7 @@ pub async fn rewrites_and_best_effort_updates(journal: &dyn Journal) {
     write_all(journal, std::slice::from_ref(&record)).await;
     assert!(journal.mark_resolved(record.id, t(5)).await.unwrap());
     journal
-        .write(&[
+        .write(vec![
             JournalWrite::BestEffort {
                 id: record.id,
                 job: BestEffortJob::new("slack", 4, BestEffortState::DeadLettered),
@@ -284,7 +284,7 @@ pub async fn pagination_is_stable_under_inserts(journal: Arc<dyn Journal>) {
                     let secs = 1_000 + w * 100 + i;
                     let record = bare_record(secs, DeliveryStatus::Processed, "github", "push");
                     journal
-                        .write(&[JournalWrite::Record(record)])
+                        .write(vec![JournalWrite::Record(record)])
                         .await
                         .unwrap();
                     tokio::task::yield_now().await;
@@ -362,7 +362,7 @@ pub async fn purge_in_batches_of_two(journal: &dyn Journal) {
     let records: Vec<JournalWrite> = (0..7)
         .map(|i| JournalWrite::Record(bare_record(i, DeliveryStatus::Ignored, "stripe", "x")))
         .collect();
-    journal.write(&records).await.unwrap();
+    journal.write(records).await.unwrap();
     // Five records in batches of two: 2 + 2 + 1.
     assert_eq!(journal.purge_before(t(5)).await.unwrap(), 5);
     assert_eq!(journal.purge_before(t(5)).await.unwrap(), 0);
@@ -426,8 +426,8 @@ pub async fn batches_match_memory(journal: &dyn Journal) {
                 batch.push(JournalWrite::BestEffort { id, job });
             }
         }
-        memory.write(&batch).await.unwrap();
-        journal.write(&batch).await.unwrap();
+        memory.write(batch.clone()).await.unwrap();
+        journal.write(batch.clone()).await.unwrap();
         if rng.below(5) == 0 {
             let id = ids[rng.below(5) as usize];
             let at = t(2_000 + round);
@@ -462,7 +462,7 @@ pub async fn batches_match_memory(journal: &dyn Journal) {
 /// Writes `record` and reads it back: the record as the journal keeps it.
 pub async fn write_and_get(journal: &dyn Journal, record: &JournalRecord) -> JournalRecord {
     journal
-        .write(&[JournalWrite::Record(record.clone())])
+        .write(vec![JournalWrite::Record(record.clone())])
         .await
         .unwrap();
     journal.get(record.id).await.unwrap().unwrap()
@@ -503,7 +503,7 @@ pub async fn time_filters_match_the_stored_time(
 pub async fn write_once_recovered(journal: &dyn Journal, batch: &[JournalWrite]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match journal.write(batch).await {
+        match journal.write(batch.to_vec()).await {
             Ok(()) => return,
             Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
