@@ -61,6 +61,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::event::Event;
+#[cfg(feature = "tokio")]
 use crate::store::Watermark;
 
 /// What an event is about and when it happened, for the ordering guard.
@@ -152,11 +153,7 @@ impl OrderingGuard {
         Self {
             key_of: Arc::new(|event: &Event| {
                 let resource: Resource<'_> = serde_json::from_slice(event.body()).ok()?;
-                let id = match resource.id? {
-                    serde_json::Value::Number(n) => n.to_string(),
-                    serde_json::Value::String(s) => s,
-                    _ => return None,
-                };
+                let id = scalar_text(&resource.id?)?;
                 let at = resource
                     .updated_at
                     .and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok())
@@ -179,11 +176,7 @@ impl OrderingGuard {
         Self {
             key_of: Arc::new(move |event: &Event| {
                 let at = event.occurred_at()?;
-                let object = match event.json().ok()?.pointer(&pointer)? {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Number(n) => n.to_string(),
-                    _ => return None,
-                };
+                let object = scalar_text(event.json().ok()?.pointer(&pointer)?)?;
                 Some(OrderingKey::new(object, at))
             }),
             rule: "json pointer at occurred_at",
@@ -199,19 +192,27 @@ impl OrderingGuard {
             .flatten()
     }
 
-    /// The watermark key and time of `event` for provider `provider`.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    /// The watermark key (`provider:object`, scoped as idempotency keys
+    /// are) and time of `event` for provider `provider`.
+    #[cfg(feature = "tokio")]
     pub(crate) fn watermark_of(
         &self,
         provider: &str,
         event: &Event,
     ) -> Option<(String, Watermark)> {
         let key = self.key(event)?;
-        let mut object = String::with_capacity(provider.len() + 1 + key.object.len());
-        object.push_str(provider);
-        object.push(':');
-        object.push_str(&key.object);
+        let object = crate::event::idempotency_key(provider, &key.object);
         Some((object, Watermark::from_time(key.at)))
+    }
+}
+
+/// A JSON id as text: a string as it is, a number as written; `None` for
+/// anything else.
+fn scalar_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -248,9 +249,12 @@ mod tests {
             guard.key(&e),
             Some(OrderingKey::new("sub_1", at(1_700_000_000)))
         );
-        let (object, mark) = guard.watermark_of("stripe", &e).unwrap();
-        assert_eq!(object, "stripe:sub_1");
-        assert_eq!(mark.unix_millis(), 1_700_000_000_000);
+        #[cfg(feature = "tokio")]
+        {
+            let (object, mark) = guard.watermark_of("stripe", &e).unwrap();
+            assert_eq!(object, "stripe:sub_1");
+            assert_eq!(mark.unix_millis(), 1_700_000_000_000);
+        }
         for body in [
             r#"{"data":{}}"#,
             r#"{"data":{"object":{"id":5}}}"#,

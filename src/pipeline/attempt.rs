@@ -83,14 +83,12 @@ impl Attempt<'_> {
         at: Watermark,
     ) -> Result<(), OutcomeKind> {
         let read = within(|| self.budget.work_ends(), watermarks.watermark(object)).await;
-        match read {
-            Some(Ok(Some(newest))) if newest > at => {
+        match self.watermark_answer(read).await? {
+            Some(newest) if newest > at => {
                 self.complete("(ordering guard)".into()).await?;
                 Err(OutcomeKind::Stale { at, newest })
             }
-            Some(Ok(_)) => Ok(()),
-            Some(Err(err)) => Err(self.watermark_failed(err).await),
-            None => Err(self.watermark_failed(self.watermark_late()).await),
+            _ => Ok(()),
         }
     }
 
@@ -108,23 +106,26 @@ impl Attempt<'_> {
             watermarks.advance(object, at, retention),
         )
         .await;
-        match raised {
-            Some(Ok(_)) => Ok(()),
-            Some(Err(err)) => Err(self.watermark_failed(err).await),
-            None => Err(self.watermark_failed(self.watermark_late()).await),
-        }
+        self.watermark_answer(raised).await.map(drop)
     }
 
-    fn watermark_late(&self) -> StoreError {
-        StoreError::unavailable(AnswerBudgetSpent::Watermark(self.limits.answer_budget))
-    }
-
-    /// Releases the key after the watermark store failed: 503, and the
+    /// The watermark store's answer (`None`: not within the budget); when
+    /// it failed or was late, releases the key and answers 503, so the
     /// provider's retry runs the work.
-    async fn watermark_failed(&self, err: StoreError) -> OutcomeKind {
+    async fn watermark_answer<T>(
+        &self,
+        answer: Option<Result<T, StoreError>>,
+    ) -> Result<T, OutcomeKind> {
+        let err = match answer {
+            Some(Ok(value)) => return Ok(value),
+            Some(Err(err)) => err,
+            None => {
+                StoreError::unavailable(AnswerBudgetSpent::Watermark(self.limits.answer_budget))
+            }
+        };
         self.release("the ordering watermark could not be read or raised")
             .await;
-        OutcomeKind::StoreUnavailable(Arc::new(err))
+        Err(OutcomeKind::StoreUnavailable(Arc::new(err)))
     }
 
     /// Runs the critical handlers in order under the deadline (or what the

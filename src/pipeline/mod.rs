@@ -363,12 +363,12 @@ impl Pipeline {
             event.kind(),
             provider.profile.kinds_carry_action,
         );
-        let order = match (&provider.ordering, inner.store.watermarks()) {
-            (Some(guard), Some(watermarks)) => guard
-                .watermark_of(&provider.name, &event)
-                .map(|(object, at)| (watermarks, object, at)),
-            _ => None,
-        };
+        // The store is asked for its watermarks only under a guard.
+        let order = provider.ordering.as_ref().and_then(|guard| {
+            let watermarks = inner.store.watermarks()?;
+            let (object, at) = guard.watermark_of(&provider.name, &event)?;
+            Some((watermarks, object, at))
+        });
         if let (Some((watermarks, object, at)), ClaimMode::Once) = (&order, mode) {
             if let Err(kind) = attempt.check_order(*watermarks, object, *at).await {
                 if let OutcomeKind::Stale { at, newest } = kind {
