@@ -126,7 +126,8 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `tokio` | yes | [`Pipeline`], [`Registry`] and [`BestEffort`]: the tokio runtime for deadlines, retry sleeps and best-effort tasks |
-//! | `http` | no | `From<&http::HeaderMap>` for [`Headers`] |
+//! | `http` | no | `From<&http::HeaderMap>` for [`Headers`]; `http::response` (`Outcome` → `http::Response`, `Retry-After` on 409/503); `http::WebhookService`, a `tower::Service` reading each body under its provider's limit while it streams |
+//! | `axum` | no | axum 0.8: `axum::routes(pipeline)` (`POST /{provider}`, `POST /`), the `axum::Delivery` extractor, `IntoResponse` for [`Outcome`] |
 //! | `sqlite` | no | `store::sqlite::SqliteStore`: an idempotency store in an SQLite file (bundled SQLite, via rusqlite) |
 //! | `postgres` | no | `store::postgres::PostgresStore`: an idempotency store in PostgreSQL shared by every instance (tokio-postgres + deadpool-postgres) |
 //! | `redis` | no | `store::redis::RedisStore`: an idempotency store in Redis shared by every instance (redis-rs connection manager, Lua scripts) |
@@ -137,12 +138,18 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations, rust_2018_idioms)]
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 pub mod clock;
 pub mod dead_letter;
 pub mod event;
 pub mod handler;
 pub mod headers;
 pub mod health;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 pub mod journal;
 pub mod ordering;
 pub mod outcome;

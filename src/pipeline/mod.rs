@@ -195,11 +195,68 @@ impl Pipeline {
         self.process(index, raw_body.into(), headers).await
     }
 
+    /// Answers a delivery whose body you stopped reading because it is larger
+    /// than its limit ([`Pipeline::max_body_size`], or the named provider's
+    /// [`ProviderLimits::body_limit`]): 413 [`OutcomeKind::TooLarge`], counted
+    /// and journaled (metadata only) exactly like an oversized body handed to
+    /// [`Pipeline::handle`], without holding the body.
+    ///
+    /// `provider` is the name the delivery was routed to, or `None` to detect
+    /// it from the headers. `size` is what you know of the body's size: its
+    /// `Content-Length`, or how much you had read when you stopped; the outcome
+    /// reports at least one byte over the limit.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hookgate::{GitHub, Headers, MemoryStore, OutcomeKind, Pipeline};
+    ///
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(GitHub::builder("secret").build()?)
+    ///     .store(MemoryStore::new())
+    ///     .build()?;
+    /// let headers = Headers::from_pairs([("X-GitHub-Event", "push")]);
+    /// // Content-Length said 30 MB: not a byte of the body is read.
+    /// let outcome = pipeline.refuse_too_large(Some("github"), &headers, 30_000_000).await;
+    /// assert_eq!(outcome.status(), 413);
+    /// assert!(matches!(outcome.kind, OutcomeKind::TooLarge { size: 30_000_000, limit } if limit == 25 * 1024 * 1024));
+    /// assert_eq!(pipeline.stats().too_large, 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn refuse_too_large(
+        &self,
+        provider: Option<&str>,
+        headers: &Headers,
+        size: usize,
+    ) -> Outcome {
+        let providers = &self.inner.providers;
+        let index = match provider {
+            Some(name) => providers.iter().position(|p| &*p.name == name),
+            None => providers.iter().position(|p| p.verifier.detect(headers)),
+        };
+        let (outcome, _) = self
+            .process_as(index, Bytes::new(), headers, Some(size))
+            .await;
+        outcome
+    }
+
     async fn process(
         &self,
         index: Option<usize>,
         body: Bytes,
         headers: &Headers,
+    ) -> (Outcome, Option<BestEffort>) {
+        self.process_as(index, body, headers, None).await
+    }
+
+    /// Handles a delivery, or refuses it as too large without its body when
+    /// `oversized` holds its size.
+    async fn process_as(
+        &self,
+        index: Option<usize>,
+        body: Bytes,
+        headers: &Headers,
+        oversized: Option<usize>,
     ) -> (Outcome, Option<BestEffort>) {
         let started = Instant::now();
         let inner = &*self.inner;
@@ -213,8 +270,13 @@ impl Pipeline {
             headers,
             None,
         );
-        let run = self.run(started, index, body, headers, &mut watch.delivery);
-        let (mut outcome, best_effort_work) = observe::in_span(&span, run).await;
+        let (mut outcome, best_effort_work) = match oversized {
+            Some(size) => (self.too_large(index, size), None),
+            None => {
+                let run = self.run(started, index, body, headers, &mut watch.delivery);
+                observe::in_span(&span, run).await
+            }
+        };
         inner.stats.delivery(&outcome.kind);
         outcome.journal_id = watch.journal_id();
         observe::delivered(&span, &watch.delivery, &outcome);
@@ -226,6 +288,19 @@ impl Pipeline {
         let answer_by = provider.and_then(|p| started.checked_add(p.limits.answer_budget));
         watch.finish(&mut outcome, answer_by).await;
         (outcome, best_effort_work)
+    }
+
+    /// The outcome of a body of `size` bytes refused unread.
+    fn too_large(&self, index: Option<usize>, size: usize) -> Outcome {
+        let inner = &*self.inner;
+        let provider = index.map(|i| &inner.providers[i]);
+        let limit = provider.map_or(inner.max_body_limit, |p| p.limits.body_limit);
+        let mut outcome = Outcome::new(OutcomeKind::TooLarge {
+            size: size.max(limit.saturating_add(1)),
+            limit,
+        });
+        outcome.provider = provider.map(|p| p.name.clone());
+        outcome
     }
 
     async fn run(
@@ -495,6 +570,17 @@ impl Pipeline {
             .iter()
             .find(|p| &*p.name == provider)
             .map(|p| p.limits)
+    }
+
+    /// The name of the provider these headers are from (the first verifier
+    /// whose [`Verifier::detect`] accepts them), as [`Pipeline::handle`] would
+    /// detect it; `None` when no verifier recognises them.
+    pub fn detect(&self, headers: &Headers) -> Option<&str> {
+        self.inner
+            .providers
+            .iter()
+            .find(|p| p.verifier.detect(headers))
+            .map(|p| &*p.name)
     }
 
     /// The largest body worth reading for a delivery with these headers (the
