@@ -110,9 +110,12 @@ pub mod journal_suite;
 pub mod pipeline;
 /// A TCP proxy that can cut a store's connections.
 pub mod proxy;
+
 /// The scenarios every durable store must pass.
 #[cfg(feature = "tokio")]
 pub mod scenarios;
+#[cfg(feature = "axum")]
+pub mod server;
 
 /// The PostgreSQL server the tests use: `HOOKGATE_POSTGRES_URL`, or the local one.
 pub fn postgres_url() -> String {
