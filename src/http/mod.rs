@@ -10,6 +10,7 @@ mod body;
 mod response;
 pub(crate) mod service;
 
+#[cfg(feature = "axum")]
 pub(crate) use body::{receive, Received};
 pub use response::{response, RETRY_AFTER_UNAVAILABLE};
 pub use service::WebhookService;
