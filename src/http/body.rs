@@ -238,6 +238,52 @@ mod tests {
         assert!(matches!(err, ReadError::Body), "{err:?}");
     }
 
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_chunking_reads_the_body_or_stops_just_past_the_limit(
+            parts in proptest::collection::vec(proptest::collection::vec(0u8..=255, 0..64), 0..12),
+            limit in 0usize..400,
+            announced in proptest::option::of(proptest::num::u64::ANY),
+        ) {
+            let whole: Vec<u8> = parts.concat();
+            let largest = parts.iter().map(Vec::len).max().unwrap_or(0);
+            let frames: Vec<Result<Frame<Bytes>, Infallible>> = parts
+                .iter()
+                .map(|part| Ok(Frame::data(Bytes::from(part.clone()))))
+                .collect();
+            let read = block_on(read_limited(StreamBody::new(stream::iter(frames)), limit, announced));
+            match read {
+                Ok(body) => {
+                    proptest::prop_assert!(whole.len() <= limit);
+                    proptest::prop_assert_eq!(&body[..], &whole[..]);
+                }
+                Err(ReadError::TooLarge(seen)) => {
+                    proptest::prop_assert!(whole.len() > limit);
+                    proptest::prop_assert!(seen > limit && seen <= limit + largest);
+                }
+                Err(ReadError::Body) => proptest::prop_assert!(false, "the stream never fails"),
+            }
+        }
+
+        #[test]
+        fn content_length_never_panics(value in "\\PC{0,40}") {
+            let mut map = HeaderMap::new();
+            if let Ok(header) = http::HeaderValue::from_str(&value) {
+                map.insert(CONTENT_LENGTH, header);
+                if let Some(length) = content_length(&map) {
+                    proptest::prop_assert_eq!(Some(length), value.trim().parse().ok());
+                }
+            }
+        }
+    }
+
     #[test]
     fn content_length_is_read_only_when_single_and_valid() {
         let mut map = HeaderMap::new();
