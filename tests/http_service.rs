@@ -137,3 +137,40 @@ async fn for_provider_methods_limits_and_unknown_names() {
     assert_eq!(pipeline.stats().bad_request, 1);
     assert_eq!(tally.total(), 0);
 }
+
+#[tokio::test]
+async fn a_body_refused_unread_is_journaled_with_its_announced_size() {
+    use hookgate::journal::{DeliveryStatus, Journal, JournalQuery, MemoryJournal};
+    let journal = MemoryJournal::new();
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .registry(registry_with_critical(Tally::default().handler()))
+        .body_limit("github", 1024)
+        .journal(journal.clone())
+        .build()
+        .unwrap();
+    let mut request = delivery("d-announced", &issue_body(5));
+    request
+        .headers_mut()
+        .insert("content-length", "30000000".parse().unwrap());
+    let response = WebhookService::new(pipeline.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert!(pipeline.flush_journal(Duration::from_secs(5)).await);
+    let page = journal.list(&JournalQuery::default()).await.unwrap();
+    let [record] = &page.records[..] else {
+        panic!("one record: {:?}", page.records);
+    };
+    assert_eq!(record.status, DeliveryStatus::TooLarge);
+    assert_eq!(record.http_status, 413);
+    assert_eq!(record.body_size, 30_000_000);
+    assert_eq!(record.provider.as_deref(), Some("github"));
+    assert!(
+        record.body.is_none(),
+        "nothing of an unverified body is kept"
+    );
+    assert!(record.error.as_deref().unwrap().contains("30000000"));
+}

@@ -175,7 +175,11 @@ impl Journaling {
             .iter()
             .map(|handler| BestEffortJob::new(&**handler, 0, BestEffortState::Pending))
             .collect();
-        record.body_size = delivery.body.len() as u64;
+        record.body_size = match outcome.kind {
+            // Refused unread (`Pipeline::refuse_too_large`): the size known.
+            OutcomeKind::TooLarge { size, .. } => size as u64,
+            _ => delivery.body.len() as u64,
+        };
         record.replay_of = delivery.replay_of;
         if status.is_verified() {
             self.keep_verified(&mut record, delivery);
