@@ -578,3 +578,58 @@ async fn graceful_shutdown_loses_no_accepted_delivery() {
     );
     assert_eq!(drained, IN_FLIGHT, "5 s is plenty to drain 50 ms jobs");
 }
+
+#[tokio::test]
+async fn the_delivery_extractor_reads_like_the_routes() {
+    use axum::extract::State;
+    use axum::response::IntoResponse;
+    use hookgate::axum::Delivery;
+
+    async fn webhook(State(pipeline): State<Pipeline>, delivery: Delivery) -> impl IntoResponse {
+        let provider = delivery.provider().map(str::to_owned);
+        assert_eq!(delivery.headers().get("x-github-event"), Ok(Some("issues")));
+        let size = delivery.body().len();
+        let outcome = delivery.handle(&pipeline).await;
+        (
+            [("x-provider", provider.unwrap_or_default())],
+            [("x-size", size.to_string())],
+            outcome,
+        )
+    }
+
+    let tally = Tally::default();
+    let pipeline = builder(registry_with_critical(tally.handler()))
+        .body_limit("github", 256)
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .route("/hooks/{provider}", axum::routing::post(webhook))
+        .route("/hooks", axum::routing::post(webhook))
+        .with_state(pipeline.clone());
+    let server = serve(app).await;
+    let body = issue_body(30);
+
+    let named = post(
+        server.addr,
+        "/hooks/github",
+        &gh("d-30", &body),
+        body.clone(),
+    )
+    .await;
+    assert_eq!((named.status, named.body.as_str()), (200, "ok"));
+    assert_eq!(named.headers["x-provider"], "github");
+    assert_eq!(named.headers["x-size"], body.len().to_string().as_str());
+    let detected = post(server.addr, "/hooks", &gh("d-30", &body), body.clone()).await;
+    assert_eq!(detected.status, 200);
+    assert_eq!(detected.headers["x-provider"], "github", "detected");
+    assert_eq!(detected.body, "duplicate: already processed");
+
+    // Over the limit: the handler is not called, the refusal is the answer.
+    let big = format!(r#"{{"action":"opened","pad":"{}"}}"#, "x".repeat(300));
+    let refused = post(server.addr, "/hooks/github", &gh("d-31", &big), big).await;
+    assert_eq!(refused.status, 413);
+    assert!(refused.headers.get("x-provider").is_none());
+    assert_eq!(pipeline.stats().too_large, 1);
+    assert_eq!(tally.count("d-30"), 1);
+    server.stop().await;
+}
