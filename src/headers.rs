@@ -20,6 +20,15 @@ use std::fmt;
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
     entries: Vec<(Box<str>, Box<[u8]>)>,
+    /// The request's method and target, when the HTTP layer handed them over.
+    request: Option<Box<RequestLine>>,
+}
+
+/// A request's method and request target, as received.
+#[derive(Clone, PartialEq, Eq)]
+struct RequestLine {
+    method: Box<str>,
+    target: Box<str>,
 }
 
 /// Why a header could not be read as a single text value.
@@ -131,6 +140,40 @@ impl Headers {
         }
     }
 
+    /// Adds the request's method and request target (the path and query as
+    /// received, e.g. `/webhooks/twilio?To=%2B1555`, or the absolute URL a
+    /// client sent in absolute form): verifiers that sign over the URL (such
+    /// as Twilio's) read them; the others ignore them. The `http` and `axum`
+    /// integrations fill them in; with your own HTTP layer, hand them over
+    /// exactly as received, without decoding.
+    ///
+    /// ```
+    /// use hookgate::Headers;
+    /// let headers = Headers::from_pairs([("Host", "example.com")])
+    ///     .with_request("POST", "/hooks?a=1%202");
+    /// assert_eq!(headers.method(), Some("POST"));
+    /// assert_eq!(headers.request_target(), Some("/hooks?a=1%202"));
+    /// ```
+    #[must_use]
+    pub fn with_request(mut self, method: &str, target: &str) -> Self {
+        self.request = Some(Box::new(RequestLine {
+            method: method.into(),
+            target: target.into(),
+        }));
+        self
+    }
+
+    /// The request's method, when it was handed over ([`Headers::with_request`]).
+    pub fn method(&self) -> Option<&str> {
+        self.request.as_deref().map(|r| &*r.method)
+    }
+
+    /// The request target (path and query as received), when it was handed
+    /// over ([`Headers::with_request`]).
+    pub fn request_target(&self) -> Option<&str> {
+        self.request.as_deref().map(|r| &*r.target)
+    }
+
     /// Iterates over `(name, raw value)` pairs in the order received.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.entries.iter().map(|(n, v)| (&**n, &**v))
@@ -149,12 +192,17 @@ pub(crate) fn as_text(bytes: &[u8]) -> Option<&str> {
 impl fmt::Debug for Headers {
     /// Lists header names only: values may carry signatures or credentials.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Headers")
-            .field(
-                "names",
-                &self.entries.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            )
-            .finish()
+        let mut debug = f.debug_struct("Headers");
+        debug.field(
+            "names",
+            &self.entries.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        );
+        if let Some(request) = &self.request {
+            // The path without its query, which may carry tokens.
+            let path = request.target.split('?').next().unwrap_or_default();
+            debug.field("method", &request.method).field("path", &path);
+        }
+        debug.finish()
     }
 }
 
@@ -171,11 +219,27 @@ impl From<&http::HeaderMap> for Headers {
     fn from(map: &http::HeaderMap) -> Self {
         let mut headers = Headers {
             entries: Vec::with_capacity(map.len()),
+            request: None,
         };
         for (name, value) in map {
             headers.append(name.as_str(), value.as_bytes());
         }
         headers
+    }
+}
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl From<&http::request::Parts> for Headers {
+    /// Every header value (as `From<&http::HeaderMap>`), the method and the
+    /// request target ([`Headers::with_request`]).
+    fn from(parts: &http::request::Parts) -> Self {
+        let uri = &parts.uri;
+        let target = match uri.path_and_query() {
+            Some(target) if uri.scheme().is_none() => target.as_str().to_owned(),
+            _ => uri.to_string(),
+        };
+        Headers::from(&parts.headers).with_request(parts.method.as_str(), &target)
     }
 }
 

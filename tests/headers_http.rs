@@ -71,3 +71,46 @@ fn a_delivery_verifies_through_a_header_map() {
         Err(VerifyError::RepeatedHeader("X-Hub-Signature-256"))
     );
 }
+
+#[test]
+fn request_parts_carry_the_method_and_the_target_as_received() {
+    let (parts, ()) = http::Request::post("/hooks/twilio?To=%2B1555&Body=a+b")
+        .header("Host", "example.com")
+        .body(())
+        .unwrap()
+        .into_parts();
+    let headers = Headers::from(&parts);
+    assert_eq!(headers.method(), Some("POST"));
+    assert_eq!(
+        headers.request_target(),
+        Some("/hooks/twilio?To=%2B1555&Body=a+b")
+    );
+    assert_eq!(headers.get("host"), Ok(Some("example.com")));
+    // The query (which may carry tokens) stays out of Debug.
+    let debug = format!("{headers:?}");
+    assert!(
+        debug.contains("/hooks/twilio") && !debug.contains("1555"),
+        "{debug}"
+    );
+
+    // A client that sent the absolute form: the whole URL.
+    let (parts, ()) = http::Request::put("https://example.com:8443/a?b=c")
+        .body(())
+        .unwrap()
+        .into_parts();
+    let headers = Headers::from(&parts);
+    assert_eq!(headers.method(), Some("PUT"));
+    assert_eq!(
+        headers.request_target(),
+        Some("https://example.com:8443/a?b=c")
+    );
+
+    // From a bare HeaderMap, or pairs: no request line.
+    assert_eq!(
+        Headers::from(&map(&[("host", b"x")])).request_target(),
+        None
+    );
+    assert_eq!(Headers::new().method(), None);
+    // The request line is part of equality.
+    assert_ne!(Headers::new(), Headers::new().with_request("POST", "/"));
+}

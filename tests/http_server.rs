@@ -633,3 +633,79 @@ async fn the_delivery_extractor_reads_like_the_routes() {
     assert_eq!(tally.count("d-30"), 1);
     server.stop().await;
 }
+
+/// Accepts any delivery with an `X-Url-Signed` header and notes the request
+/// line it was handed, as a verifier that signs the URL (Twilio) reads it.
+#[derive(Debug, Default, Clone)]
+struct UrlSigned {
+    seen: Arc<std::sync::Mutex<Vec<(Option<String>, Option<String>)>>>,
+}
+
+impl hookgate::Verifier for UrlSigned {
+    fn provider(&self) -> &str {
+        "urlsigned"
+    }
+    fn detect(&self, headers: &hookgate::Headers) -> bool {
+        headers.contains("x-url-signed")
+    }
+    fn verify(
+        &self,
+        _body: &[u8],
+        headers: &hookgate::Headers,
+        _now: OffsetDateTime,
+    ) -> Result<hookgate::Verified, hookgate::VerifyError> {
+        self.seen.lock().unwrap().push((
+            headers.method().map(str::to_owned),
+            headers.request_target().map(str::to_owned),
+        ));
+        Ok(hookgate::Verified::new(None, 0))
+    }
+    fn identify(
+        &self,
+        _body: &[u8],
+        headers: &hookgate::Headers,
+    ) -> Result<hookgate::Identity, hookgate::IdentifyError> {
+        let id = headers.get("x-url-signed").ok().flatten().unwrap_or("none");
+        Ok(hookgate::Identity::new(id, "ping"))
+    }
+}
+
+#[tokio::test]
+async fn verifiers_see_the_request_line_as_the_client_sent_it() {
+    let verifier = UrlSigned::default();
+    let pipeline = Pipeline::builder()
+        .verifier(verifier.clone())
+        .store(store())
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .nest("/webhooks", hookgate::axum::routes(pipeline.clone()))
+        .route_service(
+            "/service",
+            hookgate::http::WebhookService::new(pipeline.clone()),
+        );
+    let server = serve(app).await;
+    let signed = [("X-Url-Signed".to_owned(), "1".to_owned())];
+    for path in [
+        "/webhooks/urlsigned?To=%2B15551234567&Body=hi%20there",
+        "/webhooks?a=1",
+        "/service?b=2",
+    ] {
+        assert_eq!(post(server.addr, path, &signed, "{}").await.status, 200);
+    }
+    let seen = verifier.seen.lock().unwrap().clone();
+    let post = Some("POST".to_owned());
+    assert_eq!(
+        seen,
+        vec![
+            (
+                post.clone(),
+                Some("/webhooks/urlsigned?To=%2B15551234567&Body=hi%20there".to_owned())
+            ),
+            (post.clone(), Some("/webhooks?a=1".to_owned())),
+            (post, Some("/service?b=2".to_owned())),
+        ],
+        "the nest prefix is kept and nothing is decoded"
+    );
+    server.stop().await;
+}

@@ -1,6 +1,8 @@
 //! axum 0.8 integration (the `axum` feature): [`routes`] mounts the pipeline
 //! in a few lines, [`Delivery`] is an extractor for your own handler, and
-//! [`Outcome`] is an [`IntoResponse`].
+//! [`Outcome`] is an [`IntoResponse`]. [`admin::AdminRoutes`] builds the
+//! admin routes over the journal and health, and [`IpAllowlist`] admits
+//! requests to any route by their client's address.
 //!
 //! Every route reads the body under the provider's limit while it streams
 //! (axum's 2 MB default does not apply: GitHub's 25 MiB events pass, and a
@@ -31,7 +33,9 @@
 //! # Ok(()) }
 //! ```
 
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, RawPathParams, Request, State};
+use axum::extract::{
+    FromRef, FromRequest, FromRequestParts, OriginalUri, Path, RawPathParams, Request, State,
+};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -54,7 +58,10 @@ pub fn routes(pipeline: Pipeline) -> Router {
         .with_state(pipeline)
 }
 
-async fn detected(State(pipeline): State<Pipeline>, request: Request) -> Response {
+async fn detected(State(pipeline): State<Pipeline>, mut request: Request) -> Response {
+    if let Some(uri) = original_uri(request.extensions()) {
+        *request.uri_mut() = uri;
+    }
     crate::http::service::answer(&pipeline, None, request)
         .await
         .into_response()
@@ -63,11 +70,22 @@ async fn detected(State(pipeline): State<Pipeline>, request: Request) -> Respons
 async fn named(
     State(pipeline): State<Pipeline>,
     Path(provider): Path<String>,
-    request: Request,
+    mut request: Request,
 ) -> Response {
+    if let Some(uri) = original_uri(request.extensions()) {
+        *request.uri_mut() = uri;
+    }
     crate::http::service::answer(&pipeline, Some(&provider), request)
         .await
         .into_response()
+}
+
+/// The URI the client sent, which [`Router::nest`] strips of its prefix:
+/// verifiers that sign the URL need it whole.
+fn original_uri(extensions: &http::Extensions) -> Option<http::Uri> {
+    extensions
+        .get::<OriginalUri>()
+        .map(|OriginalUri(uri)| uri.clone())
 }
 
 impl IntoResponse for Outcome {
@@ -149,6 +167,9 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
         let pipeline = Pipeline::from_ref(state);
         let (mut parts, body) = request.into_parts();
+        if let Some(uri) = original_uri(&parts.extensions) {
+            parts.uri = uri;
+        }
         let provider = RawPathParams::from_request_parts(&mut parts, state)
             .await
             .ok()
@@ -158,7 +179,7 @@ where
                     .find(|(name, _)| *name == "provider")
                     .map(|(_, value)| value.to_owned())
             });
-        match receive(&pipeline, provider.as_deref(), &parts.headers, body).await {
+        match receive(&pipeline, provider.as_deref(), &parts, body).await {
             Ok(received) => Ok(Self { received }),
             Err(refused) => Err(refused.into_response()),
         }

@@ -4,6 +4,7 @@ use std::error::Error as StdError;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
+use http::request::Parts;
 use http::{HeaderMap, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
@@ -42,7 +43,8 @@ impl Received {
     }
 }
 
-/// Reads a delivery: the headers, then the body while it streams, refusing
+/// Reads a delivery: the headers (with the method and request target), then
+/// the body while it streams, refusing
 /// it with 413 as soon as it passes the provider's
 /// [`body_limit`](crate::ProviderLimits::body_limit) (at once when its
 /// `Content-Length` says so) and with 408 when it does not arrive within the
@@ -55,14 +57,14 @@ impl Received {
 pub(crate) async fn receive<B>(
     pipeline: &Pipeline,
     provider: Option<&str>,
-    header_map: &HeaderMap,
+    parts: &Parts,
     body: B,
 ) -> Result<Received, Response<Full<Bytes>>>
 where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    let headers = Headers::from(header_map);
+    let headers = Headers::from(parts);
     let provider = match provider {
         Some(name) => Some(name),
         None => pipeline.detect(&headers),
@@ -75,7 +77,7 @@ where
         });
     };
     let limit = limits.body_limit;
-    let announced = content_length(header_map);
+    let announced = content_length(&parts.headers);
     if let Some(length) = announced.filter(|&length| length > limit as u64) {
         let size = usize::try_from(length).unwrap_or(usize::MAX);
         return Err(response(

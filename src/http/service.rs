@@ -154,7 +154,7 @@ where
         return refused;
     }
     let (parts, body) = request.into_parts();
-    match receive(pipeline, provider, &parts.headers, body).await {
+    match receive(pipeline, provider, &parts, body).await {
         Ok(received) => response(&received.handle(pipeline).await),
         Err(refused) => refused,
     }
