@@ -634,11 +634,14 @@ async fn the_delivery_extractor_reads_like_the_routes() {
     server.stop().await;
 }
 
+/// A request's method and target, as a verifier saw them.
+type RequestLine = (Option<String>, Option<String>);
+
 /// Accepts any delivery with an `X-Url-Signed` header and notes the request
 /// line it was handed, as a verifier that signs the URL (Twilio) reads it.
 #[derive(Debug, Default, Clone)]
 struct UrlSigned {
-    seen: Arc<std::sync::Mutex<Vec<(Option<String>, Option<String>)>>>,
+    seen: Arc<std::sync::Mutex<Vec<RequestLine>>>,
 }
 
 impl hookgate::Verifier for UrlSigned {
