@@ -33,6 +33,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
+mod allowlist;
+
+pub use allowlist::{AllowlistError, IpAllowlist, IpAllowlistService, IpRefusal};
+
 use axum::extract::{
     FromRef, FromRequest, FromRequestParts, OriginalUri, Path, RawPathParams, Request, State,
 };
