@@ -71,6 +71,7 @@
 //! | under the opt-in [replay guard](PipelineBuilder::replay_guard): a body already seen with another id or kind | 200 | `Duplicate` (handlers not run; counted in `Stats::replays` and handed to `on_rejected`) |
 //! | another attempt holds the lease (any body) | 409 | `InFlight` (a later delivery runs it) |
 //! | no handler for this kind | 200 | `Ignored` |
+//! | verified check of the endpoint (Slack's `url_verification`, [`Verifier::handshake`]) | 200 | `Handshake` (answered with its challenge; nothing claimed or run) |
 //! | older than an event already processed for the same object ([`ordering`] guard on) | 200 | `Stale` |
 //! | critical handlers succeed | 200 | `Processed` (best-effort work starts after) |
 //! | critical transient error, timeout, panic, lost lease | 500 | `CriticalFailed` (key released) |

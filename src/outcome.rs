@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::handler::HandlerError;
 use crate::store::{StoreError, Watermark};
-use crate::verify::{IdentifyError, VerifyError};
+use crate::verify::{Handshake, IdentifyError, VerifyError};
 
 /// The result of handling one delivery: plain data your HTTP layer turns into a
 /// response with [`Outcome::status`] and [`Outcome::body`].
@@ -77,6 +77,12 @@ pub enum OutcomeKind {
     },
     /// 200: no handler is registered for this kind.
     Ignored,
+    /// 200: the provider checked the endpoint (Slack's `url_verification`)
+    /// and gets the answer it asked for ([`Verifier::handshake`](crate::Verifier::handshake)):
+    /// [`crate::http::response`] (the `http` feature) sends the handshake's
+    /// body and content type instead of [`OutcomeKind::body`]. Nothing was
+    /// identified, claimed or run.
+    Handshake(Handshake),
     /// 200: the [ordering guard](crate::ordering) found a newer event of the
     /// same object already processed; the key is completed and no handler
     /// ran.
@@ -180,6 +186,7 @@ impl OutcomeKind {
             OutcomeKind::Unusable(err) => err.status(),
             OutcomeKind::Duplicate
             | OutcomeKind::Ignored
+            | OutcomeKind::Handshake(_)
             | OutcomeKind::Stale { .. }
             | OutcomeKind::Processed { .. } => 200,
             OutcomeKind::FingerprintMismatch => 422,
@@ -208,6 +215,7 @@ impl OutcomeKind {
             OutcomeKind::FingerprintMismatch => "fingerprint_mismatch",
             OutcomeKind::InFlight { .. } => "in_flight",
             OutcomeKind::Ignored => "ignored",
+            OutcomeKind::Handshake(_) => "handshake",
             OutcomeKind::Stale { .. } => "stale",
             OutcomeKind::Processed { .. } => "processed",
             OutcomeKind::CriticalFailed { .. } => "critical_failed",
@@ -229,6 +237,7 @@ impl OutcomeKind {
             OutcomeKind::FingerprintMismatch => "event id already used with a different body",
             OutcomeKind::InFlight { .. } => "already being processed: retry later",
             OutcomeKind::Ignored => "ignored: no handler for this event",
+            OutcomeKind::Handshake(_) => "ok",
             OutcomeKind::Stale { .. } => "stale: a newer event was already processed",
             OutcomeKind::Processed { .. } => "ok",
             OutcomeKind::CriticalFailed { .. } => "processing failed: retry later",

@@ -60,6 +60,9 @@ counters! {
     in_flight,
     /// 200: no handler for the kind.
     ignored,
+    /// 200: the provider's checks of the endpoint (Slack's
+    /// `url_verification`), answered with what they asked for.
+    handshake,
     /// 200: events the [ordering guard](crate::ordering) found older than
     /// one already processed for the same object; no handler ran.
     stale,
@@ -148,6 +151,7 @@ impl Stats {
             + self.fingerprint_mismatch
             + self.in_flight
             + self.ignored
+            + self.handshake
             + self.stale
             + self.processed
             + self.critical_failed

@@ -663,6 +663,16 @@ impl hookgate::Verifier for UrlSigned {
         ));
         Ok(hookgate::Verified::new(None, 0))
     }
+    fn handshake(
+        &self,
+        _body: &[u8],
+        headers: &hookgate::Headers,
+    ) -> Option<hookgate::verify::Handshake> {
+        let challenge = headers.get("x-challenge").ok().flatten()?;
+        Some(hookgate::verify::Handshake::json(format!(
+            r#"{{"challenge":"{challenge}"}}"#
+        )))
+    }
     fn identify(
         &self,
         _body: &[u8],
@@ -709,6 +719,56 @@ async fn verifiers_see_the_request_line_as_the_client_sent_it() {
             (post, Some("/service?b=2".to_owned())),
         ],
         "the nest prefix is kept and nothing is decoded"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_check_is_answered_with_its_challenge_and_nothing_is_claimed() {
+    use hookgate::journal::{DeliveryStatus, Journal, JournalQuery, MemoryJournal};
+    let tally = Tally::default();
+    let mut registry = Registry::new();
+    registry.critical("urlsigned", "*", "record", tally.handler());
+    let journal = MemoryJournal::new();
+    let pipeline = Pipeline::builder()
+        .verifier(UrlSigned::default())
+        .store(store())
+        .registry(registry)
+        .journal(journal.clone())
+        .build()
+        .unwrap();
+    let server = mount(&pipeline).await;
+    let check = [
+        ("X-Url-Signed".to_owned(), "evt-1".to_owned()),
+        (
+            "X-Challenge".to_owned(),
+            "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P".to_owned(),
+        ),
+    ];
+    let answer = post(server.addr, "/webhooks/urlsigned", &check, "{}").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.headers["content-type"], "application/json");
+    assert_eq!(
+        answer.body,
+        r#"{"challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}"#
+    );
+    assert_eq!(tally.total(), 0, "no handler runs for an endpoint check");
+    // Nothing was claimed: the same id as an event runs its handler.
+    let event = [("X-Url-Signed".to_owned(), "evt-1".to_owned())];
+    let answer = post(server.addr, "/webhooks/urlsigned", &event, "{}").await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "ok"));
+    assert_eq!(tally.count("evt-1"), 1);
+    let stats = pipeline.stats();
+    assert_eq!(
+        (stats.handshake, stats.processed, stats.deliveries()),
+        (1, 1, 2)
+    );
+    assert!(pipeline.flush_journal(Duration::from_secs(5)).await);
+    let page = journal.list(&JournalQuery::default()).await.unwrap();
+    let statuses: Vec<_> = page.records.iter().map(|r| r.status).collect();
+    assert!(
+        statuses.contains(&DeliveryStatus::Handshake),
+        "{statuses:?}"
     );
     server.stop().await;
 }

@@ -81,6 +81,12 @@ fn every_kind_has_its_status_name_and_body() {
             "ignored: no handler for this event",
         ),
         (
+            OutcomeKind::Handshake(hookgate::verify::Handshake::text("challenge")),
+            200,
+            "handshake",
+            "ok",
+        ),
+        (
             OutcomeKind::Stale {
                 at: Watermark::from_unix_millis(1),
                 newest: Watermark::from_unix_millis(2),
@@ -144,4 +150,17 @@ fn every_kind_has_its_status_name_and_body() {
             "{kind:?}"
         );
     }
+}
+
+#[test]
+fn a_handshake_keeps_its_challenge_out_of_debug() {
+    let handshake = hookgate::verify::Handshake::text("s3cr3t-challenge");
+    let debug = format!("{:?}", OutcomeKind::Handshake(handshake.clone()));
+    assert!(!debug.contains("s3cr3t"), "{debug}");
+    assert!(debug.contains("body_len: 16"), "{debug}");
+    assert_eq!(handshake.content_type, "text/plain; charset=utf-8");
+    assert_eq!(
+        hookgate::verify::Handshake::json("{}").content_type,
+        "application/json"
+    );
 }

@@ -15,7 +15,8 @@ use crate::outcome::{Outcome, OutcomeKind};
 pub const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(5);
 
 /// The response for an outcome: [`Outcome::status`], [`Outcome::body`] as
-/// `text/plain`, `Cache-Control: no-store`, and `Retry-After` (whole seconds)
+/// `text/plain` (for [`OutcomeKind::Handshake`], the handshake's own body and
+/// content type), `Cache-Control: no-store`, and `Retry-After` (whole seconds)
 /// where a client that honours it should wait:
 ///
 /// - 409 [`OutcomeKind::InFlight`]: until the other attempt's lease ends (at
@@ -42,6 +43,15 @@ pub const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(5);
 /// # Ok(()) }
 /// ```
 pub fn response(outcome: &Outcome) -> Response<Full<Bytes>> {
+    if let OutcomeKind::Handshake(handshake) = &outcome.kind {
+        let mut response = plain(StatusCode::OK, "");
+        *response.body_mut() = Full::new(handshake.body.clone());
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(handshake.content_type),
+        );
+        return response;
+    }
     let status =
         StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = plain(status, outcome.body());

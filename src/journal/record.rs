@@ -153,6 +153,9 @@ statuses! {
     InFlight = "in_flight",
     /// 200: no handler for the kind.
     Ignored = "ignored",
+    /// 200: the provider's check of the endpoint (Slack's
+    /// `url_verification`), answered with what it asked for.
+    Handshake = "handshake",
     /// 200: the ordering guard found a newer event of the same object
     /// already processed; no handler ran.
     Stale = "stale",
@@ -193,6 +196,7 @@ impl DeliveryStatus {
             OutcomeKind::FingerprintMismatch => DeliveryStatus::FingerprintMismatch,
             OutcomeKind::InFlight { .. } => DeliveryStatus::InFlight,
             OutcomeKind::Ignored => DeliveryStatus::Ignored,
+            OutcomeKind::Handshake(_) => DeliveryStatus::Handshake,
             OutcomeKind::Stale { .. } => DeliveryStatus::Stale,
             OutcomeKind::Processed { .. } => DeliveryStatus::Processed,
             OutcomeKind::CriticalFailed { .. } => DeliveryStatus::CriticalFailed,
@@ -468,7 +472,7 @@ mod tests {
         for status in DeliveryStatus::ALL {
             assert_eq!(status.as_str().parse::<DeliveryStatus>(), Ok(*status));
         }
-        assert_eq!(DeliveryStatus::ALL.len(), 15);
+        assert_eq!(DeliveryStatus::ALL.len(), 16);
         assert!("Processed".parse::<DeliveryStatus>().is_err());
         assert_eq!(
             format!("[{:<12}]", DeliveryStatus::Ignored),

@@ -374,6 +374,10 @@ impl Pipeline {
             outcome.kind = kind;
             (outcome, None)
         };
+        // The provider's check of the endpoint is answered, not handled.
+        if let Some(handshake) = provider.verifier.handshake(&body, headers) {
+            return finish(outcome, OutcomeKind::Handshake(handshake));
+        }
         let identity = match provider.verifier.identify(&body, headers) {
             Ok(identity) => identity,
             Err(err) => {

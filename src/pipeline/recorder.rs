@@ -6,7 +6,7 @@ use super::monitor::Monitor;
 use crate::outcome::OutcomeKind;
 use crate::stats::Stats;
 
-const KINDS: usize = 14;
+const KINDS: usize = 15;
 
 /// The live counters behind [`Stats`].
 #[derive(Debug, Default)]
@@ -44,6 +44,7 @@ fn slot(kind: &OutcomeKind) -> usize {
         OutcomeKind::StoreUnavailable(_) => 11,
         OutcomeKind::ShuttingDown => 12,
         OutcomeKind::Stale { .. } => 13,
+        OutcomeKind::Handshake(_) => 14,
     }
 }
 
@@ -74,6 +75,7 @@ impl Recorder {
             store_unavailable: d(11),
             shutting_down: d(12),
             stale: d(13),
+            handshake: d(14),
             best_effort_succeeded: load(&self.best_effort_succeeded),
             best_effort_retries: load(&self.best_effort_retries),
             best_effort_dead_lettered: load(&self.best_effort_dead_lettered),

@@ -104,6 +104,18 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     /// [`Verifier::verify`] succeeded on the same body and headers.
     fn identify(&self, body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError>;
 
+    /// The answer to a verified delivery that is the provider's check of the
+    /// endpoint rather than an event (Slack's `url_verification`, which must
+    /// be answered with its `challenge`): the pipeline answers it 200 at once
+    /// with this body ([`OutcomeKind::Handshake`](crate::OutcomeKind::Handshake)):
+    /// nothing is identified, claimed or run. Called only after
+    /// [`Verifier::verify`] succeeded on the same body and headers. Defaults
+    /// to `None`: every verified delivery is an event.
+    fn handshake(&self, body: &[u8], headers: &Headers) -> Option<Handshake> {
+        let _ = (body, headers);
+        None
+    }
+
     /// What this provider does around its signatures (body size, answer time,
     /// retry window, event naming), from which the pipeline derives its
     /// defaults. Defaults to [`ProviderProfile::default`].
@@ -134,6 +146,9 @@ macro_rules! forward_verifier {
             fn identify(&self, body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError> {
                 (**self).identify(body, headers)
             }
+            fn handshake(&self, body: &[u8], headers: &Headers) -> Option<Handshake> {
+                (**self).handshake(body, headers)
+            }
             fn profile(&self) -> ProviderProfile {
                 (**self).profile()
             }
@@ -145,6 +160,45 @@ forward_verifier!(Box, Arc);
 
 // `Verifier` stays dyn-compatible: the pipeline holds `Box<dyn Verifier>`.
 const _: Option<&dyn Verifier> = None;
+
+/// The answer to a provider's check of the endpoint
+/// ([`Verifier::handshake`]): a body and its content type, sent with 200.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Handshake {
+    /// The response body (Slack: the `challenge` value).
+    pub body: bytes::Bytes,
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+}
+
+impl Handshake {
+    /// A `text/plain` answer.
+    pub fn text(body: impl Into<bytes::Bytes>) -> Self {
+        Self {
+            body: body.into(),
+            content_type: "text/plain; charset=utf-8",
+        }
+    }
+
+    /// A JSON answer (`application/json`); `body` must be the JSON text.
+    pub fn json(body: impl Into<bytes::Bytes>) -> Self {
+        Self {
+            body: body.into(),
+            content_type: "application/json",
+        }
+    }
+}
+
+impl fmt::Debug for Handshake {
+    /// The size and type only: a challenge is not for logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handshake")
+            .field("body_len", &self.body.len())
+            .field("content_type", &self.content_type)
+            .finish()
+    }
+}
 
 /// What a successful verification proved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
