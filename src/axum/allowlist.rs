@@ -11,7 +11,7 @@ use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::{ready, Either, Ready};
 use http::{HeaderMap, Request, StatusCode};
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -36,7 +36,9 @@ const ECHO_LIMIT: usize = 64;
 ///
 /// Refusals are 403 with a JSON body `{"error": code, "message": …}`; see
 /// [`IpRefusal`]. Addresses compare in their canonical form: an IPv4 client
-/// seen through an IPv6 socket (`::ffff:192.0.2.1`) matches `192.0.2.0/24`.
+/// seen through an IPv6 socket (`::ffff:192.0.2.1`) matches `192.0.2.0/24`,
+/// and an IPv4-mapped entry (`::ffff:192.0.2.0/120`) is kept as the IPv4
+/// network it maps.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -348,10 +350,22 @@ fn parse_network(entry: &str) -> Result<IpNet, AllowlistError> {
                 network,
             });
         }
-        Ok(net)
+        Ok(canonical(net))
     } else {
         let ip: IpAddr = trimmed.parse().map_err(|_| invalid())?;
-        Ok(IpNet::from(ip))
+        Ok(IpNet::from(ip.to_canonical()))
+    }
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:192.0.2.0/120`) as the IPv4 network
+/// it maps (`192.0.2.0/24`): clients are compared in canonical form.
+fn canonical(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        _ => net,
     }
 }
 
