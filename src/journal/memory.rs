@@ -1,6 +1,6 @@
 //! [`MemoryJournal`]: a bounded journal in the process.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -49,7 +49,10 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    records: BTreeMap<JournalId, JournalRecord>,
+    /// In id order, oldest first. Ids are time-ordered and records arrive
+    /// mostly newest last, so a new record is almost always pushed at the back
+    /// and the oldest is popped from the front, without moving the others.
+    records: VecDeque<JournalRecord>,
     body_bytes: usize,
 }
 
@@ -58,27 +61,49 @@ impl State {
         record.body.as_ref().map_or(0, |b| b.len())
     }
 
-    fn insert(&mut self, mut record: JournalRecord) {
-        if let Some(old) = self.records.remove(&record.id) {
-            self.body_bytes -= Self::body_len(&old);
-            // A record written again keeps what was added to it meanwhile.
-            if record.best_effort.is_empty() {
-                record.best_effort = old.best_effort;
-            }
-            record.resolved_at = record.resolved_at.or(old.resolved_at);
+    /// Where the record `id` is (`Ok`), or where it would go (`Err`).
+    fn find(&self, id: JournalId) -> Result<usize, usize> {
+        match self.records.back() {
+            None => Err(0),
+            // The common case: a record newer than every stored one.
+            Some(newest) if newest.id < id => Err(self.records.len()),
+            Some(_) => self.records.binary_search_by(|r| r.id.cmp(&id)),
         }
-        self.body_bytes += Self::body_len(&record);
-        self.records.insert(record.id, record);
     }
 
-    fn remove_oldest(&mut self) -> bool {
-        match self.records.pop_first() {
-            Some((_, old)) => {
-                self.body_bytes -= Self::body_len(&old);
-                true
+    fn get(&self, id: JournalId) -> Option<&JournalRecord> {
+        self.find(id).ok().map(|i| &self.records[i])
+    }
+
+    fn get_mut(&mut self, id: JournalId) -> Option<&mut JournalRecord> {
+        self.find(id).ok().map(|i| &mut self.records[i])
+    }
+
+    /// Stores `record`; the record it replaces, if any.
+    fn insert(&mut self, mut record: JournalRecord) -> Option<JournalRecord> {
+        self.body_bytes += Self::body_len(&record);
+        match self.find(record.id) {
+            Ok(i) => {
+                let stored = &mut self.records[i];
+                self.body_bytes -= Self::body_len(stored);
+                // A record written again keeps what was added to it meanwhile.
+                if record.best_effort.is_empty() {
+                    record.best_effort = std::mem::take(&mut stored.best_effort);
+                }
+                record.resolved_at = record.resolved_at.or(stored.resolved_at);
+                Some(std::mem::replace(stored, record))
             }
-            None => false,
+            Err(i) => {
+                self.records.insert(i, record);
+                None
+            }
         }
+    }
+
+    fn remove_oldest(&mut self) -> Option<JournalRecord> {
+        let old = self.records.pop_front()?;
+        self.body_bytes -= Self::body_len(&old);
+        Some(old)
     }
 }
 
@@ -134,12 +159,15 @@ impl MemoryJournal {
 #[async_trait]
 impl Journal for MemoryJournal {
     async fn write(&self, batch: Vec<JournalWrite>) -> Result<(), JournalError> {
+        // What the batch replaces or evicts is dropped after the lock is
+        // released: freeing old bodies and strings keeps no reader waiting.
+        let mut gone = Vec::with_capacity(batch.len());
         let mut state = self.state();
         for write in batch {
             match write {
-                JournalWrite::Record(record) => state.insert(record),
+                JournalWrite::Record(record) => gone.extend(state.insert(record)),
                 JournalWrite::BestEffort { id, job } => {
-                    if let Some(record) = state.records.get_mut(&id) {
+                    if let Some(record) = state.get_mut(id) {
                         match record
                             .best_effort
                             .iter_mut()
@@ -152,31 +180,37 @@ impl Journal for MemoryJournal {
                 }
             }
         }
+        let mut evicted = 0;
         while state.records.len() > self.inner.max_records
             || state.body_bytes > self.inner.max_body_bytes
         {
-            if !state.remove_oldest() {
+            let Some(old) = state.remove_oldest() else {
                 break;
-            }
-            self.inner.evicted.fetch_add(1, Ordering::Relaxed);
+            };
+            gone.push(old);
+            evicted += 1;
         }
+        drop(state);
+        self.inner.evicted.fetch_add(evicted, Ordering::Relaxed);
+        drop(gone);
         Ok(())
     }
 
     async fn get(&self, id: JournalId) -> Result<Option<JournalRecord>, JournalError> {
-        Ok(self.state().records.get(&id).cloned())
+        Ok(self.state().get(id).cloned())
     }
 
     async fn list(&self, query: &JournalQuery) -> Result<JournalPage, JournalError> {
         let size = query.page_size();
         let state = self.state();
-        let newest_first = match query.after {
-            Some(cursor) => state.records.range(..cursor.0),
-            None => state.records.range(..),
+        let end = match query.after {
+            Some(cursor) => state.records.partition_point(|r| r.id < cursor.0),
+            None => state.records.len(),
         };
-        let fetched = newest_first
+        let fetched = state
+            .records
+            .range(..end)
             .rev()
-            .map(|(_, record)| record)
             .filter(|record| query.filter.matches(record))
             .take(size + 1)
             .map(|record| {
@@ -190,7 +224,7 @@ impl Journal for MemoryJournal {
 
     async fn counts(&self, filter: &JournalFilter) -> Result<StatusCounts, JournalError> {
         let mut counts = StatusCounts::new();
-        for record in self.state().records.values() {
+        for record in &self.state().records {
             if filter.matches(record) {
                 *counts.entry(record.status).or_default() += 1;
             }
@@ -199,7 +233,7 @@ impl Journal for MemoryJournal {
     }
 
     async fn mark_resolved(&self, id: JournalId, at: SystemTime) -> Result<bool, JournalError> {
-        Ok(match self.state().records.get_mut(&id) {
+        Ok(match self.state().get_mut(id) {
             Some(record) => {
                 record.resolved_at = Some(at);
                 true
@@ -210,18 +244,17 @@ impl Journal for MemoryJournal {
 
     async fn purge_before(&self, before: SystemTime) -> Result<u64, JournalError> {
         let mut state = self.state();
-        let old: Vec<JournalId> = state
-            .records
-            .values()
-            .filter(|r| r.received_at < before)
-            .map(|r| r.id)
-            .collect();
-        for id in &old {
-            if let Some(record) = state.records.remove(id) {
-                state.body_bytes -= State::body_len(&record);
+        let (count, bytes) = (state.records.len(), state.body_bytes);
+        let mut freed = 0;
+        state.records.retain(|record| {
+            let kept = record.received_at >= before;
+            if !kept {
+                freed += State::body_len(record);
             }
-        }
-        Ok(old.len() as u64)
+            kept
+        });
+        state.body_bytes = bytes - freed;
+        Ok((count - state.records.len()) as u64)
     }
 }
 
@@ -235,5 +268,131 @@ impl fmt::Debug for MemoryJournal {
             .field("max_body_bytes", &self.inner.max_body_bytes)
             .field("evicted", &self.evicted())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::journal::{BestEffortJob, BestEffortState, DeliveryStatus, JournalCursor};
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    fn record(secs: u64, body: usize) -> JournalRecord {
+        let mut record = JournalRecord::new(
+            JournalId::generate_at(at(secs)),
+            at(secs),
+            DeliveryStatus::Processed,
+        );
+        record.body = Some(Bytes::from(vec![b'x'; body]));
+        record
+    }
+
+    async fn write(journal: &MemoryJournal, records: &[&JournalRecord]) {
+        let batch = records
+            .iter()
+            .map(|r| JournalWrite::Record((*r).clone()))
+            .collect();
+        journal.write(batch).await.unwrap();
+    }
+
+    async fn ids(journal: &MemoryJournal, after: Option<JournalId>) -> Vec<JournalId> {
+        let query = JournalQuery {
+            after: after.map(JournalCursor),
+            ..JournalQuery::default()
+        };
+        let page = journal.list(&query).await.unwrap();
+        page.records.into_iter().map(|r| r.id).collect()
+    }
+
+    #[tokio::test]
+    async fn records_written_out_of_id_order_are_kept_in_id_order() {
+        let journal = MemoryJournal::new();
+        let (a, b, c, d) = (record(1, 0), record(2, 0), record(3, 0), record(4, 0));
+        write(&journal, &[&c, &a]).await;
+        write(&journal, &[&d, &b]).await;
+        assert_eq!(ids(&journal, None).await, [d.id, c.id, b.id, a.id]);
+        assert_eq!(ids(&journal, Some(c.id)).await, [b.id, a.id]);
+        // A cursor between stored ids, and past either end.
+        assert_eq!(
+            ids(&journal, Some(JournalId(b.id.0 + 1))).await,
+            [b.id, a.id]
+        );
+        assert_eq!(ids(&journal, Some(a.id)).await, []);
+        assert_eq!(ids(&journal, Some(JournalId(u128::MAX))).await.len(), 4);
+        for r in [&a, &b, &c, &d] {
+            assert_eq!(journal.get(r.id).await.unwrap().as_ref(), Some(r));
+        }
+        assert_eq!(journal.get(JournalId(b.id.0 + 1)).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_record_written_again_in_the_middle_is_replaced_in_place() {
+        let journal = MemoryJournal::new();
+        let (a, b, c) = (record(1, 10), record(2, 20), record(3, 30));
+        write(&journal, &[&a, &b, &c]).await;
+        let job = BestEffortJob::new("email", 1, BestEffortState::Succeeded);
+        journal
+            .write(vec![JournalWrite::BestEffort {
+                id: b.id,
+                job: job.clone(),
+            }])
+            .await
+            .unwrap();
+        assert!(journal.mark_resolved(b.id, at(9)).await.unwrap());
+        let mut again = b.clone();
+        again.status = DeliveryStatus::CriticalFailed;
+        again.body = Some(Bytes::from(vec![b'y'; 25]));
+        write(&journal, &[&again]).await;
+        let stored = journal.get(b.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, DeliveryStatus::CriticalFailed);
+        assert_eq!(
+            (stored.best_effort, stored.resolved_at),
+            (vec![job], Some(at(9)))
+        );
+        assert_eq!(ids(&journal, None).await, [c.id, b.id, a.id]);
+        assert_eq!(journal.state().body_bytes, 10 + 25 + 30);
+        assert_eq!(journal.evicted(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_lowest_ids_are_evicted_whatever_the_order_of_writes() {
+        let journal = MemoryJournal::with_limits(3, 100);
+        let records: Vec<_> = (0..5).map(|i| record(i, 30)).collect();
+        // Newest first: each write evicts what is then the oldest.
+        for r in records.iter().rev() {
+            write(&journal, &[r]).await;
+        }
+        assert_eq!(
+            ids(&journal, None).await,
+            [records[4].id, records[3].id, records[2].id]
+        );
+        assert_eq!((journal.len(), journal.evicted()), (3, 2));
+        // Over the body cap: 4 × 30 > 100, so the oldest goes.
+        let mut newest = record(9, 30);
+        newest.body = Some(Bytes::from(vec![b'z'; 60]));
+        write(&journal, &[&newest]).await;
+        assert_eq!(ids(&journal, None).await, [newest.id, records[4].id]);
+        assert_eq!(journal.state().body_bytes, 90);
+        assert_eq!(journal.evicted(), 4);
+    }
+
+    #[tokio::test]
+    async fn purging_frees_the_body_bytes_of_the_purged_records() {
+        let journal = MemoryJournal::with_limits(10, 100);
+        let records: Vec<_> = (0..3).map(|i| record(i, 30)).collect();
+        write(&journal, &records.iter().collect::<Vec<_>>()).await;
+        assert_eq!(journal.purge_before(at(2)).await.unwrap(), 2);
+        assert_eq!(ids(&journal, None).await, [records[2].id]);
+        assert_eq!(journal.state().body_bytes, 30);
+        let later: Vec<_> = (3..5).map(|i| record(i, 30)).collect();
+        write(&journal, &later.iter().collect::<Vec<_>>()).await;
+        assert_eq!((journal.len(), journal.evicted()), (3, 0));
     }
 }
