@@ -16,10 +16,17 @@
 //! - `STRIPE_WEBHOOK_SECRET`, `GITHUB_WEBHOOK_SECRET`, `SHOPIFY_WEBHOOK_SECRET`:
 //!   the signing secrets (defaults: the demo secrets `examples/send.rs` signs
 //!   with);
+//! - `HOOKGATE_ADMIN_TOKEN`: the bearer token of the admin routes under
+//!   `/admin` (without it they are not mounted); `HOOKGATE_ADMIN_ALLOW`: the
+//!   addresses allowed to reach them (CIDRs, default `127.0.0.1, ::1`);
 //! - `HOOKGATE_RUN_FOR`: stop after this many seconds (otherwise on Ctrl-C).
 //!
 //! Routes: `POST /webhooks/{stripe,github,shopify}` and `POST /webhooks`
-//! (provider detected).
+//! (provider detected); with a token, `GET /admin/deliveries`,
+//! `GET /admin/deliveries/{id}`, `POST /admin/deliveries/{id}/replay`,
+//! `POST /admin/dead-letter/{id}/retry`, `GET /admin/health` and
+//! `GET /admin/metrics` (with the `metrics` feature), rate limited to 20
+//! requests a second.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +34,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::error_handling::HandleErrorLayer;
+use axum::http::StatusCode;
+use hookgate::axum::admin::AdminRoutes;
+use hookgate::axum::IpAllowlist;
 use hookgate::journal::sqlite::SqliteJournal;
 use hookgate::store::sqlite::SqliteStore;
 use hookgate::{
@@ -131,7 +142,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .journal(journal)
         .build()?;
 
-    let app = axum::Router::new().nest("/webhooks", hookgate::axum::routes(pipeline.clone()));
+    let mut app = axum::Router::new().nest("/webhooks", hookgate::axum::routes(pipeline.clone()));
+    if let Some(admin) = admin_routes(&pipeline)? {
+        app = app.nest("/admin", admin);
+    }
 
     let addr: SocketAddr = setting("HOOKGATE_ADDR", "127.0.0.1:3000").parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -147,9 +161,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| s.parse::<u64>().map(Duration::from_secs))
         .transpose()?;
     // 1. Stop accepting and finish the requests in flight.
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop_signal(run_for))
-        .await?;
+    // The admin allowlist reads the client address from `ConnectInfo`.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop_signal(run_for))
+    .await?;
     // 2. Drain the best-effort work (what is still pending after 10 s goes
     //    to the dead letter and is listed in the report).
     let report = pipeline.shutdown(Duration::from_secs(10)).await;
@@ -171,6 +189,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.drained,
     );
     Ok(())
+}
+
+/// The admin routes, when `HOOKGATE_ADMIN_TOKEN` is set: bearer token, IP
+/// allowlist, and a rate limit through tower's own layers (a request that
+/// cannot start within a second of arriving is answered 429).
+fn admin_routes(pipeline: &Pipeline) -> Result<Option<axum::Router>, Box<dyn std::error::Error>> {
+    let Ok(token) = std::env::var("HOOKGATE_ADMIN_TOKEN") else {
+        println!("  admin routes: off (set HOOKGATE_ADMIN_TOKEN to mount them under /admin)");
+        return Ok(None);
+    };
+    let allow: IpAllowlist = setting("HOOKGATE_ADMIN_ALLOW", "127.0.0.1, ::1").parse()?;
+    let admin = AdminRoutes::new(pipeline.clone())
+        .bearer_token(token)
+        .allow_ips(allow);
+    #[cfg(feature = "metrics")]
+    let admin = {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder)?;
+        admin.metrics(move || handle.render())
+    };
+    let limit = tower::ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            StatusCode::TOO_MANY_REQUESTS
+        }))
+        .timeout(Duration::from_secs(1))
+        .layer(tower::buffer::BufferLayer::new(64))
+        .rate_limit(20, Duration::from_secs(1));
+    println!("  admin routes: /admin (bearer token, rate limited)");
+    Ok(Some(admin.build()?.layer(limit)))
 }
 
 /// Ctrl-C, or the end of `run_for`.
