@@ -1106,3 +1106,72 @@ async fn a_journal_down_answers_503_and_none_answers_501() {
     }
     assert_eq!(bare.admin_get("/health").await.status, 200);
 }
+
+#[tokio::test]
+async fn replays_refused_for_an_unknown_provider_and_while_shutting_down() {
+    // A Stripe delivery journaled by another pipeline sharing the journal.
+    let journal = Arc::new(MemoryJournal::new());
+    let mut registry = Registry::new();
+    registry.critical(
+        "stripe",
+        "*",
+        "fail",
+        handler_fn(|_e| async { Err::<(), _>(HandlerError::transient("down")) }),
+    );
+    let stripe = Pipeline::builder()
+        .verifier(
+            hookgate::Stripe::builder(common::pipeline::STRIPE_SECRET)
+                .build()
+                .unwrap(),
+        )
+        .store(store())
+        .registry(registry)
+        .journal(journal.clone())
+        .build()
+        .unwrap();
+    let body = r#"{"id":"evt_1","object":"event","type":"invoice.paid","created":1700000000}"#;
+    let headers = hookgate::Headers::from_pairs(testing::stripe_headers(
+        common::pipeline::STRIPE_SECRET,
+        body.as_bytes(),
+        time::OffsetDateTime::now_utc(),
+    ));
+    let failed = stripe.handle(body.as_bytes().to_vec(), &headers).await;
+    assert_eq!(failed.status(), 500);
+    let stripe_record = failed.journal_id.unwrap();
+
+    let fixture = Fixture::new(journal, |a| a.bearer_token(TOKEN)).await;
+    let refused = fixture
+        .admin_post(&format!("/deliveries/{stripe_record}/replay"))
+        .await;
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (422, "unknown_provider")
+    );
+    assert!(refused.text().contains("stripe"));
+
+    fixture.switches.db_down.store(true, Ordering::SeqCst);
+    assert_eq!(
+        fixture
+            .deliver("issues", "d-1", &issue_body(1))
+            .await
+            .status,
+        500
+    );
+    let id = record_ids(
+        &fixture
+            .admin_get("/deliveries?provider=github")
+            .await
+            .json(),
+    )[0]
+    .clone();
+    fixture.pipeline.shutdown(Duration::from_secs(1)).await;
+    let closing = fixture
+        .admin_post(&format!("/deliveries/{id}/replay"))
+        .await;
+    assert_eq!(
+        (closing.status, closing.code().as_str()),
+        (503, "shutting_down")
+    );
+    assert_eq!(closing.headers["retry-after"], "5");
+    assert_eq!(fixture.switches.db_runs.load(Ordering::SeqCst), 1, "no run");
+}
