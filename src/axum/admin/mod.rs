@@ -88,6 +88,29 @@
 //! # Ok(()) }
 //! ```
 //!
+//! **Limits** come from existing tower layers around the built router, e.g.
+//! at most 4 admin requests served at once across all its routes (more
+//! wait), with tower's `limit` feature:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # use hookgate::{GitHub, MemoryStore, Pipeline};
+//! # use tower::ServiceExt;
+//! # let pipeline = Pipeline::builder().verifier(GitHub::builder("secret").build()?).store(MemoryStore::new()).build()?;
+//! use tower::limit::GlobalConcurrencyLimitLayer;
+//!
+//! let admin = hookgate::axum::admin::AdminRoutes::new(pipeline)
+//!     .bearer_token("correct-horse-battery-staple")
+//!     .build()?
+//!     .layer(GlobalConcurrencyLimitLayer::new(4));
+//! # let request = http::Request::get("/health")
+//! #     .header("authorization", "Bearer correct-horse-battery-staple")
+//! #     .body(axum::body::Body::empty())?;
+//! # assert_eq!(admin.oneshot(request).await?.status(), 200);
+//! # Ok(()) }
+//! ```
+//!
 //! In a server, give it the client address the allowlist needs and serve with
 //! `ConnectInfo`:
 //!
