@@ -14,8 +14,10 @@
 //!   in `HOOKGATE_DB`), `memory`, or a `postgres://` URL (with the `postgres`
 //!   feature) for the idempotency store;
 //! - `STRIPE_WEBHOOK_SECRET`, `GITHUB_WEBHOOK_SECRET`, `SHOPIFY_WEBHOOK_SECRET`:
-//!   the signing secrets (defaults: the demo secrets `examples/send.rs` signs
+//!   the signing secrets (defaults: the demo secrets `examples/send` signs
 //!   with);
+//! - `HOOKGATE_JOURNAL`: `sqlite` (default, in the same file as the store),
+//!   `memory` or `off`;
 //! - `HOOKGATE_ADMIN_TOKEN`: the bearer token of the admin routes under
 //!   `/admin` (without it they are not mounted); `HOOKGATE_ADMIN_ALLOW`: the
 //!   addresses allowed to reach them (CIDRs, default `127.0.0.1, ::1`);
@@ -39,6 +41,7 @@ use axum::http::StatusCode;
 use hookgate::axum::admin::AdminRoutes;
 use hookgate::axum::IpAllowlist;
 use hookgate::journal::sqlite::SqliteJournal;
+use hookgate::journal::MemoryJournal;
 use hookgate::store::sqlite::SqliteStore;
 use hookgate::{
     handler_fn, GitHub, HandlerError, IdempotencyStore, MemoryStore, Pipeline, Registry, Shopify,
@@ -130,17 +133,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         || std::env::temp_dir().join(format!("hookgate-server-{}.sqlite3", std::process::id())),
         PathBuf::from,
     );
-    let journal = SqliteJournal::file(&database).build()?;
-    journal.migrate().await?;
     let effects = Arc::new(Effects::default());
-    let pipeline = Pipeline::builder()
+    let builder = Pipeline::builder()
         .verifier(Stripe::builder(setting("STRIPE_WEBHOOK_SECRET", STRIPE_DEMO_SECRET)).build()?)
         .verifier(GitHub::builder(setting("GITHUB_WEBHOOK_SECRET", GITHUB_DEMO_SECRET)).build()?)
         .verifier(Shopify::builder(setting("SHOPIFY_WEBHOOK_SECRET", SHOPIFY_DEMO_SECRET)).build()?)
         .store(store(&database).await?)
-        .registry(registry(&effects))
-        .journal(journal)
-        .build()?;
+        .registry(registry(&effects));
+    let pipeline = match setting("HOOKGATE_JOURNAL", "sqlite").as_str() {
+        "sqlite" => {
+            let journal = SqliteJournal::file(&database).build()?;
+            journal.migrate().await?;
+            builder.journal(journal)
+        }
+        "memory" => builder.journal(MemoryJournal::new()),
+        "off" => builder,
+        other => return Err(format!("HOOKGATE_JOURNAL: unknown journal `{other}`").into()),
+    }
+    .build()?;
 
     let mut app = axum::Router::new().nest("/webhooks", hookgate::axum::routes(pipeline.clone()));
     if let Some(admin) = admin_routes(&pipeline)? {
@@ -151,8 +161,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("hookgate listening on http://{}", listener.local_addr()?);
     println!(
-        "  store: {}, journal: {}",
+        "  store: {}, journal: {} ({})",
         setting("HOOKGATE_STORE", "sqlite"),
+        setting("HOOKGATE_JOURNAL", "sqlite"),
         database.display()
     );
 
