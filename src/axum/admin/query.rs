@@ -37,11 +37,7 @@ pub enum QueryError {
     #[error("query parameter `{0}` is empty")]
     Empty(&'static str),
     /// A `status` that is not a delivery status name.
-    #[error(
-        "unknown delivery status `{0}`; the statuses are too_large, malformed, unauthorized, \
-         unusable, duplicate, fingerprint_mismatch, in_flight, ignored, stale, processing, \
-         processed, critical_failed, permanent_failure, store_unavailable, shutting_down"
-    )]
+    #[error("unknown delivery status `{0}`; the statuses are {names}", names = status_names())]
     UnknownStatus(String),
     /// `since` or `until` is neither RFC 3339 nor Unix milliseconds.
     #[error(
@@ -71,6 +67,12 @@ pub enum QueryError {
         /// The value (its first 64 characters).
         value: String,
     },
+}
+
+/// Every status name, for the error message.
+fn status_names() -> String {
+    let names: Vec<&str> = DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect();
+    names.join(", ")
 }
 
 /// The `GET /deliveries` query: `status` (repeatable, each a comma-separated
@@ -310,6 +312,10 @@ mod tests {
             refused("status=Processed"),
             QueryError::UnknownStatus("Processed".into())
         );
+        let message = refused("status=Processed").to_string();
+        for status in DeliveryStatus::ALL {
+            assert!(message.contains(status.as_str()), "{message}");
+        }
         assert!(matches!(
             refused("since=yesterday"),
             QueryError::BadTime { name: "since", .. }
