@@ -14,8 +14,10 @@ use std::hint::black_box;
 
 use common::{bare_hmac, keyed, tag, SECRET};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hookgate::testing::{github_headers, shopify_headers, stripe_headers};
-use hookgate::{GitHub, Headers, Shopify, Stripe, Verifier};
+use hookgate::testing::{
+    github_headers, shopify_headers, standard_webhooks_headers, stripe_headers,
+};
+use hookgate::{GitHub, Headers, Shopify, StandardWebhooks, Stripe, Verifier};
 use support::Clock;
 use time::OffsetDateTime;
 
@@ -97,6 +99,21 @@ fn verify(c: &mut Criterion<Clock>) {
         &shopify,
         |body| shopify_headers(SECRET, body, "orders/create", webhook),
         b"",
+    );
+    // The `whsec_` form of the bench secret: its key is the secret's bytes, the
+    // key `bare_hmac` uses.
+    let whsec = format!(
+        "whsec_{}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, SECRET)
+    );
+    let standard = StandardWebhooks::builder(whsec.as_str()).build().unwrap();
+    let message = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W";
+    group(
+        c,
+        "verify_standard_webhooks",
+        &standard,
+        |body| standard_webhooks_headers(&whsec, message, body, at),
+        b"msg_2KWPBgLlAfxdpx2AI54pPJ85f4W.1700000000.",
     );
 }
 

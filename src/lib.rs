@@ -195,5 +195,6 @@ pub use stats::Stats;
 pub use store::{Claim, FencingToken, Fingerprint, IdempotencyStore, MemoryStore, StoreError};
 pub use verify::{
     ConfigError, GitHub, GitHubBuilder, IdentifyError, Identity, ProviderProfile, Shopify,
-    ShopifyBuilder, Stripe, StripeBuilder, Verified, Verifier, VerifyError,
+    ShopifyBuilder, StandardWebhooks, StandardWebhooksBuilder, Stripe, StripeBuilder, Verified,
+    Verifier, VerifyError,
 };

@@ -155,3 +155,77 @@ pub fn shopify_headers(
         ),
     ]
 }
+
+/// The key a Standard Webhooks helper signs with: the decoded `whsec_…` secret,
+/// or the text's own bytes when it is not one.
+fn standard_webhooks_key(secret: &str) -> zeroize::Zeroizing<Vec<u8>> {
+    crate::verify::decode_standard_webhooks_secret(secret.as_bytes())
+        .unwrap_or_else(|_| zeroize::Zeroizing::new(secret.as_bytes().to_vec()))
+}
+
+/// The `webhook-signature` value for `body` with message id `id`, signed at `at`
+/// (whole seconds) with the Standard Webhooks `secret` (`whsec_` + base64, as
+/// [`StandardWebhooks::builder`](crate::StandardWebhooks::builder) takes it):
+/// `v1,<base64>`. A `secret` that is not such a text signs with its own bytes as
+/// the key (what [`StandardWebhooks::builder_raw`](crate::StandardWebhooks::builder_raw)
+/// would accept).
+///
+/// ```
+/// // The example of the Standard Webhooks and Svix documentation.
+/// let at = time::OffsetDateTime::from_unix_timestamp(1614265330).unwrap();
+/// assert_eq!(
+///     hookgate::testing::standard_webhooks_signature(
+///         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+///         "msg_p5jXN8AQM9LWM0D4loKWxJek",
+///         br#"{"test": 2432232314}"#,
+///         at,
+///     ),
+///     "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+/// );
+/// ```
+pub fn standard_webhooks_signature(
+    secret: &str,
+    id: &str,
+    body: &[u8],
+    at: OffsetDateTime,
+) -> String {
+    let t = at.unix_timestamp().to_string();
+    let tag = hmac(
+        &standard_webhooks_key(secret),
+        &[id.as_bytes(), b".", t.as_bytes(), b".", body],
+    );
+    format!("v1,{}", encode_base64(&tag))
+}
+
+/// Headers of a Standard Webhooks delivery of `body` with message id `id`, signed
+/// at `at` with `secret` (see [`standard_webhooks_signature`]): `webhook-id`,
+/// `webhook-timestamp` and `webhook-signature`.
+///
+/// ```
+/// use hookgate::{testing::standard_webhooks_headers, Headers, StandardWebhooks, Verifier};
+/// let at = time::OffsetDateTime::now_utc();
+/// let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// let headers = Headers::from_pairs(standard_webhooks_headers(secret, "msg_1", b"{}", at));
+/// let verifier = StandardWebhooks::builder(secret).build()?;
+/// assert!(verifier.verify(b"{}", &headers, at).is_ok());
+/// assert_eq!(verifier.identify(b"{}", &headers)?.id, "msg_1");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn standard_webhooks_headers(
+    secret: &str,
+    id: &str,
+    body: &[u8],
+    at: OffsetDateTime,
+) -> Vec<(String, String)> {
+    vec![
+        ("webhook-id".to_owned(), id.to_owned()),
+        (
+            "webhook-timestamp".to_owned(),
+            at.unix_timestamp().to_string(),
+        ),
+        (
+            "webhook-signature".to_owned(),
+            standard_webhooks_signature(secret, id, body, at),
+        ),
+    ]
+}

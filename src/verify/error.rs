@@ -112,6 +112,15 @@ pub enum ConfigError {
         /// Index of the empty secret in the set.
         index: usize,
     },
+    /// A key of the set is not in the form the provider issues it (e.g. a
+    /// Standard Webhooks `whsec_` secret that is not base64).
+    #[error("key #{index} of the set cannot be used: {reason}")]
+    InvalidKey {
+        /// Index of the key in the set.
+        index: usize,
+        /// What is wrong with it (never the key itself).
+        reason: &'static str,
+    },
 }
 
 impl IdentifyError {

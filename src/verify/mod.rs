@@ -69,15 +69,18 @@ mod github;
 mod json;
 mod profile;
 mod shopify;
+mod standard_webhooks;
 mod stripe;
 
 pub use error::{ConfigError, IdentifyError, VerifyError};
 pub use github::{GitHub, GitHubBuilder};
 pub use profile::ProviderProfile;
 pub use shopify::{Shopify, ShopifyBuilder};
+pub use standard_webhooks::{StandardWebhooks, StandardWebhooksBuilder};
 pub use stripe::{Stripe, StripeBuilder};
 
 pub(crate) use encoding::{encode_base64, encode_lower_hex};
+pub(crate) use standard_webhooks::decode_secret as decode_standard_webhooks_secret;
 
 /// One provider's signature scheme.
 ///
