@@ -62,17 +62,36 @@ const NEVER_KEPT: &[&str] = &[
     "key",
 ];
 
+/// The first letters of the parts of [`NEVER_KEPT`], in either case.
+#[cfg(feature = "tokio")]
+const STARTS_A_PART: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < NEVER_KEPT.len() {
+        let first = NEVER_KEPT[i].as_bytes()[0];
+        table[first.to_ascii_lowercase() as usize] = true;
+        table[first.to_ascii_uppercase() as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 #[cfg(feature = "tokio")]
 impl JournalSettings {
     /// Whether a header of this name may be journaled at all.
     pub(crate) fn may_keep(name: &str) -> bool {
         let name = name.as_bytes();
-        // Compared in place, case-insensitively: no lowercase copy per header.
-        !NEVER_KEPT.iter().any(|part| {
-            name.len() >= part.len()
-                && name
-                    .windows(part.len())
-                    .any(|window| window.eq_ignore_ascii_case(part.as_bytes()))
+        // One pass, compared in place, case-insensitively (no lowercase copy
+        // per header): only where a part's first letter is are the parts
+        // compared.
+        !name.iter().enumerate().any(|(at, &byte)| {
+            STARTS_A_PART[usize::from(byte)] && {
+                let rest = &name[at..];
+                NEVER_KEPT.iter().any(|part| {
+                    rest.len() >= part.len()
+                        && rest[..part.len()].eq_ignore_ascii_case(part.as_bytes())
+                })
+            }
         })
     }
 }
@@ -108,6 +127,32 @@ mod tests {
             "X-Signatur",
         ] {
             assert!(JournalSettings::may_keep(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn may_keep_agrees_with_a_lowercase_search() {
+        let pieces = [
+            "",
+            "x-",
+            "S",
+            "sig",
+            "Signature",
+            "HMAC",
+            "to",
+            "ken",
+            "e",
+            "y",
+        ];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let name = format!("{a}{b}{c}");
+                    let lower = name.to_ascii_lowercase();
+                    let expected = !NEVER_KEPT.iter().any(|part| lower.contains(part));
+                    assert_eq!(JournalSettings::may_keep(&name), expected, "{name}");
+                }
+            }
         }
     }
 }

@@ -154,13 +154,26 @@ impl Journaling {
         }
     }
 
-    /// The record of one delivery attempt.
-    pub(super) fn record(&self, delivery: &Delivery<'_>, outcome: &Outcome) -> JournalRecord {
+    /// The record of one delivery attempt; takes the delivery's body and
+    /// event id and kind over rather than copying them (the delivery is
+    /// done with them).
+    pub(super) fn record(&self, delivery: &mut Delivery<'_>, outcome: &Outcome) -> JournalRecord {
         let status = DeliveryStatus::of(&outcome.kind);
         let mut record = JournalRecord::new(delivery.id, delivery.received_at, status);
         record.provider = delivery.provider.map(|p| p.0.to_owned());
-        record.event_id.clone_from(&outcome.event_id);
-        record.kind.clone_from(&outcome.event_kind);
+        match delivery.event.take() {
+            // The copies the delivery made when it claimed the event.
+            Some((id, kind))
+                if outcome.event_id.as_ref() == Some(&id)
+                    && outcome.event_kind.as_ref() == Some(&kind) =>
+            {
+                (record.event_id, record.kind) = (Some(id), Some(kind));
+            }
+            _ => {
+                record.event_id.clone_from(&outcome.event_id);
+                record.kind.clone_from(&outcome.event_kind);
+            }
+        }
         record.http_status = outcome.status();
         record.attempt = delivery.attempt;
         record.durations = Durations {
@@ -188,7 +201,7 @@ impl Journaling {
     }
 
     /// The body and the allowlisted headers of a verified delivery.
-    fn keep_verified(&self, record: &mut JournalRecord, delivery: &Delivery<'_>) {
+    fn keep_verified(&self, record: &mut JournalRecord, delivery: &mut Delivery<'_>) {
         let (listed, id_headers): (&[&str], &[&str]) =
             delivery.provider.map_or((&[], &[]), |(_, p)| {
                 (p.journal_headers, p.delivery_id_headers)
@@ -221,7 +234,7 @@ impl Journaling {
             // over the cap (hashing every kept body would cost as much as
             // verifying it).
             BodyRetention::Keep if delivery.body.len() <= self.settings.max_body_bytes => {
-                record.body = Some(delivery.body.clone());
+                record.body = Some(std::mem::take(&mut delivery.body));
             }
             BodyRetention::Keep => record.body_digest = Some(digest(&delivery.body)),
         }
@@ -354,7 +367,7 @@ impl<'a> Watch<'a> {
             return;
         };
         outcome.journal_id = Some(self.delivery.id);
-        let record = journaling.record(&self.delivery, outcome);
+        let record = journaling.record(&mut self.delivery, outcome);
         if !outcome.is_success() && record.status.is_verified() {
             journaling.write_now(record, answer_by).await;
         } else {
@@ -376,7 +389,7 @@ impl Drop for Watch<'_> {
             outcome.event_id = Some(id);
             outcome.event_kind = Some(kind);
         }
-        let mut record = journaling.record(&self.delivery, &outcome);
+        let mut record = journaling.record(&mut self.delivery, &outcome);
         record.status = DeliveryStatus::Processing;
         record.http_status = 0;
         record.error = Some("the attempt was dropped before it was answered".to_owned());
