@@ -144,6 +144,7 @@
 pub mod axum;
 pub mod clock;
 pub mod dead_letter;
+pub mod dedup;
 pub mod event;
 pub mod handler;
 pub mod headers;
@@ -176,6 +177,7 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use dead_letter::{
     DeadLetter, DeadLetterEntry, DeadLetterError, DeadLetterReason, MemoryDeadLetter,
 };
+pub use dedup::DedupKey;
 pub use event::{Event, PayloadError};
 pub use handler::{handler_fn, Handler, HandlerError};
 pub use headers::{HeaderError, Headers};

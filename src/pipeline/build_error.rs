@@ -11,6 +11,15 @@ use crate::{PipelineBuilder, RetryPolicy};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
+    /// A [`DedupKey`](crate::DedupKey) set with
+    /// [`PipelineBuilder::dedup_key`] cannot work.
+    #[error("the dedup key of `{provider}` cannot work: {reason}")]
+    InvalidDedupKey {
+        /// The provider (or `*`).
+        provider: String,
+        /// Why.
+        reason: crate::dedup::DedupKeyError,
+    },
     /// No verifier was added: no delivery could ever be accepted.
     #[error("a pipeline needs at least one verifier: add one with `PipelineBuilder::verifier`")]
     NoVerifier,

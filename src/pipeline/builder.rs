@@ -16,6 +16,7 @@ use super::replay;
 use super::{Inner, Pipeline, Provider};
 use crate::clock::{Clock, SystemClock};
 use crate::dead_letter::{DeadLetter, MemoryDeadLetter};
+use crate::dedup::DedupKey;
 use crate::health::HealthThresholds;
 use crate::journal::{Journal, JournalSettings};
 use crate::ordering::OrderingGuard;
@@ -54,6 +55,7 @@ pub struct PipelineBuilder {
     on_rejected: Option<RejectedHook>,
     replay_guards: Vec<String>,
     orderings: Vec<(String, OrderingGuard)>,
+    dedup_keys: Vec<(String, DedupKey)>,
     journal: Option<Arc<dyn Journal>>,
     journal_settings: JournalSettings,
     health_thresholds: HealthThresholds,
@@ -289,6 +291,38 @@ impl PipelineBuilder {
         self
     }
 
+    /// Takes the deduplication id of `provider`'s events from elsewhere than
+    /// its verifier does (`*`: of every provider without a key of its own);
+    /// see [`DedupKey`]. An event whose key finds nothing usable is answered
+    /// 400 [`OutcomeKind::Unusable`](crate::OutcomeKind::Unusable). A key that
+    /// cannot work is refused with [`BuildError::InvalidDedupKey`], and a name
+    /// no verifier has with [`BuildError::UnknownProvider`]. Setting a key
+    /// again for the same provider replaces it.
+    ///
+    /// Changing the key of a provider that already has completed events
+    /// changes their ids: deliveries retried across the change run again.
+    ///
+    /// ```
+    /// # use hookgate::{DedupKey, GitHub, MemoryStore, Pipeline};
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(GitHub::builder("secret").build()?)
+    ///     .store(MemoryStore::new())
+    ///     // One event per pull request head commit, whatever the delivery id.
+    ///     .dedup_key("github", DedupKey::composite([
+    ///         DedupKey::header("X-GitHub-Event"),
+    ///         DedupKey::json_pointer("/pull_request/head/sha"),
+    ///     ]))
+    ///     .build()?;
+    /// # drop(pipeline);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn dedup_key(mut self, provider: &str, key: DedupKey) -> Self {
+        self.dedup_keys.retain(|(name, _)| name != provider);
+        self.dedup_keys.push((provider.to_owned(), key));
+        self
+    }
+
     /// Sets what happens when a critical handler fails permanently. Default:
     /// [`PermanentFailurePolicy::DeadLetter`].
     #[must_use]
@@ -495,6 +529,17 @@ impl PipelineBuilder {
         }
         check_known(self.overrides.keys(), known, "a limit setting")?;
         check_known(&self.replay_guards, known, "a replay guard")?;
+        check_known(
+            self.dedup_keys.iter().map(|(name, _)| name),
+            known,
+            "a dedup key",
+        )?;
+        for (provider, key) in &self.dedup_keys {
+            key.check().map_err(|reason| BuildError::InvalidDedupKey {
+                provider: provider.clone(),
+                reason,
+            })?;
+        }
         for (provider, _) in &self.orderings {
             if !known(provider) {
                 return Err(BuildError::UnknownProvider {
@@ -522,6 +567,13 @@ impl PipelineBuilder {
             let set = self.overrides.get(&*name).copied().unwrap_or_default();
             let limits = resolve_limits(&name, &profile, set.or(every))?;
             let replay_guard = replay::covers(&self.replay_guards, &name, &profile)?;
+            let dedup = self
+                .dedup_keys
+                .iter()
+                .find(|(provider, _)| **provider == *name)
+                .or_else(|| self.dedup_keys.iter().find(|(p, _)| p == ANY_PROVIDER))
+                .map(|(_, key)| key.clone())
+                .unwrap_or_default();
             let ordering = self
                 .orderings
                 .iter()
@@ -534,6 +586,7 @@ impl PipelineBuilder {
                 limits,
                 replay_guard,
                 ordering,
+                dedup,
             });
         }
         let max_body_limit = providers
@@ -622,6 +675,7 @@ impl PipelineBuilder {
             on_rejected: None,
             replay_guards: Vec::new(),
             orderings: Vec::new(),
+            dedup_keys: Vec::new(),
             journal: None,
             journal_settings: JournalSettings::default(),
             health_thresholds: HealthThresholds::default(),

@@ -62,6 +62,7 @@ use rejected_hook::RejectedHook;
 
 use crate::clock::Clock;
 use crate::dead_letter::{DeadLetter, MemoryDeadLetter};
+use crate::dedup::DedupKey;
 use crate::event::Event;
 use crate::headers::Headers;
 use crate::health::{HealthReport, HealthThresholds};
@@ -111,6 +112,8 @@ struct Provider {
     replay_guard: bool,
     /// Its ordering guard ([`PipelineBuilder::ordering`]).
     ordering: Option<OrderingGuard>,
+    /// Where its events' ids come from ([`PipelineBuilder::dedup_key`]).
+    dedup: DedupKey,
 }
 
 impl Pipeline {
@@ -378,7 +381,16 @@ impl Pipeline {
         if let Some(handshake) = provider.verifier.handshake(&body, headers) {
             return finish(outcome, OutcomeKind::Handshake(handshake));
         }
-        let identity = match provider.verifier.identify(&body, headers) {
+        let identified = provider
+            .verifier
+            .identify(&body, headers)
+            .and_then(|mut identity| {
+                if !provider.dedup.is_provider_default() {
+                    identity.id = provider.dedup.derive(Some(&identity.id), &body, headers)?;
+                }
+                Ok(identity)
+            });
+        let identity = match identified {
             Ok(identity) => identity,
             Err(err) => {
                 self.reject(

@@ -95,6 +95,10 @@ pub enum IdentifyError {
     /// A field the event needs is absent or has the wrong type.
     #[error("the body has no usable `{0}` field")]
     MissingField(&'static str),
+    /// The [deduplication key](crate::dedup::DedupKey) set for the provider
+    /// found nothing usable; says what was looked for.
+    #[error("the deduplication key found no usable {0}")]
+    DedupKey(String),
     /// The payload is authentic but of a kind this verifier does not handle (e.g. a
     /// Stripe thin event notification, which stripe-node's `constructEvent` refuses too).
     #[error("unsupported payload: {0}")]
