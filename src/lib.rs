@@ -196,7 +196,7 @@ pub use secret::{Secret, SecretSet};
 pub use stats::Stats;
 pub use store::{Claim, FencingToken, Fingerprint, IdempotencyStore, MemoryStore, StoreError};
 pub use verify::{
-    ConfigError, GitHub, GitHubBuilder, IdentifyError, Identity, ProviderProfile, Shopify,
-    ShopifyBuilder, StandardWebhooks, StandardWebhooksBuilder, Stripe, StripeBuilder, Verified,
-    Verifier, VerifyError,
+    ConfigError, GitHub, GitHubBuilder, Hmac, HmacBuilder, IdentifyError, Identity,
+    ProviderProfile, Shopify, ShopifyBuilder, SignatureEncoding, StandardWebhooks,
+    StandardWebhooksBuilder, Stripe, StripeBuilder, Verified, Verifier, VerifyError,
 };

@@ -66,6 +66,7 @@ mod encoding;
 mod envelope;
 mod error;
 mod github;
+mod hmac;
 mod json;
 mod profile;
 mod shopify;
@@ -74,6 +75,7 @@ mod stripe;
 
 pub use error::{ConfigError, IdentifyError, VerifyError};
 pub use github::{GitHub, GitHubBuilder};
+pub use hmac::{Hmac, HmacBuilder, HmacConfigError, KindSource, SignatureEncoding, TemplateError};
 pub use profile::ProviderProfile;
 pub use shopify::{Shopify, ShopifyBuilder};
 pub use standard_webhooks::{StandardWebhooks, StandardWebhooksBuilder};
