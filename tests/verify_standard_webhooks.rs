@@ -115,7 +115,7 @@ fn round_trip_verifies_and_identifies() {
         Some(NOW.to_string().as_str())
     );
     assert_eq!(v.tolerance(), Some(Duration::from_secs(300)));
-    assert_eq!(v.secrets().len(), 1);
+    assert_eq!(v.secrets().map(hookgate::SecretSet::len), Some(1));
 }
 
 #[test]
@@ -493,7 +493,7 @@ fn rotation_accepts_every_secret_and_reports_which_matched() {
         .build()
         .unwrap();
     assert_eq!(from_set.verify(BODY, &h, at(NOW)).unwrap().secret_index, 0);
-    assert_eq!(from_set.secrets().len(), 2);
+    assert_eq!(from_set.secrets().map(SecretSet::len), Some(2));
     // The sender signs with both secrets during its rotation.
     let both = format!(
         "{} {}",
@@ -953,6 +953,247 @@ proptest! {
             if let Err(e) = result {
                 assert_status(&e);
             }
+        }
+    }
+}
+
+/// `v1a` (ed25519) signatures, with the `ed25519` feature.
+#[cfg(feature = "ed25519")]
+mod v1a {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    /// An independent vector: made with Python's `cryptography` (OpenSSL) from the
+    /// seed 0x00..0x1f, over the specification's example message.
+    const PUBLIC_KEY: &str = "whpk_A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=";
+    const SPEC_ID: &str = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W";
+    const SPEC_TS: i64 = 1_674_087_231;
+    const SPEC_BODY: &[u8] = br#"{"type":"contact.created","timestamp":"2022-11-03T20:26:10.344522Z","data":{"id":"1f81eb52-5198-4599-803e-771906343485"}}"#;
+    const SPEC_SIG: &str = "v1a,9WMPN5fBW9vm1uGlvFzBO4lpdfFKN4AQCSr2vrWsFuOibXSOTWlcWrPRSWk+YpmD9fAwgYREKtLcYCyZrvXFBw==";
+
+    fn signing_key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn whpk(key: &SigningKey) -> String {
+        format!("whpk_{}", STANDARD.encode(key.verifying_key().as_bytes()))
+    }
+
+    fn v1a(key: &SigningKey, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mut message = format!("{id}.{timestamp}.").into_bytes();
+        message.extend_from_slice(body);
+        format!("v1a,{}", STANDARD.encode(key.sign(&message).to_bytes()))
+    }
+
+    fn spec_check(
+        v: &StandardWebhooks,
+        signature: &str,
+    ) -> Result<hookgate::Verified, VerifyError> {
+        check(
+            v,
+            SPEC_ID,
+            &SPEC_TS.to_string(),
+            signature,
+            SPEC_BODY,
+            SPEC_TS,
+        )
+    }
+
+    #[test]
+    fn the_independent_vector_verifies_with_the_public_key_alone() {
+        let seeded = SigningKey::from_bytes(&std::array::from_fn(|i| i as u8));
+        assert_eq!(whpk(&seeded), PUBLIC_KEY);
+        assert_eq!(v1a(&seeded, SPEC_ID, SPEC_TS, SPEC_BODY), SPEC_SIG);
+        let v = StandardWebhooks::builder_public_key(PUBLIC_KEY)
+            .build()
+            .unwrap();
+        assert!(v.secrets().is_none());
+        let verified = spec_check(&v, SPEC_SIG).unwrap();
+        assert_eq!(
+            (verified.secret_index, verified.signed_at),
+            (0, Some(at(SPEC_TS)))
+        );
+        // The specification's header shape: a `v1` and a `v1a` entry.
+        let hmac = v1(&key(SECRET), SPEC_ID, &SPEC_TS.to_string(), SPEC_BODY);
+        assert!(spec_check(&v, &format!("{hmac} {SPEC_SIG}")).is_ok());
+        // Unprefixed and unpadded keys are accepted, like secrets.
+        let bare = PUBLIC_KEY.trim_start_matches("whpk_").trim_end_matches('=');
+        assert!(spec_check(
+            &StandardWebhooks::builder_public_key(bare).build().unwrap(),
+            SPEC_SIG
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn any_change_or_another_key_is_a_mismatch() {
+        let v = StandardWebhooks::builder_public_key(PUBLIC_KEY)
+            .build()
+            .unwrap();
+        let mismatch = Err(VerifyError::SignatureMismatch {
+            secret_has_whitespace: false,
+        });
+        let ts = SPEC_TS.to_string();
+        assert_eq!(check(&v, SPEC_ID, &ts, SPEC_SIG, b"{}", SPEC_TS), mismatch);
+        assert_eq!(
+            check(&v, "msg_other", &ts, SPEC_SIG, SPEC_BODY, SPEC_TS),
+            mismatch
+        );
+        let other = signing_key(9);
+        assert_eq!(
+            spec_check(&v, &v1a(&other, SPEC_ID, SPEC_TS, SPEC_BODY)),
+            mismatch
+        );
+        let value = SPEC_SIG.trim_start_matches("v1a,");
+        let bytes = STANDARD.decode(value).unwrap();
+        for malformed in [
+            format!("v1a,{}", STANDARD_NO_PAD.encode(&bytes)),
+            format!("v1a,{}", URL_SAFE.encode(&bytes)),
+            format!("v1a,{value},"),
+            format!("v1a,{}", &value[4..]),
+            "v1a,".to_owned(),
+        ] {
+            assert_eq!(spec_check(&v, &malformed), mismatch, "{malformed}");
+        }
+        // Each byte of the signature matters.
+        for i in 0..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[i] ^= 1;
+            let header = format!("v1a,{}", STANDARD.encode(&flipped));
+            assert_eq!(spec_check(&v, &header), mismatch, "byte {i}");
+        }
+    }
+
+    #[test]
+    fn schemes_without_a_configured_key_are_not_supported() {
+        let keys_only = StandardWebhooks::builder_public_key(PUBLIC_KEY)
+            .build()
+            .unwrap();
+        let hmac = v1(&key(SECRET), SPEC_ID, &SPEC_TS.to_string(), SPEC_BODY);
+        assert_eq!(
+            spec_check(&keys_only, &hmac),
+            Err(VerifyError::NoSupportedSignature {
+                header: SIG,
+                scheme: "v1a"
+            })
+        );
+        // Without public keys, `v1a` entries are unknown versions.
+        let secrets_only = verifier();
+        assert_eq!(
+            spec_check(&secrets_only, SPEC_SIG),
+            Err(VerifyError::NoSupportedSignature {
+                header: SIG,
+                scheme: "v1"
+            })
+        );
+        let both = StandardWebhooks::builder(SECRET)
+            .public_key(PUBLIC_KEY)
+            .build()
+            .unwrap();
+        assert_eq!(
+            spec_check(&both, "v2,x"),
+            Err(VerifyError::NoSupportedSignature {
+                header: SIG,
+                scheme: "v1 or v1a"
+            })
+        );
+        // The window still comes first.
+        assert!(matches!(
+            check(
+                &keys_only,
+                SPEC_ID,
+                &SPEC_TS.to_string(),
+                SPEC_SIG,
+                SPEC_BODY,
+                SPEC_TS + 301
+            ),
+            Err(VerifyError::TimestampOutsideTolerance {
+                skew_seconds: 301,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn public_keys_are_numbered_after_the_secrets() {
+        let (old, new) = (signing_key(1), signing_key(2));
+        let v = StandardWebhooks::builder(OTHER_SECRET)
+            .secret(SECRET)
+            .public_key(whpk(&old))
+            .public_key(whpk(&new))
+            .build()
+            .unwrap();
+        let ts = NOW.to_string();
+        let index =
+            |signature: &str| check(&v, ID, &ts, signature, BODY, NOW).map(|v| v.secret_index);
+        assert_eq!(index(&v1a(&new, ID, NOW, BODY)), Ok(3));
+        assert_eq!(index(&v1a(&old, ID, NOW, BODY)), Ok(2));
+        let hmac = standard_webhooks_signature(SECRET, ID, BODY, at(NOW));
+        assert_eq!(
+            index(&format!("{} {hmac}", v1a(&new, ID, NOW, BODY))),
+            Ok(1)
+        );
+        let forged = v1a(&signing_key(3), ID, NOW, BODY);
+        assert!(matches!(
+            index(&forged),
+            Err(VerifyError::SignatureMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_public_keys_are_refused_at_build_time_with_their_index() {
+        let weak = {
+            let mut identity = [0u8; 32];
+            identity[0] = 1;
+            format!("whpk_{}", STANDARD.encode(identity))
+        };
+        for bad in [
+            "whpk_not base64".to_owned(),
+            format!("{PUBLIC_KEY}\n"),
+            "whpk_AAAA".to_owned(),
+            format!("whpk_{}", STANDARD.encode([0u8; 33])),
+            weak,
+        ] {
+            let built = StandardWebhooks::builder(SECRET).public_key(&bad).build();
+            assert!(
+                matches!(built, Err(ConfigError::InvalidKey { index: 1, .. })),
+                "{bad:?}: {built:?}"
+            );
+            let alone = StandardWebhooks::builder_public_key(&bad).build();
+            assert!(
+                matches!(alone, Err(ConfigError::InvalidKey { index: 0, .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+        #[test]
+        fn ed25519_signing_then_verifying_round_trips_and_flips_fail(
+            seed in any::<[u8; 32]>(),
+            id in "[!-~]{1,40}",
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+            index in any::<prop::sample::Index>(),
+            flip in 1u8..=255,
+        ) {
+            let signing = SigningKey::from_bytes(&seed);
+            let v = StandardWebhooks::builder_public_key(whpk(&signing))
+                .insecure_skip_timestamp_check()
+                .build()
+                .unwrap();
+            let sig = v1a(&signing, &id, NOW, &body);
+            let ts = NOW.to_string();
+            let h = headers([(MSG_ID, id.as_str()), (TS, ts.as_str()), (SIG, sig.as_str())]);
+            prop_assert!(v.verify(&body, &h, at(NOW)).is_ok());
+            let mut changed = body.clone();
+            if changed.is_empty() {
+                changed.push(flip);
+            } else {
+                changed[index.index(body.len())] ^= flip;
+            }
+            prop_assert!(v.verify(&changed, &h, at(NOW)).is_err());
         }
     }
 }

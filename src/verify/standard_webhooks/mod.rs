@@ -20,8 +20,12 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+#[cfg(feature = "ed25519")]
+mod ed25519;
 mod header;
 
+#[cfg(feature = "ed25519")]
+use ed25519::{decode_public_key, PublicKeys, V1A};
 use header::{parse_timestamp, signatures, Decimal, Field, Found};
 
 use super::encoding::decode_base64_tag;
@@ -101,8 +105,12 @@ enum Form {
 #[derive(Debug, Clone)]
 pub struct StandardWebhooks {
     provider: Box<str>,
-    /// The HMAC keys (decoded), in the order they were configured.
-    secrets: SecretSet,
+    /// The HMAC keys (decoded), in the order they were configured; `None` for a
+    /// verifier of public keys only.
+    secrets: Option<SecretSet>,
+    /// The sender's ed25519 public keys for `v1a` signatures.
+    #[cfg(feature = "ed25519")]
+    public_keys: PublicKeys,
     tolerance: Option<Duration>,
     /// Whether a raw secret has surrounding whitespace (decoded keys are random
     /// bytes, so the hint means nothing for them).
@@ -115,6 +123,9 @@ pub struct StandardWebhooks {
 pub struct StandardWebhooksBuilder {
     provider: Box<str>,
     secrets: Vec<(Secret, Form)>,
+    /// `whpk_` public keys as given, decoded by `build`.
+    #[cfg(feature = "ed25519")]
+    public_keys: Vec<String>,
     tolerance: Option<Duration>,
 }
 
@@ -152,9 +163,28 @@ impl StandardWebhooks {
         StandardWebhooksBuilder::with(secrets.into(), Form::Raw)
     }
 
-    /// The HMAC keys this verifier accepts, decoded, in the order they were added.
-    pub fn secrets(&self) -> &SecretSet {
-        &self.secrets
+    /// Starts a builder accepting `v1a` (ed25519) signatures made with the key
+    /// whose public half is `public_key`, serialised as the specification has it:
+    /// `whpk_` followed by the standard base64 of its 32 bytes (the prefix and
+    /// the `=` padding are optional). The key is decoded by
+    /// [`build`](StandardWebhooksBuilder::build). Add HMAC secrets with
+    /// [`secret`](StandardWebhooksBuilder::secret) to accept `v1` signatures too.
+    #[cfg(feature = "ed25519")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ed25519")))]
+    pub fn builder_public_key(public_key: impl AsRef<str>) -> StandardWebhooksBuilder {
+        StandardWebhooksBuilder {
+            provider: Self::DEFAULT_PROVIDER.into(),
+            secrets: Vec::new(),
+            public_keys: vec![public_key.as_ref().to_owned()],
+            tolerance: Some(Self::DEFAULT_TOLERANCE),
+        }
+    }
+
+    /// The HMAC keys this verifier accepts, decoded, in the order they were
+    /// added; `None` for a verifier built from public keys alone
+    /// (`builder_public_key`, `ed25519` feature).
+    pub fn secrets(&self) -> Option<&SecretSet> {
+        self.secrets.as_ref()
     }
 
     /// The tolerance on either side of the clock; `None` when the timestamp check
@@ -169,6 +199,8 @@ impl StandardWebhooksBuilder {
         Self {
             provider: StandardWebhooks::DEFAULT_PROVIDER.into(),
             secrets: set.iter().map(|s| (s.clone(), form)).collect(),
+            #[cfg(feature = "ed25519")]
+            public_keys: Vec::new(),
             tolerance: Some(StandardWebhooks::DEFAULT_TOLERANCE),
         }
     }
@@ -183,6 +215,17 @@ impl StandardWebhooksBuilder {
     /// Also accepts these key bytes, used as they are.
     pub fn raw_secret(mut self, secret: impl Into<Secret>) -> Self {
         self.secrets.push((secret.into(), Form::Raw));
+        self
+    }
+
+    /// Also accepts `v1a` (ed25519) signatures made with the key whose public half
+    /// is `public_key` (`whpk_` + base64, see
+    /// [`StandardWebhooks::builder_public_key`]). Public keys are numbered after
+    /// the secrets, in the order added.
+    #[cfg(feature = "ed25519")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ed25519")))]
+    pub fn public_key(mut self, public_key: impl AsRef<str>) -> Self {
+        self.public_keys.push(public_key.as_ref().to_owned());
         self
     }
 
@@ -218,8 +261,10 @@ impl StandardWebhooksBuilder {
     /// Builds the verifier.
     ///
     /// # Errors
-    /// [`ConfigError::InvalidKey`] when a `whsec_` secret is not base64;
-    /// [`ConfigError::EmptySecret`] when a secret is empty (or decodes to nothing).
+    /// [`ConfigError::InvalidKey`] when a `whsec_` secret is not base64 (or, with
+    /// the `ed25519` feature, a `whpk_` public key is not one; public keys are
+    /// numbered after the secrets); [`ConfigError::EmptySecret`] when a secret is
+    /// empty (or decodes to nothing).
     pub fn build(self) -> Result<StandardWebhooks, ConfigError> {
         let mut keys: Option<SecretSet> = None;
         let mut whitespace_hint = false;
@@ -243,11 +288,34 @@ impl StandardWebhooksBuilder {
                 None => keys = Some(SecretSet::new(key)),
             }
         }
-        // A builder starts from a set, which is never empty.
-        let secrets = keys.ok_or(ConfigError::EmptySecret { index: 0 })?;
+        #[cfg(feature = "ed25519")]
+        let public_keys = {
+            let mut public_keys = PublicKeys::default();
+            for (i, text) in self.public_keys.iter().enumerate() {
+                let key = decode_public_key(text.as_bytes()).map_err(|reason| {
+                    ConfigError::InvalidKey {
+                        index: self.secrets.len() + i,
+                        reason,
+                    }
+                })?;
+                public_keys.push(key);
+            }
+            public_keys
+        };
+        #[cfg(feature = "ed25519")]
+        let no_key = keys.is_none() && public_keys.is_empty();
+        #[cfg(not(feature = "ed25519"))]
+        let no_key = keys.is_none();
+        if no_key {
+            // Unreachable: every builder starts from a secret set (never empty)
+            // or a public key. Kept as an error rather than a panic.
+            return Err(ConfigError::EmptySecret { index: 0 });
+        }
         Ok(StandardWebhooks {
             provider: self.provider,
-            secrets,
+            secrets: keys,
+            #[cfg(feature = "ed25519")]
+            public_keys,
             tolerance: self.tolerance,
             whitespace_hint,
         })
@@ -301,19 +369,19 @@ impl Verifier for StandardWebhooks {
         // The libraries check the window before the signature.
         self.check_window(timestamp, now)?;
         let signature = signature.as_bytes();
-        if !signatures(signature).any(|(version, _)| version == V1) {
+        if !signatures(signature).any(|(version, _)| self.supports(version)) {
             return Err(VerifyError::NoSupportedSignature {
                 header: signature_name,
-                scheme: "v1",
+                scheme: self.schemes(),
             });
         }
         let rendered = Decimal::new(timestamp);
         let parts: [&[u8]; 5] = [id.as_bytes(), b".", rendered.as_bytes(), b".", body];
-        let index =
-            self.matching_secret(&parts, signature)
-                .ok_or(VerifyError::SignatureMismatch {
-                    secret_has_whitespace: self.whitespace_hint,
-                })?;
+        let index = self
+            .matching_key(&parts, signature)
+            .ok_or(VerifyError::SignatureMismatch {
+                secret_has_whitespace: self.whitespace_hint,
+            })?;
         Ok(Verified::new(
             OffsetDateTime::from_unix_timestamp(timestamp).ok(),
             index,
@@ -335,26 +403,45 @@ impl Verifier for StandardWebhooks {
 }
 
 impl StandardWebhooks {
-    /// Index of the first secret whose tag over `parts` equals any `v1` value of
-    /// the signature header. Each secret's tag is computed once and compared
-    /// with every `v1` value in constant time; values that are not the 44
-    /// characters of a padded canonical base64 tag never match (the libraries
-    /// compare the text with their own canonical base64).
-    fn matching_secret(&self, parts: &[&[u8]], signature: &[u8]) -> Option<usize> {
-        (0..self.secrets.len()).find(|&index| {
-            let Some(tag) = self.secrets.tag(index, parts) else {
-                return false;
+    /// Whether entries of this version can match a configured key.
+    fn supports(&self, version: &[u8]) -> bool {
+        #[cfg(feature = "ed25519")]
+        if version == V1A {
+            return !self.public_keys.is_empty();
+        }
+        version == V1 && self.secrets.is_some()
+    }
+
+    /// The signature versions this verifier checks, for
+    /// [`VerifyError::NoSupportedSignature`].
+    fn schemes(&self) -> &'static str {
+        #[cfg(feature = "ed25519")]
+        if !self.public_keys.is_empty() {
+            return if self.secrets.is_some() {
+                "v1 or v1a"
+            } else {
+                "v1a"
             };
-            let mut found = Choice::from(0);
-            for (version, value) in signatures(signature) {
-                if version == V1 {
-                    if let Some(candidate) = decode_base64_tag(value) {
-                        found |= tag.ct_eq(&candidate);
-                    }
-                }
-            }
-            bool::from(found)
-        })
+        }
+        "v1"
+    }
+
+    /// Index of the first key matching a signature of the header: the secrets'
+    /// `v1` first (cheap), then the public keys' `v1a`, numbered after the
+    /// secrets.
+    fn matching_key(&self, parts: &[&[u8]], signature: &[u8]) -> Option<usize> {
+        if let Some(index) = self
+            .secrets
+            .as_ref()
+            .and_then(|secrets| matching_secret(secrets, parts, signature))
+        {
+            return Some(index);
+        }
+        #[cfg(feature = "ed25519")]
+        if let Some(index) = self.public_keys.matching(parts, signature) {
+            return Some(self.secrets.as_ref().map_or(0, SecretSet::len) + index);
+        }
+        None
     }
 
     /// The window check on whole seconds, bounds included on both sides.
@@ -377,6 +464,28 @@ impl StandardWebhooks {
         }
         Ok(())
     }
+}
+
+/// Index of the first secret whose tag over `parts` equals any `v1` value of
+/// the signature header. Each secret's tag is computed once and compared with
+/// every `v1` value in constant time; values that are not the 44 characters of
+/// a padded canonical base64 tag never match (the libraries compare the text
+/// with their own canonical base64).
+fn matching_secret(secrets: &SecretSet, parts: &[&[u8]], signature: &[u8]) -> Option<usize> {
+    (0..secrets.len()).find(|&index| {
+        let Some(tag) = secrets.tag(index, parts) else {
+            return false;
+        };
+        let mut found = Choice::from(0);
+        for (version, value) in signatures(signature) {
+            if version == V1 {
+                if let Some(candidate) = decode_base64_tag(value) {
+                    found |= tag.ct_eq(&candidate);
+                }
+            }
+        }
+        bool::from(found)
+    })
 }
 
 /// What identification reads of the body.
