@@ -40,23 +40,43 @@ pub struct JournalFilter {
 impl JournalFilter {
     /// Whether `record` passes the filter (the rule every journal applies).
     pub fn matches(&self, record: &JournalRecord) -> bool {
+        self.matches_fields(&Filtered {
+            status: record.status,
+            provider: record.provider.as_deref(),
+            kind: record.kind.as_deref(),
+            event_id: record.event_id.as_deref(),
+            received_at: record.received_at,
+            resolved: record.resolved_at.is_some(),
+        })
+    }
+
+    /// [`matches`](Self::matches) on the fields a filter looks at, for a
+    /// journal that does not hold its records as [`JournalRecord`]s.
+    pub(crate) fn matches_fields(&self, record: &Filtered<'_>) -> bool {
         (self.statuses.is_empty() || self.statuses.contains(&record.status))
             && self
                 .provider
-                .as_ref()
-                .is_none_or(|p| record.provider.as_ref() == Some(p))
-            && self
-                .kind
-                .as_ref()
-                .is_none_or(|k| record.kind.as_ref() == Some(k))
+                .as_deref()
+                .is_none_or(|p| record.provider == Some(p))
+            && self.kind.as_deref().is_none_or(|k| record.kind == Some(k))
             && self
                 .event_id
-                .as_ref()
-                .is_none_or(|e| record.event_id.as_ref() == Some(e))
+                .as_deref()
+                .is_none_or(|e| record.event_id == Some(e))
             && self.since.is_none_or(|since| record.received_at >= since)
             && self.until.is_none_or(|until| record.received_at < until)
-            && (!self.unresolved || record.resolved_at.is_none())
+            && (!self.unresolved || !record.resolved)
     }
+}
+
+/// What [`JournalFilter::matches`] looks at of a record.
+pub(crate) struct Filtered<'a> {
+    pub(crate) status: DeliveryStatus,
+    pub(crate) provider: Option<&'a str>,
+    pub(crate) kind: Option<&'a str>,
+    pub(crate) event_id: Option<&'a str>,
+    pub(crate) received_at: SystemTime,
+    pub(crate) resolved: bool,
 }
 
 /// Where a page ends: pass it back as [`JournalQuery::after`] for the next

@@ -9,8 +9,11 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use super::query::{JournalFilter, JournalPage, JournalQuery, StatusCounts};
-use super::record::{JournalId, JournalRecord, JournalWrite};
+use super::record::{BestEffortJob, JournalId, JournalRecord, JournalWrite};
 use super::{Journal, JournalError};
+use stored::Stored;
+
+mod stored;
 
 /// A journal in the process: the newest records, up to a number of records
 /// and of body bytes; the oldest go first when either is reached (counted by
@@ -52,15 +55,11 @@ struct State {
     /// In id order, oldest first. Ids are time-ordered and records arrive
     /// mostly newest last, so a new record is almost always pushed at the back
     /// and the oldest is popped from the front, without moving the others.
-    records: VecDeque<JournalRecord>,
+    records: VecDeque<Stored>,
     body_bytes: usize,
 }
 
 impl State {
-    fn body_len(record: &JournalRecord) -> usize {
-        record.body.as_ref().map_or(0, |b| b.len())
-    }
-
     /// Where the record `id` is (`Ok`), or where it would go (`Err`).
     fn find(&self, id: JournalId) -> Result<usize, usize> {
         match self.records.back() {
@@ -71,21 +70,21 @@ impl State {
         }
     }
 
-    fn get(&self, id: JournalId) -> Option<&JournalRecord> {
+    fn get(&self, id: JournalId) -> Option<&Stored> {
         self.find(id).ok().map(|i| &self.records[i])
     }
 
-    fn get_mut(&mut self, id: JournalId) -> Option<&mut JournalRecord> {
+    fn get_mut(&mut self, id: JournalId) -> Option<&mut Stored> {
         self.find(id).ok().map(|i| &mut self.records[i])
     }
 
     /// Stores `record`; the record it replaces, if any.
-    fn insert(&mut self, mut record: JournalRecord) -> Option<JournalRecord> {
-        self.body_bytes += Self::body_len(&record);
+    fn insert(&mut self, mut record: Stored) -> Option<Stored> {
+        self.body_bytes += record.body_len();
         match self.find(record.id) {
             Ok(i) => {
                 let stored = &mut self.records[i];
-                self.body_bytes -= Self::body_len(stored);
+                self.body_bytes -= stored.body_len();
                 // A record written again keeps what was added to it meanwhile.
                 if record.best_effort.is_empty() {
                     record.best_effort = std::mem::take(&mut stored.best_effort);
@@ -100,11 +99,19 @@ impl State {
         }
     }
 
-    fn remove_oldest(&mut self) -> Option<JournalRecord> {
+    fn remove_oldest(&mut self) -> Option<Stored> {
         let old = self.records.pop_front()?;
-        self.body_bytes -= Self::body_len(&old);
+        self.body_bytes -= old.body_len();
         Some(old)
     }
+}
+
+/// A [`JournalWrite`], its record repacked.
+// As in `JournalWrite`: most writes are records.
+#[allow(clippy::large_enum_variant)]
+enum Write {
+    Record(Stored),
+    BestEffort(JournalId, BestEffortJob),
 }
 
 impl Default for MemoryJournal {
@@ -159,14 +166,22 @@ impl MemoryJournal {
 #[async_trait]
 impl Journal for MemoryJournal {
     async fn write(&self, batch: Vec<JournalWrite>) -> Result<(), JournalError> {
-        // What the batch replaces or evicts is dropped after the lock is
-        // released: freeing old bodies and strings keeps no reader waiting.
+        // Records are repacked before the lock is taken, and what the batch
+        // replaces or evicts is dropped after it is released: copying
+        // strings and freeing old bodies keep no reader waiting.
+        let batch: Vec<Write> = batch
+            .into_iter()
+            .map(|write| match write {
+                JournalWrite::Record(record) => Write::Record(Stored::new(record)),
+                JournalWrite::BestEffort { id, job } => Write::BestEffort(id, job),
+            })
+            .collect();
         let mut gone = Vec::with_capacity(batch.len());
         let mut state = self.state();
         for write in batch {
             match write {
-                JournalWrite::Record(record) => gone.extend(state.insert(record)),
-                JournalWrite::BestEffort { id, job } => {
+                Write::Record(record) => gone.extend(state.insert(record)),
+                Write::BestEffort(id, job) => {
                     if let Some(record) = state.get_mut(id) {
                         match record
                             .best_effort
@@ -197,7 +212,7 @@ impl Journal for MemoryJournal {
     }
 
     async fn get(&self, id: JournalId) -> Result<Option<JournalRecord>, JournalError> {
-        Ok(self.state().get(id).cloned())
+        Ok(self.state().get(id).map(|stored| stored.record(true)))
     }
 
     async fn list(&self, query: &JournalQuery) -> Result<JournalPage, JournalError> {
@@ -211,22 +226,18 @@ impl Journal for MemoryJournal {
             .records
             .range(..end)
             .rev()
-            .filter(|record| query.filter.matches(record))
+            .filter(|stored| query.filter.matches_fields(&stored.filtered()))
             .take(size + 1)
-            .map(|record| {
-                let mut record = record.clone();
-                record.body = None;
-                record
-            })
+            .map(|stored| stored.record(false))
             .collect();
         Ok(JournalPage::from_fetched(fetched, size))
     }
 
     async fn counts(&self, filter: &JournalFilter) -> Result<StatusCounts, JournalError> {
         let mut counts = StatusCounts::new();
-        for record in &self.state().records {
-            if filter.matches(record) {
-                *counts.entry(record.status).or_default() += 1;
+        for stored in &self.state().records {
+            if filter.matches_fields(&stored.filtered()) {
+                *counts.entry(stored.status()).or_default() += 1;
             }
         }
         Ok(counts)
@@ -246,10 +257,10 @@ impl Journal for MemoryJournal {
         let mut state = self.state();
         let (count, bytes) = (state.records.len(), state.body_bytes);
         let mut freed = 0;
-        state.records.retain(|record| {
-            let kept = record.received_at >= before;
+        state.records.retain(|stored| {
+            let kept = stored.received_at() >= before;
             if !kept {
-                freed += State::body_len(record);
+                freed += stored.body_len();
             }
             kept
         });
