@@ -145,6 +145,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let addr = listener.local_addr().unwrap_or(addr);
     println!("bare_receiver listening on http://{addr} (POST /stripe, /github, /shopify)");
     if let Err(err) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown(run_for))
