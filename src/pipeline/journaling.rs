@@ -220,13 +220,10 @@ impl Journaling {
                 || extra.iter().any(|h| h.eq_ignore_ascii_case(name)))
                 && JournalSettings::may_keep(name);
             if kept {
-                record
-                    .headers
-                    .push((name.to_owned(), String::from_utf8_lossy(value).into_owned()));
+                record.headers.push((name.to_owned(), text(value)));
             }
         }
-        record.delivery_id =
-            delivery_id.map(|(_, value)| String::from_utf8_lossy(value).into_owned());
+        record.delivery_id = delivery_id.map(|(_, value)| text(value));
         match self.settings.body_retention {
             BodyRetention::Drop => {}
             BodyRetention::DigestOnly => record.body_digest = Some(digest(&delivery.body)),
@@ -238,6 +235,15 @@ impl Journaling {
             }
             BodyRetention::Keep => record.body_digest = Some(digest(&delivery.body)),
         }
+    }
+}
+
+/// A header value as text, invalid UTF-8 replaced.
+fn text(value: &[u8]) -> String {
+    // Checked in one pass first: header values are nearly always valid.
+    match std::str::from_utf8(value) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(value).into_owned(),
     }
 }
 
