@@ -72,7 +72,75 @@ fn group(
     group.finish();
 }
 
+/// Twilio: HMAC-SHA1 over the URL and the sorted form parameters (`verify_twilio`),
+/// or over the URL with the body's SHA-256 in its `bodySHA256` query parameter
+/// (`verify_twilio_json`); `bare_hmac` is HMAC-SHA1 of the URL followed by the
+/// body as received, the same bytes in the same hash.
+fn twilio(c: &mut Criterion<Clock>) {
+    use hmac::{Hmac, Mac};
+    use sha1::Sha1;
+    use subtle::ConstantTimeEq;
+
+    let keyed =
+        <Hmac<Sha1> as Mac>::new_from_slice(SECRET.as_bytes()).expect("any key length works");
+    let bare = |url: &[u8], body: &[u8], expected: &[u8; 20]| {
+        let mut mac = keyed.clone();
+        mac.update(url);
+        mac.update(body);
+        let tag: [u8; 20] = mac.finalize().into_bytes().into();
+        bool::from(tag.ct_eq(expected))
+    };
+    let verifier = hookgate::Twilio::builder(SECRET)
+        .public_url("https://hooks.example.com")
+        .build()
+        .unwrap();
+    let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    let form = |len: usize| {
+        // An inbound message whose `Body` fills the size: words and `+` spaces.
+        let mut body = b"ToCountry=US&ToState=CA&SmsMessageSid=SM1f0e8ae6ade43cb3c0ce4525424e404f&NumMedia=0&ToCity=&FromZip=94105&SmsSid=SM1f0e8ae6ade43cb3c0ce4525424e404f&FromState=CA&SmsStatus=received&FromCity=SAN+FRANCISCO&FromCountry=US&To=%2B15017122661&ToZip=&NumSegments=1&MessageSid=SM1f0e8ae6ade43cb3c0ce4525424e404f&AccountSid=AC1f0e8ae6ade43cb3c0ce4525424e404f&From=%2B15558675310&ApiVersion=2010-04-01&Body=".to_vec();
+        while body.len() < len {
+            body.extend_from_slice(b"Ahoy+there%21+");
+        }
+        body.truncate(len);
+        body
+    };
+    let json = |len: usize| body(len);
+    for (name, make, is_json) in [
+        ("verify_twilio", &form as &dyn Fn(usize) -> Vec<u8>, false),
+        ("verify_twilio_json", &json, true),
+    ] {
+        let mut group = c.benchmark_group(name);
+        for (len, label) in SIZES {
+            let body = make(len);
+            let mut url = "https://hooks.example.com/webhooks/twilio?tenant=7".to_owned();
+            if is_json {
+                url = hookgate::testing::twilio_json_url(&url, &body);
+            }
+            let target = url
+                .strip_prefix("https://hooks.example.com")
+                .unwrap()
+                .to_owned();
+            let headers = with_common(hookgate::testing::twilio_headers(SECRET, &url, &body))
+                .with_request("POST", &target);
+            assert!(verifier.verify(&body, &headers, now).is_ok());
+            let mut expected_mac = keyed.clone();
+            expected_mac.update(url.as_bytes());
+            expected_mac.update(&body);
+            let expected: [u8; 20] = expected_mac.finalize().into_bytes().into();
+            assert!(bare(url.as_bytes(), &body, &expected));
+            group.throughput(Throughput::Bytes(len as u64));
+            group.bench_with_input(BenchmarkId::new("bare_hmac", label), &body, |b, body| {
+                b.iter(|| bare(black_box(url.as_bytes()), black_box(body), &expected))
+            });
+            group.bench_with_input(BenchmarkId::new("hookgate", label), &body, |b, body| {
+                b.iter(|| verifier.verify(black_box(body), black_box(&headers), now))
+            });
+        }
+        group.finish();
+    }
+}
 fn verify(c: &mut Criterion<Clock>) {
+    twilio(c);
     let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
     let stripe = Stripe::builder(SECRET).build().unwrap();
     group(

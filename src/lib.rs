@@ -198,5 +198,6 @@ pub use store::{Claim, FencingToken, Fingerprint, IdempotencyStore, MemoryStore,
 pub use verify::{
     ConfigError, GitHub, GitHubBuilder, Hmac, HmacBuilder, IdentifyError, Identity,
     ProviderProfile, Shopify, ShopifyBuilder, SignatureEncoding, StandardWebhooks,
-    StandardWebhooksBuilder, Stripe, StripeBuilder, Verified, Verifier, VerifyError,
+    StandardWebhooksBuilder, Stripe, StripeBuilder, Twilio, TwilioBuilder, Verified, Verifier,
+    VerifyError,
 };

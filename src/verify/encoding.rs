@@ -75,6 +75,21 @@ pub(crate) fn decode_base64_tag(text: &[u8]) -> Option<[u8; TAG_LEN]> {
     Some(tag)
 }
 
+/// Decodes the canonical padded standard-base64 form of an `N`-byte tag
+/// (`N` at most 48), as strictly as [`decode_base64_tag`]: Twilio's helper
+/// libraries compare the header text with their own base64 digest.
+pub(crate) fn decode_base64_array<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
+    if N > 48 || text.len() != N.div_ceil(3) * 4 {
+        return None;
+    }
+    let mut buf = [0u8; 50];
+    let len = STANDARD.decode_slice(text, &mut buf).ok()?;
+    if len != N {
+        return None;
+    }
+    buf[..N].try_into().ok()
+}
+
 /// Lowercase hex of a tag, as the providers send it.
 pub(crate) fn encode_lower_hex(tag: &[u8; TAG_LEN]) -> String {
     hex::encode(tag)
@@ -144,6 +159,32 @@ mod tests {
         assert_eq!(decode_base64_tag(format!("{text}=").as_bytes()), None);
         assert_eq!(decode_base64_tag(format!("A{text}").as_bytes()), None);
         assert_eq!(decode_base64_tag(b""), None);
+    }
+
+    #[test]
+    fn base64_arrays_are_exact_and_canonical() {
+        let text = STANDARD.encode([0x5au8; 20]);
+        assert_eq!(text.len(), 28);
+        assert_eq!(decode_base64_array::<20>(text.as_bytes()), Some([0x5a; 20]));
+        assert_eq!(decode_base64_array::<20>(&text.as_bytes()[..27]), None);
+        assert_eq!(
+            decode_base64_array::<20>(text.trim_end_matches('=').as_bytes()),
+            None
+        );
+        assert_eq!(
+            decode_base64_array::<20>(format!("{text}A").as_bytes()),
+            None
+        );
+        // The same bits but a last character with trailing bits set.
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut loose = text.clone().into_bytes();
+        let value = ALPHABET.iter().position(|&c| c == loose[26]).unwrap();
+        loose[26] = ALPHABET[value ^ 1];
+        assert_eq!(decode_base64_array::<20>(&loose), None);
+        assert_eq!(
+            decode_base64_array::<32>(encode_base64(&[7; 32]).as_bytes()),
+            Some([7; 32])
+        );
     }
 
     #[test]

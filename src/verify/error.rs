@@ -52,6 +52,20 @@ pub enum VerifyError {
         /// The tolerance that was exceeded, in seconds.
         tolerance_seconds: u64,
     },
+    /// The verifier signs over the request URL (Twilio) but the request
+    /// target was not handed over with the headers.
+    #[error("the request target (path and query) is missing: this provider signs the URL, so build the headers with `Headers::with_request` (the `http` and `axum` integrations do)")]
+    MissingRequestTarget,
+    /// The request target cannot be part of a signed URL.
+    #[error("the request target is malformed: {reason}")]
+    MalformedRequestTarget {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The signature holds, but the body's SHA-256 differs from the signed
+    /// `bodySHA256` query parameter (Twilio's JSON deliveries).
+    #[error("the body does not match the signed `bodySHA256` digest: are you passing the raw request body exactly as received?")]
+    BodyDigestMismatch,
 }
 
 impl VerifyError {
@@ -65,9 +79,12 @@ impl VerifyError {
             | VerifyError::RepeatedHeader(_)
             | VerifyError::MalformedHeader { .. }
             | VerifyError::NoSupportedSignature { .. }
-            | VerifyError::EmptyBody => 400,
+            | VerifyError::EmptyBody
+            | VerifyError::MissingRequestTarget
+            | VerifyError::MalformedRequestTarget { .. } => 400,
             VerifyError::SignatureMismatch { .. }
-            | VerifyError::TimestampOutsideTolerance { .. } => 401,
+            | VerifyError::TimestampOutsideTolerance { .. }
+            | VerifyError::BodyDigestMismatch => 401,
         }
     }
 }
@@ -123,6 +140,12 @@ pub enum ConfigError {
         /// Index of the key in the set.
         index: usize,
         /// What is wrong with it (never the key itself).
+        reason: &'static str,
+    },
+    /// The public URL a verifier signs over (Twilio's) cannot be used.
+    #[error("the public URL cannot be used: {reason}")]
+    InvalidPublicUrl {
+        /// What is wrong with it.
         reason: &'static str,
     },
 }

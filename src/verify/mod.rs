@@ -72,6 +72,7 @@ mod profile;
 mod shopify;
 mod standard_webhooks;
 mod stripe;
+mod twilio;
 
 pub use error::{ConfigError, IdentifyError, VerifyError};
 pub use github::{GitHub, GitHubBuilder};
@@ -80,6 +81,7 @@ pub use profile::ProviderProfile;
 pub use shopify::{Shopify, ShopifyBuilder};
 pub use standard_webhooks::{StandardWebhooks, StandardWebhooksBuilder};
 pub use stripe::{Stripe, StripeBuilder};
+pub use twilio::{Twilio, TwilioBuilder};
 
 pub(crate) use encoding::{encode_base64, encode_lower_hex};
 pub(crate) use standard_webhooks::decode_secret as decode_standard_webhooks_secret;
