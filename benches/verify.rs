@@ -15,9 +15,9 @@ use std::hint::black_box;
 use common::{bare_hmac, keyed, tag, SECRET};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hookgate::testing::{
-    github_headers, shopify_headers, standard_webhooks_headers, stripe_headers,
+    github_headers, shopify_headers, slack_headers, standard_webhooks_headers, stripe_headers,
 };
-use hookgate::{GitHub, Headers, Shopify, StandardWebhooks, Stripe, Verifier};
+use hookgate::{GitHub, Headers, Shopify, Slack, StandardWebhooks, Stripe, Verifier};
 use support::Clock;
 use time::OffsetDateTime;
 
@@ -167,6 +167,14 @@ fn verify(c: &mut Criterion<Clock>) {
         &shopify,
         |body| shopify_headers(SECRET, body, "orders/create", webhook),
         b"",
+    );
+    let slack = Slack::builder(SECRET).build().unwrap();
+    group(
+        c,
+        "verify_slack",
+        &slack,
+        |body| slack_headers(SECRET, body, at),
+        b"v0:1700000000:",
     );
     // The `whsec_` form of the bench secret: its key is the secret's bytes, the
     // key `bare_hmac` uses.

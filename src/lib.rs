@@ -197,7 +197,7 @@ pub use stats::Stats;
 pub use store::{Claim, FencingToken, Fingerprint, IdempotencyStore, MemoryStore, StoreError};
 pub use verify::{
     ConfigError, GitHub, GitHubBuilder, Hmac, HmacBuilder, IdentifyError, Identity,
-    ProviderProfile, Shopify, ShopifyBuilder, SignatureEncoding, StandardWebhooks,
-    StandardWebhooksBuilder, Stripe, StripeBuilder, Twilio, TwilioBuilder, Verified, Verifier,
-    VerifyError,
+    ProviderProfile, Shopify, ShopifyBuilder, SignatureEncoding, Slack, SlackBuilder,
+    StandardWebhooks, StandardWebhooksBuilder, Stripe, StripeBuilder, Twilio, TwilioBuilder,
+    Verified, Verifier, VerifyError,
 };
