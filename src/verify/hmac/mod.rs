@@ -47,7 +47,7 @@ pub enum KindSource {
 }
 
 /// Verifies deliveries of a provider that signs with an HMAC and a shared
-/// secret, configured field by field; see the [module docs](self).
+/// secret, configured field by field: see [`HmacBuilder`] for every setting.
 ///
 /// ```
 /// use hookgate::{DedupKey, Headers, Hmac, SignatureEncoding, Verifier};
