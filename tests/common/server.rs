@@ -164,3 +164,76 @@ pub async fn post(
         .await
         .expect("an answer")
 }
+
+/// Uploads a body of `total` bytes in 64 KiB chunks over a raw connection
+/// (chunked transfer encoding unless `content_length`), while reading the
+/// answer: a server may answer (413) and close before the upload ends, and
+/// the answer must be read even when the upload then fails, as a provider's
+/// HTTP client reads it. Returns the status, the body text and how many body
+/// bytes the upload wrote before it stopped.
+pub async fn upload(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(String, String)],
+    total: usize,
+    content_length: bool,
+) -> (u16, String, u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let mut head = format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&if content_length {
+        format!("Content-Length: {total}\r\n\r\n")
+    } else {
+        "Transfer-Encoding: chunked\r\n\r\n".to_owned()
+    });
+    let written = Arc::new(AtomicU64::new(0));
+    let upload = {
+        let written = Arc::clone(&written);
+        tokio::spawn(async move {
+            writer.write_all(head.as_bytes()).await?;
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut left = total;
+            while left > 0 {
+                let len = left.min(chunk.len());
+                if content_length {
+                    writer.write_all(&chunk[..len]).await?;
+                } else {
+                    writer.write_all(format!("{len:x}\r\n").as_bytes()).await?;
+                    writer.write_all(&chunk[..len]).await?;
+                    writer.write_all(b"\r\n").await?;
+                }
+                written.fetch_add(len as u64, Ordering::SeqCst);
+                left -= len;
+            }
+            if !content_length {
+                writer.write_all(b"0\r\n\r\n").await?;
+            }
+            Ok::<_, std::io::Error>(())
+        })
+    };
+    let mut answer = Vec::new();
+    // The server closes after answering; a reset after the answer is fine.
+    let mut buffer = [0u8; 4096];
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+        }
+    }
+    upload.abort();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body, written.load(Ordering::SeqCst))
+}
