@@ -129,6 +129,7 @@
 //! | `tokio` | yes | [`Pipeline`], [`Registry`] and [`BestEffort`]: the tokio runtime for deadlines, retry sleeps and best-effort tasks |
 //! | `http` | no | `From<&http::HeaderMap>` for [`Headers`]; `http::response` (`Outcome` → `http::Response`, `Retry-After` on 409/503); `http::WebhookService`, a `tower::Service` reading each body under its provider's limit while it streams |
 //! | `axum` | no | axum 0.8: `axum::routes(pipeline)` (`POST /{provider}`, `POST /`), the `axum::Delivery` extractor, `IntoResponse` for [`Outcome`]; admin routes over the journal and health (`axum::admin::AdminRoutes`); `axum::IpAllowlist`, a source-IP allowlist layer for any route |
+//! | `ed25519` | no | `v1a` (ed25519) signatures for [`StandardWebhooks`] (`whpk_` public keys, ed25519-dalek) |
 //! | `sqlite` | no | `store::sqlite::SqliteStore`: an idempotency store in an SQLite file (bundled SQLite, via rusqlite) |
 //! | `postgres` | no | `store::postgres::PostgresStore`: an idempotency store in PostgreSQL shared by every instance (tokio-postgres + deadpool-postgres) |
 //! | `redis` | no | `store::redis::RedisStore`: an idempotency store in Redis shared by every instance (redis-rs connection manager, Lua scripts) |
