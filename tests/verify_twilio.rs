@@ -166,7 +166,14 @@ fn credentials_in_the_public_url_are_signed() {
         ),
         ("https://user@mycompany.com", "aZfj4hyX1MLZhSS6QIL18Vn2/RA="),
     ] {
-        let public = Twilio::builder(TOKEN).public_url(base).build().unwrap();
+        let builder = Twilio::builder(TOKEN).public_url(base);
+        let printed = format!("{builder:?}");
+        assert!(
+            !printed.contains("user") && !printed.contains("pass"),
+            "{printed}"
+        );
+        assert!(printed.contains("mycompany.com"), "{printed}");
+        let public = builder.build().unwrap();
         assert!(verify_with(&public, "h", TARGET, signature, PARAMS).is_ok());
         assert!(!format!("{public:?}").contains("user"), "{public:?}");
         assert!(!format!("{public:?}").contains("pass"), "{public:?}");
@@ -394,7 +401,11 @@ fn the_auth_token_never_prints() {
     let printed = format!("{verifier:?}");
     assert!(!printed.contains("super-secret-token"), "{printed}");
     assert!(printed.contains("example.com/api"), "{printed}");
-    let builder = format!("{:?}", Twilio::builder("super-secret-token"));
+    let builder = format!(
+        "{:?}",
+        Twilio::builder("super-secret-token").public_url("https://u:pw-secret@x y")
+    );
+    assert!(!builder.contains("pw-secret"), "{builder}");
     assert!(!builder.contains("super-secret-token"), "{builder}");
     let e = verifier
         .verify(PARAMS, &request("h", TARGET, EXPECTED), at(NOW))

@@ -123,7 +123,7 @@ enum IdSource {
 }
 
 /// Settings of a [`Twilio`] verifier.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use = "call `.build()` to get the verifier"]
 pub struct TwilioBuilder {
     secrets: SecretSet,
@@ -189,6 +189,25 @@ impl fmt::Debug for Twilio {
         f.debug_struct("Twilio")
             .field("secrets", &self.secrets)
             .field("url", &self.base)
+            .field("ids", &self.ids)
+            .finish()
+    }
+}
+
+impl fmt::Debug for TwilioBuilder {
+    /// The public URL without any credentials it carries; never a token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let public_url = self
+            .public_url
+            .as_deref()
+            .map(|url| match Base::public(url) {
+                Ok(base) => format!("{base:?}"),
+                Err(_) => "<invalid>".to_owned(),
+            });
+        f.debug_struct("TwilioBuilder")
+            .field("secrets", &self.secrets)
+            .field("public_url", &public_url)
+            .field("scheme", &self.scheme)
             .field("ids", &self.ids)
             .finish()
     }
