@@ -319,6 +319,26 @@ fn every_rejection_has_its_own_reason_and_status() {
         VerifyError::MalformedRequestTarget { .. }
     ));
 
+    // A webhook rule's other algorithm is refused by name; HMAC-SHA1 is verified.
+    let mut rule = signed();
+    rule.append(
+        "X-Twilio-Webhooks-Signature-Settings",
+        "key=KS1,algorithm=HMAC_SHA256",
+    );
+    assert_eq!(
+        err(rule, PARAMS),
+        VerifyError::NoSupportedSignature {
+            header: "X-Twilio-Webhooks-Signature-Settings",
+            scheme: "algorithm=HMAC_SHA1"
+        }
+    );
+    let mut rule = signed();
+    rule.append(
+        "X-Twilio-Webhooks-Signature-Settings",
+        "key=KS1, algorithm=HMAC_SHA1",
+    );
+    assert!(twilio().verify(PARAMS, &rule, at(NOW)).is_ok());
+
     // Mismatches: another token, URL, query, parameter, or host.
     let other = Twilio::builder("54321").build().unwrap();
     let e = other.verify(PARAMS, &signed(), at(NOW)).unwrap_err();

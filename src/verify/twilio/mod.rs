@@ -40,6 +40,10 @@ type HmacSha1 = Hmac<Sha1>;
 /// The header Twilio signs deliveries with.
 const HEADER: &str = "X-Twilio-Signature";
 
+/// The header a Twilio webhook rule adds when it signs with a shared key and
+/// another algorithm (`key=<id>,algorithm=HMAC_SHA256`).
+const SETTINGS_HEADER: &str = "X-Twilio-Webhooks-Signature-Settings";
+
 /// Bytes in an HMAC-SHA1 tag.
 const TAG_LEN: usize = 20;
 
@@ -91,6 +95,11 @@ const TAG_LEN: usize = 20;
 /// `EventType` parameter, else `other`. Metadata: `account_sid`. A JSON body
 /// (a CloudEvent, or an array of them) is named by its `id` and `type` (see
 /// the README).
+///
+/// A delivery signed under a Twilio webhook rule with another algorithm
+/// (`X-Twilio-Webhooks-Signature-Settings: …,algorithm=HMAC_SHA256`) is
+/// [`VerifyError::NoSupportedSignature`] (400); with `algorithm=HMAC_SHA1` it
+/// is verified as usual, so configure the rule's shared key as the token.
 ///
 /// ```
 /// use hookgate::{testing, Headers, Twilio, Verifier};
@@ -332,6 +341,21 @@ impl Verifier for Twilio {
                 header: HEADER,
                 reason: "the value is empty",
             });
+        }
+        // A webhook rule may sign with another algorithm (twilio-node reads
+        // this header since its webhook rules); only HMAC-SHA1 is verified.
+        if let Some(settings) = signature_header(headers, SETTINGS_HEADER)? {
+            let sha1 = settings.split(|&b| b == b',').any(|entry| {
+                entry
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(b"algorithm=HMAC_SHA1")
+            });
+            if !sha1 {
+                return Err(VerifyError::NoSupportedSignature {
+                    header: SETTINGS_HEADER,
+                    scheme: "algorithm=HMAC_SHA1",
+                });
+            }
         }
         let candidate: [u8; TAG_LEN] =
             decode_base64_array(value).ok_or(VerifyError::MalformedHeader {
