@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{assert_raw_bytes_verify, assert_status, at, headers, replace, with, NOW};
@@ -851,11 +849,14 @@ fn the_profile_states_slacks_delivery_facts() {
         .any(|h| h.eq_ignore_ascii_case(SIG)));
 }
 
+#[cfg(feature = "tokio")]
 mod pipeline {
     use super::*;
     use hookgate::{
         handler_fn, Event, FixedClock, HandlerError, MemoryStore, OutcomeKind, Pipeline, Registry,
     };
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
 
     /// A pipeline routing `message` (and so `message.*` subtypes) and
     /// everything else to counting handlers, at the fixed clock `NOW`.

@@ -791,6 +791,7 @@ fn the_profile_states_svix_delivery_facts() {
     );
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn a_pipeline_processes_once_and_deduplicates_by_webhook_id() {
     use hookgate::{handler_fn, HandlerError, MemoryStore, OutcomeKind, Pipeline, Registry};
