@@ -1,12 +1,19 @@
-//! Verifies and identifies one delivery from each provider, the way an HTTP handler
+//! Verifies and identifies one delivery from each provider (Stripe, GitHub, Shopify,
+//! Standard Webhooks, Slack, Twilio and a generic `Hmac` one), the way an HTTP handler
 //! would: pick the verifier by its signature header, check the raw bytes, name the
 //! event, and map a rejection to its HTTP status. The deliveries are signed with
 //! `hookgate::testing`, exactly as the providers sign them.
 //!
 //! Run with `cargo run --example verify_deliveries`.
 
-use hookgate::testing::{github_headers, shopify_headers, stripe_headers};
-use hookgate::{GitHub, Headers, Shopify, Stripe, Verifier, VerifyError};
+use hookgate::testing::{
+    github_headers, shopify_headers, slack_headers, standard_webhooks_headers, stripe_headers,
+    twilio_headers,
+};
+use hookgate::{
+    DedupKey, GitHub, Headers, Hmac, Shopify, Slack, StandardWebhooks, Stripe, Twilio, Verifier,
+    VerifyError,
+};
 use time::OffsetDateTime;
 
 /// The first verifier whose signature header is present (detection proves
@@ -51,6 +58,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Box::new(Stripe::builder("whsec_example").build()?),
         Box::new(GitHub::builder("github-example").build()?),
         Box::new(Shopify::builder("shopify-example").build()?),
+        Box::new(StandardWebhooks::builder("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").build()?),
+        Box::new(Slack::builder("slack-signing-secret").build()?),
+        Box::new(
+            Twilio::builder("twilio-auth-token")
+                .public_url("https://example.com")
+                .build()?,
+        ),
+        Box::new(acme()?),
     ];
     let now = OffsetDateTime::now_utc();
 
@@ -77,6 +92,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ));
     assert_eq!(handle(&verifiers, shopify_body, &shopify), 200);
 
+    let standard_body = br#"{"type":"user.created","data":{"id":"user_1"}}"#;
+    let standard = Headers::from_pairs(standard_webhooks_headers(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "msg_1",
+        standard_body,
+        now,
+    ));
+    assert_eq!(handle(&verifiers, standard_body, &standard), 200);
+
+    let slack_body =
+        br#"{"type":"event_callback","event_id":"Ev1","event":{"type":"app_mention"}}"#;
+    let slack = Headers::from_pairs(slack_headers("slack-signing-secret", slack_body, now));
+    assert_eq!(handle(&verifiers, slack_body, &slack), 200);
+
+    // Twilio signs the URL it called: the HTTP layer hands over the request
+    // line (`Headers::with_request`), the public base comes from configuration.
+    let twilio_body = b"AccountSid=AC1&MessageSid=SM1&MessageStatus=delivered";
+    let twilio = Headers::from_pairs(twilio_headers(
+        "twilio-auth-token",
+        "https://example.com/webhooks/twilio",
+        twilio_body,
+    ))
+    .with_request("POST", "/webhooks/twilio");
+    assert_eq!(handle(&verifiers, twilio_body, &twilio), 200);
+
+    // Any other provider that signs with an HMAC, configured field by field.
+    let acme_body = br#"{"id":"ord_1","type":"order.paid"}"#;
+    let acme_unsigned =
+        Headers::from_pairs([("X-Acme-Timestamp", now.unix_timestamp().to_string())]);
+    let signature = acme()?.sign(0, acme_body, &acme_unsigned)?;
+    let acme_signed = Headers::from_pairs([
+        ("X-Acme-Timestamp", now.unix_timestamp().to_string()),
+        ("X-Acme-Signature", format!("sha256={signature}")),
+    ]);
+    assert_eq!(handle(&verifiers, acme_body, &acme_signed), 200);
+
     // The same Stripe headers on a tampered body: 401.
     assert_eq!(handle(&verifiers, br#"{"id":"evt_2"}"#, &stripe), 401);
     // No known signature header: 400.
@@ -84,4 +135,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(err, VerifyError::UnknownProvider);
     assert_eq!(handle(&verifiers, b"{}", &Headers::new()), 400);
     Ok(())
+}
+
+/// A provider signing `sha256=<hex>` over `{timestamp}.{body}`, its event id
+/// and kind in the body.
+fn acme() -> Result<Hmac, Box<dyn std::error::Error>> {
+    Ok(Hmac::builder("acme", "acme-secret")
+        .signature_header("X-Acme-Signature")
+        .prefix("sha256=")
+        .template("{timestamp}.{body}")
+        .timestamp_header("X-Acme-Timestamp", std::time::Duration::from_secs(300))
+        .dedup(DedupKey::json_pointer("/id"))
+        .kind_pointer("/type")
+        .build()?)
 }

@@ -225,6 +225,42 @@ fn rotation_several_signatures_sha512_and_encodings() {
 }
 
 #[test]
+fn sha1_only_through_the_insecure_opt_in() {
+    // RFC 2202, test case 2: HMAC-SHA1 with key "Jefe".
+    let body = b"what do ya want for nothing?";
+    let rfc = "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79";
+    let builder = || {
+        Hmac::builder("legacy", "Jefe")
+            .signature_header("X-Sig")
+            .dedup(DedupKey::BodyDigest)
+    };
+    let sha1 = builder().insecure_sha1().build().unwrap();
+    let headers = Headers::from_pairs([("X-Sig", rfc)]);
+    assert_eq!(sha1.verify(body, &headers, now()).unwrap().secret_index, 0);
+    assert_eq!(sha1.sign(0, body, &headers).unwrap(), rfc);
+    // A flipped bit is a mismatch; a SHA-256-sized tag is malformed for SHA-1.
+    let flipped = Headers::from_pairs([("X-Sig", rfc.replace("effc", "effd"))]);
+    assert!(matches!(
+        sha1.verify(body, &flipped, now()).unwrap_err(),
+        VerifyError::SignatureMismatch { .. }
+    ));
+    let sha256_tag = hex::encode(reference_sha256(b"Jefe", body));
+    let long = Headers::from_pairs([("X-Sig", sha256_tag.clone())]);
+    assert!(matches!(
+        sha1.verify(body, &long, now()).unwrap_err(),
+        VerifyError::MalformedHeader { .. }
+    ));
+    // Without the opt-in the same SHA-1 signature is refused as malformed
+    // (a 20-byte tag is not a SHA-256 one) and SHA-256 is what verifies.
+    let default = builder().build().unwrap();
+    assert!(matches!(
+        default.verify(body, &headers, now()).unwrap_err(),
+        VerifyError::MalformedHeader { .. }
+    ));
+    default.verify(body, &long, now()).unwrap();
+}
+
+#[test]
 fn settings_that_cannot_work_are_refused() {
     let base = || {
         Hmac::builder("x", "k")

@@ -6,6 +6,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use hmac::{Hmac as HmacOf, Mac};
+use sha1::Sha1;
 use sha2::{Sha256, Sha512};
 use subtle::{Choice, ConstantTimeEq};
 
@@ -17,6 +18,8 @@ use crate::secret::SecretSet;
 pub(super) enum Algorithm {
     Sha256,
     Sha512,
+    /// Only through [`HmacBuilder::insecure_sha1`](super::HmacBuilder::insecure_sha1).
+    Sha1,
 }
 
 impl Algorithm {
@@ -25,6 +28,7 @@ impl Algorithm {
         match self {
             Algorithm::Sha256 => 32,
             Algorithm::Sha512 => 64,
+            Algorithm::Sha1 => 20,
         }
     }
 }
@@ -56,6 +60,7 @@ impl Tag {
 enum Keyed {
     Sha256(HmacOf<Sha256>),
     Sha512(HmacOf<Sha512>),
+    Sha1(HmacOf<Sha1>),
 }
 
 /// Every secret of a set, keyed once for one algorithm.
@@ -74,6 +79,9 @@ impl KeyedSecrets {
                     Mac::new_from_slice(secret.expose()).expect("HMAC takes keys of any length"),
                 ),
                 Algorithm::Sha512 => Keyed::Sha512(
+                    Mac::new_from_slice(secret.expose()).expect("HMAC takes keys of any length"),
+                ),
+                Algorithm::Sha1 => Keyed::Sha1(
                     Mac::new_from_slice(secret.expose()).expect("HMAC takes keys of any length"),
                 ),
             })
@@ -118,6 +126,7 @@ fn tag_with(keyed: &Keyed, parts: &[&[u8]]) -> Tag {
     match keyed {
         Keyed::Sha256(mac) => run(mac, parts),
         Keyed::Sha512(mac) => run(mac, parts),
+        Keyed::Sha1(mac) => run(mac, parts),
     }
 }
 

@@ -290,6 +290,16 @@ impl HmacBuilder {
         self
     }
 
+    /// HMAC-SHA1, for a provider that still signs with it (older payment
+    /// gateways and messaging APIs). SHA-1 HMAC is not broken as a MAC
+    /// today, but SHA-1 is deprecated and the 160-bit tag is short: use it
+    /// only when the provider offers nothing else. The name says so, so that
+    /// a review sees it.
+    pub fn insecure_sha1(mut self) -> Self {
+        self.algorithm = Algorithm::Sha1;
+        self
+    }
+
     /// The header holds several signatures separated by this byte (a space,
     /// a comma), each with the prefix; any one may match (senders rotating
     /// secrets sign with both). Default: one signature.
