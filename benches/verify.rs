@@ -191,6 +191,60 @@ fn verify(c: &mut Criterion<Clock>) {
         |body| standard_webhooks_headers(&whsec, message, body, at),
         b"msg_2KWPBgLlAfxdpx2AI54pPJ85f4W.1700000000.",
     );
+    hmac_groups(c);
+}
+
+/// The generic [`Hmac`](hookgate::Hmac) verifier in two common shapes:
+/// `verify_hmac`, a `sha256=` hex signature over the body (GitHub-like), and
+/// `verify_hmac_template`, a base64 signature over `{id}.{timestamp}.{body}`
+/// with a timestamp tolerance (Standard-Webhooks-like).
+fn hmac_groups(c: &mut Criterion<Clock>) {
+    use hookgate::{DedupKey, Hmac, SignatureEncoding};
+
+    let plain = Hmac::builder("acme", SECRET)
+        .signature_header("X-Acme-Signature")
+        .prefix("sha256=")
+        .id_header("X-Acme-Delivery")
+        .build()
+        .unwrap();
+    group(
+        c,
+        "verify_hmac",
+        &plain,
+        |body| {
+            let mut pairs = vec![("X-Acme-Delivery".to_owned(), "d-1".to_owned())];
+            let headers = Headers::from_pairs(pairs.clone());
+            let tag = plain.sign(0, body, &headers).unwrap();
+            pairs.push(("X-Acme-Signature".to_owned(), format!("sha256={tag}")));
+            pairs
+        },
+        b"",
+    );
+    let template = Hmac::builder("acme", SECRET)
+        .signature_header("X-Acme-Signature")
+        .encoding(SignatureEncoding::Base64)
+        .template("{id}.{timestamp}.{body}")
+        .id_header("X-Acme-Id")
+        .timestamp_header("X-Acme-Timestamp", std::time::Duration::from_secs(300))
+        .dedup(DedupKey::header("X-Acme-Id"))
+        .build()
+        .unwrap();
+    group(
+        c,
+        "verify_hmac_template",
+        &template,
+        |body| {
+            let mut pairs = vec![
+                ("X-Acme-Id".to_owned(), "msg_1".to_owned()),
+                ("X-Acme-Timestamp".to_owned(), "1700000000".to_owned()),
+            ];
+            let headers = Headers::from_pairs(pairs.clone());
+            let tag = template.sign(0, body, &headers).unwrap();
+            pairs.push(("X-Acme-Signature".to_owned(), tag));
+            pairs
+        },
+        b"msg_1.1700000000.",
+    );
 }
 
 criterion_group! {
