@@ -153,6 +153,7 @@ pub mod health;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+pub mod jobs;
 pub mod journal;
 pub mod ordering;
 pub mod outcome;

@@ -1,0 +1,30 @@
+//! Best-effort jobs beyond one process: the [`JobMessage`] that carries one
+//! job through a broker, its wire encoding, and the [`JobSink`] trait that
+//! brokers implement.
+//!
+//! The pipeline's in-process runner stays the default for best-effort work.
+//! To move that work to other machines, each job — one handler for one
+//! verified event — becomes a [`JobMessage`]: a durable outbox relay or your
+//! own code hands it to a [`JobSink`] (a broker), and workers on any machine
+//! receive it, run the registered best-effort handler and acknowledge it.
+//!
+//! - [`JobMessage::key`] (`{provider}:{event_id}:{handler}`) is the same for
+//!   every attempt and copy of a job: brokers deduplicate publishes on it and
+//!   workers deduplicate runs on it.
+//! - [`JobMessage::encode`] / [`JobMessage::decode`] use a versioned frame
+//!   ([`WIRE_VERSION`]) with a JSON header and the raw body after it,
+//!   untouched; hostile bytes give a [`DecodeError`], never a panic.
+//! - [`SinkError`] says whether sending again may help.
+//! - [`MemoryJobSink`] keeps jobs in memory, for tests.
+
+mod key;
+mod memory;
+mod message;
+mod names;
+mod sink;
+mod wire;
+
+pub use memory::MemoryJobSink;
+pub use message::JobMessage;
+pub use sink::{JobSink, SinkError};
+pub use wire::{DecodeError, MAX_HEADER_LEN, WIRE_VERSION};
