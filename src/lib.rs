@@ -63,6 +63,8 @@
 //! | body larger than the provider's limit | 413 | `TooLarge` (nothing parsed) |
 //! | no signature header, unknown provider, malformed header | 400 | `VerificationFailed` |
 //! | signature mismatch, timestamp outside tolerance | 401 | `VerificationFailed` (reason not in the body) |
+//! | signing certificate refused (PayPal: URL off PayPal's hosts, no chain to a trust anchor, wrong subject, expired) | 401 | `VerificationFailed` |
+//! | signing certificate unavailable (the `CertificateSource` failed, or was slower than the answer budget) | 503 | `VerificationFailed` (the provider retries) |
 //! | verified but payload unusable (bad JSON, no id) | 400 | `Unusable` |
 //! | duplicate of a completed event | 200 | `Duplicate` (handlers not run) |
 //! | duplicate of a completed event, different body | 200 | `Duplicate` (handlers not run; counted in `Stats::duplicate_body_changed` and handed to `on_rejected`) |
@@ -130,6 +132,7 @@
 //! | `http` | no | `From<&http::HeaderMap>` for [`Headers`]; `http::response` (`Outcome` → `http::Response`, `Retry-After` on 409/503); `http::WebhookService`, a `tower::Service` reading each body under its provider's limit while it streams |
 //! | `axum` | no | axum 0.8: `axum::routes(pipeline)` (`POST /{provider}`, `POST /`), the `axum::Delivery` extractor, `IntoResponse` for [`Outcome`]; admin routes over the journal and health (`axum::admin::AdminRoutes`); `axum::IpAllowlist`, a source-IP allowlist layer for any route |
 //! | `ed25519` | no | `v1a` (ed25519) signatures for [`StandardWebhooks`] (`whpk_` public keys, ed25519-dalek) |
+//! | `paypal` | no | `PayPal`: RSA-SHA256 `paypal-transmission-sig`, the certificate of `paypal-cert-url` fetched through your `verify::CertificateSource` and chained to your `verify::TrustAnchors` (RustCrypto `rsa`, `x509-cert`; `crc32fast`) |
 //! | `sqlite` | no | `store::sqlite::SqliteStore`: an idempotency store in an SQLite file (bundled SQLite, via rusqlite) |
 //! | `postgres` | no | `store::postgres::PostgresStore`: an idempotency store in PostgreSQL shared by every instance (tokio-postgres + deadpool-postgres) |
 //! | `redis` | no | `store::redis::RedisStore`: an idempotency store in Redis shared by every instance (redis-rs connection manager, Lua scripts) |
@@ -203,3 +206,6 @@ pub use verify::{
     StandardWebhooks, StandardWebhooksBuilder, Stripe, StripeBuilder, Twilio, TwilioBuilder,
     Verified, Verifier, VerifyError,
 };
+#[cfg(feature = "paypal")]
+#[cfg_attr(docsrs, doc(cfg(feature = "paypal")))]
+pub use verify::{PayPal, PayPalBuilder};

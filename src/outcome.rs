@@ -51,9 +51,11 @@ pub enum OutcomeKind {
         /// The limit that applied.
         limit: usize,
     },
-    /// 400 (not a well-formed signed delivery, unknown provider) or 401 (bad
-    /// signature, timestamp outside tolerance); see [`VerifyError::status`]. The
-    /// reason is for your logs; the response body does not reveal it.
+    /// 400 (not a well-formed signed delivery, unknown provider), 401 (bad
+    /// signature, timestamp outside tolerance, untrusted signing certificate)
+    /// or 503 (the signing certificate could not be fetched in time: the
+    /// provider retries); see [`VerifyError::status`]. The reason is for your
+    /// logs; the response body does not reveal it.
     VerificationFailed(VerifyError),
     /// 400: the delivery is authentic but its payload cannot be identified (bad
     /// JSON, no id).
@@ -209,6 +211,7 @@ impl OutcomeKind {
         match self {
             OutcomeKind::TooLarge { .. } => "too_large",
             OutcomeKind::VerificationFailed(err) if err.status() == 401 => "unauthorized",
+            OutcomeKind::VerificationFailed(err) if err.status() == 503 => "verifier_unavailable",
             OutcomeKind::VerificationFailed(_) => "bad_request",
             OutcomeKind::Unusable(_) => "unusable",
             OutcomeKind::Duplicate => "duplicate",
@@ -231,6 +234,9 @@ impl OutcomeKind {
         match self {
             OutcomeKind::TooLarge { .. } => "payload too large",
             OutcomeKind::VerificationFailed(err) if err.status() == 401 => "invalid signature",
+            OutcomeKind::VerificationFailed(err) if err.status() == 503 => {
+                "temporarily unavailable: retry later"
+            }
             OutcomeKind::VerificationFailed(_) => "not a signed webhook delivery",
             OutcomeKind::Unusable(_) => "unusable payload",
             OutcomeKind::Duplicate => "duplicate: already processed",

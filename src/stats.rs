@@ -48,6 +48,9 @@ counters! {
     bad_request,
     /// 401: signature or timestamp did not hold.
     unauthorized,
+    /// 503: the verifier could not get what it checks with in time (PayPal:
+    /// the signing certificate's source failed or was too slow).
+    verifier_unavailable,
     /// 400: authentic but unusable payloads.
     unusable,
     /// 200: duplicates of completed events (replays refused by the replay
@@ -146,6 +149,7 @@ impl Stats {
         self.too_large
             + self.bad_request
             + self.unauthorized
+            + self.verifier_unavailable
             + self.unusable
             + self.duplicate
             + self.fingerprint_mismatch

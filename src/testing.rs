@@ -22,6 +22,11 @@ use time::OffsetDateTime;
 use crate::secret::SecretSet;
 use crate::verify::{encode_base64, encode_lower_hex};
 
+#[cfg(feature = "paypal")]
+pub use crate::verify::paypal_testing::{
+    PayPalTestPki, StaticCertificates, PAYPAL_TEST_COMMON_NAME,
+};
+
 /// Shop domain [`shopify_headers`] puts in `X-Shopify-Shop-Domain`.
 pub const SHOPIFY_TEST_SHOP: &str = "hookgate-test.myshopify.com";
 

@@ -143,6 +143,9 @@ statuses! {
     Malformed = "malformed",
     /// 401: the signature or its timestamp did not hold.
     Unauthorized = "unauthorized",
+    /// 503: the verifier could not get what it checks with in time (PayPal:
+    /// the signing certificate's source failed or was too slow).
+    VerifierUnavailable = "verifier_unavailable",
     /// 400: authentic, but the payload cannot be identified.
     Unusable = "unusable",
     /// 200: a duplicate of a completed event (or a replay the guard refused).
@@ -190,6 +193,9 @@ impl DeliveryStatus {
             OutcomeKind::VerificationFailed(err) if err.status() == 401 => {
                 DeliveryStatus::Unauthorized
             }
+            OutcomeKind::VerificationFailed(err) if err.status() == 503 => {
+                DeliveryStatus::VerifierUnavailable
+            }
             OutcomeKind::VerificationFailed(_) => DeliveryStatus::Malformed,
             OutcomeKind::Unusable(_) => DeliveryStatus::Unusable,
             OutcomeKind::Duplicate => DeliveryStatus::Duplicate,
@@ -214,6 +220,7 @@ impl DeliveryStatus {
             DeliveryStatus::TooLarge
                 | DeliveryStatus::Malformed
                 | DeliveryStatus::Unauthorized
+                | DeliveryStatus::VerifierUnavailable
                 | DeliveryStatus::ShuttingDown
         )
     }
@@ -472,7 +479,7 @@ mod tests {
         for status in DeliveryStatus::ALL {
             assert_eq!(status.as_str().parse::<DeliveryStatus>(), Ok(*status));
         }
-        assert_eq!(DeliveryStatus::ALL.len(), 16);
+        assert_eq!(DeliveryStatus::ALL.len(), 17);
         assert!("Processed".parse::<DeliveryStatus>().is_err());
         assert_eq!(
             format!("[{:<12}]", DeliveryStatus::Ignored),

@@ -340,6 +340,22 @@ impl Pipeline {
             };
             return (outcome, None);
         }
+        // A verifier's asynchronous preparation (PayPal's certificate fetch),
+        // within the answer budget; `None` for every other verifier.
+        if let Some(prepare) = provider.verifier.prepare(headers, inner.clock.now()) {
+            let budget = Budget::new(started, &provider.limits);
+            let failed = match within(|| budget.work_ends(), prepare).await {
+                Some(Ok(())) => None,
+                Some(Err(err)) => Some(err),
+                None => Some(VerifyError::PreparationTimedOut {
+                    budget: provider.limits.answer_budget,
+                }),
+            };
+            if let Some(err) = failed {
+                outcome.kind = OutcomeKind::VerificationFailed(err);
+                return (outcome, None);
+            }
+        }
         let verifying = delivery.timed.then(Instant::now);
         let verified = provider.verifier.verify(&body, headers, inner.clock.now());
         delivery.verify = verifying.map(|at| at.elapsed());

@@ -6,7 +6,7 @@ use super::monitor::Monitor;
 use crate::outcome::OutcomeKind;
 use crate::stats::Stats;
 
-const KINDS: usize = 15;
+const KINDS: usize = 16;
 
 /// The live counters behind [`Stats`].
 #[derive(Debug, Default)]
@@ -32,6 +32,7 @@ fn slot(kind: &OutcomeKind) -> usize {
     match kind {
         OutcomeKind::TooLarge { .. } => 0,
         OutcomeKind::VerificationFailed(err) if err.status() == 401 => 2,
+        OutcomeKind::VerificationFailed(err) if err.status() == 503 => 15,
         OutcomeKind::VerificationFailed(_) => 1,
         OutcomeKind::Unusable(_) => 3,
         OutcomeKind::Duplicate => 4,
@@ -76,6 +77,7 @@ impl Recorder {
             shutting_down: d(12),
             stale: d(13),
             handshake: d(14),
+            verifier_unavailable: d(15),
             best_effort_succeeded: load(&self.best_effort_succeeded),
             best_effort_retries: load(&self.best_effort_retries),
             best_effort_dead_lettered: load(&self.best_effort_dead_lettered),

@@ -1,5 +1,11 @@
 //! Why a delivery was rejected before any handler ran.
 
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
 /// Why a delivery failed verification. Every reason is its own variant; none of
 /// them carries a secret or the expected signature.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,12 +72,137 @@ pub enum VerifyError {
     /// `bodySHA256` query parameter (Twilio's JSON deliveries).
     #[error("the body does not match the signed `bodySHA256` digest: are you passing the raw request body exactly as received?")]
     BodyDigestMismatch,
+    /// The URL the delivery names for its signing certificate (PayPal's
+    /// `paypal-cert-url`) is not one the verifier fetches from: not `https`,
+    /// not one of the provider's hosts, or written with a userinfo, a port, a
+    /// query, an unexpected path. Nothing was fetched.
+    #[error("the certificate URL is refused: {reason}; only the provider's own certificate URLs are fetched")]
+    CertificateUrlRefused {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The signing certificate the delivery names cannot be trusted: it does
+    /// not chain to a configured trust anchor, does not name the provider, is
+    /// outside its validity dates, or cannot be read.
+    #[error("the signing certificate is not trusted: {0}")]
+    CertificateUntrusted(CertificateProblem),
+    /// The [`CertificateSource`](crate::verify::CertificateSource) failed to
+    /// fetch the signing certificate: a transient failure, answered 503 so
+    /// the provider retries.
+    #[error("the signing certificate could not be fetched: {0}; the provider will retry")]
+    CertificateUnavailable(SourceError),
+    /// The verifier's preparation (fetching the signing certificate) did not
+    /// finish within the provider's answer budget: answered 503 so the
+    /// provider retries.
+    #[error("fetching the signing certificate did not finish within the {budget:?} answer budget; the provider will retry")]
+    PreparationTimedOut {
+        /// The provider's answer budget.
+        budget: Duration,
+    },
+    /// The signing certificate is not in the verifier's cache: `verify` was
+    /// called without the asynchronous preparation the pipeline runs first
+    /// ([`Verifier::prepare`](crate::Verifier::prepare)), or the cache
+    /// dropped it in between. Transient: answered 503.
+    #[error("the signing certificate has not been fetched: await `Verifier::prepare` before `verify` (the pipeline does)")]
+    CertificateNotFetched,
 }
+
+/// Why a signing certificate is not trusted
+/// ([`VerifyError::CertificateUntrusted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertificateProblem {
+    /// What the source returned is not PEM certificates DER-decodable as X.509.
+    #[error("the certificate source returned no readable PEM certificate")]
+    Unreadable,
+    /// What the source returned is larger than a certificate chain ever is.
+    #[error("the certificate document is larger than {limit} bytes")]
+    TooLarge {
+        /// The size limit in bytes.
+        limit: usize,
+    },
+    /// The document holds more certificates than a chain needs.
+    #[error("the certificate document holds more than {limit} certificates")]
+    TooManyCertificates {
+        /// The most certificates accepted.
+        limit: usize,
+    },
+    /// No path leads from the signing certificate to a configured trust anchor.
+    #[error("it does not chain to a trusted root (is the issuing CA among the configured trust anchors?)")]
+    NoTrustedChain,
+    /// A certificate on the path signs others without being a CA
+    /// (no `basicConstraints` with `cA`).
+    #[error("an issuer on the path is not a certificate authority")]
+    NotCertificateAuthority,
+    /// A certificate on the path is signed with an algorithm other than
+    /// RSA PKCS#1 v1.5 with SHA-256, SHA-384 or SHA-512.
+    #[error("a certificate on the path uses an unsupported signature algorithm")]
+    UnsupportedSignatureAlgorithm,
+    /// The signing certificate's key is not an RSA key of 2048 to 4096 bits.
+    #[error("the signing key is not an RSA key of 2048 to 4096 bits")]
+    UnsupportedKey,
+    /// The signing certificate's subject does not name the provider (PayPal:
+    /// a CN `messageverificationcerts….paypal.com`).
+    #[error("the certificate's subject does not name the provider")]
+    WrongSubject,
+    /// A certificate on the path expired before now.
+    #[error("a certificate on the path expired at {not_after}")]
+    Expired {
+        /// The earliest `notAfter` on the path.
+        not_after: OffsetDateTime,
+    },
+    /// A certificate on the path is not valid yet.
+    #[error("a certificate on the path is valid only from {not_before}")]
+    NotYetValid {
+        /// The latest `notBefore` on the path.
+        not_before: OffsetDateTime,
+    },
+}
+
+/// The error of a user-supplied source of key material (a
+/// [`CertificateSource`](crate::verify::CertificateSource)), kept whole for
+/// your logs. Two are equal when they are the same error (clones of one).
+#[derive(Clone)]
+pub struct SourceError(Arc<dyn std::error::Error + Send + Sync>);
+
+impl SourceError {
+    /// Wraps the source's error.
+    pub fn new(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(Arc::from(err.into()))
+    }
+
+    /// The source's error.
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SourceError").field(&self.0).finish()
+    }
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl PartialEq for SourceError {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SourceError {}
 
 impl VerifyError {
     /// The HTTP status a delivery rejected for this reason gets: 400 when the
     /// request is not a well-formed signed delivery, 401 when it is one but the
-    /// signature or its timestamp does not hold.
+    /// signature, its timestamp or its signing certificate does not hold, 503
+    /// when the signing certificate could not be had in time (the provider
+    /// retries; a source being down proves nothing against the delivery).
     pub fn status(&self) -> u16 {
         match self {
             VerifyError::UnknownProvider
@@ -84,7 +215,12 @@ impl VerifyError {
             | VerifyError::MalformedRequestTarget { .. } => 400,
             VerifyError::SignatureMismatch { .. }
             | VerifyError::TimestampOutsideTolerance { .. }
-            | VerifyError::BodyDigestMismatch => 401,
+            | VerifyError::BodyDigestMismatch
+            | VerifyError::CertificateUrlRefused { .. }
+            | VerifyError::CertificateUntrusted(_) => 401,
+            VerifyError::CertificateUnavailable(_)
+            | VerifyError::PreparationTimedOut { .. }
+            | VerifyError::CertificateNotFetched => 503,
         }
     }
 }
@@ -146,6 +282,13 @@ pub enum ConfigError {
     #[error("the public URL cannot be used: {reason}")]
     InvalidPublicUrl {
         /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The trust anchors given to a certificate-checking verifier (PayPal's)
+    /// cannot be used.
+    #[error("the trust anchors cannot be used: {reason}")]
+    InvalidTrustAnchor {
+        /// What is wrong with them.
         reason: &'static str,
     },
 }

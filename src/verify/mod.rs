@@ -8,6 +8,8 @@
 //! (dedup id, kind) as cheaply as the provider allows.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -68,6 +70,8 @@ mod error;
 mod github;
 mod hmac;
 mod json;
+#[cfg(feature = "paypal")]
+mod paypal;
 mod profile;
 mod shopify;
 mod slack;
@@ -75,7 +79,13 @@ mod standard_webhooks;
 mod stripe;
 mod twilio;
 
-pub use error::{ConfigError, IdentifyError, VerifyError};
+pub use error::{CertificateProblem, ConfigError, IdentifyError, SourceError, VerifyError};
+#[cfg(feature = "paypal")]
+pub use paypal::{
+    CertificateSource, PayPal, PayPalBuilder, TrustAnchors, PAYPAL_CERTIFICATE_HOSTS,
+};
+#[cfg(feature = "paypal")]
+pub(crate) use paypal::testing as paypal_testing;
 pub use github::{GitHub, GitHubBuilder};
 pub use hmac::{Hmac, HmacBuilder, HmacConfigError, KindSource, SignatureEncoding, TemplateError};
 pub use profile::ProviderProfile;
@@ -131,7 +141,28 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     fn profile(&self) -> ProviderProfile {
         ProviderProfile::default()
     }
+
+    /// Asynchronous work [`Verifier::verify`] needs done first, for these
+    /// headers at time `now` (PayPal: fetching and checking the signing
+    /// certificate the delivery names, unless it is cached). The pipeline
+    /// awaits it within the provider's answer budget before calling `verify`;
+    /// an error it returns is the delivery's verification failure (its
+    /// [`VerifyError::status`] tells 401 from a transient 503), and running
+    /// out of budget is [`VerifyError::PreparationTimedOut`] (503).
+    ///
+    /// `None` means there is nothing to wait for. It is the default, and it
+    /// costs verifiers without such work nothing (no allocation, no future).
+    /// A verifier that has nothing to wait for on a given delivery (the
+    /// certificate is cached, or the headers are unusable, which `verify`
+    /// then reports) returns `None` too.
+    fn prepare<'a>(&'a self, headers: &'a Headers, now: OffsetDateTime) -> Option<PrepareFuture<'a>> {
+        let _ = (headers, now);
+        None
+    }
 }
+
+/// The future of [`Verifier::prepare`].
+pub type PrepareFuture<'a> = Pin<Box<dyn Future<Output = Result<(), VerifyError>> + Send + 'a>>;
 
 /// `Box<V>` and `Arc<V>` (also of `dyn Verifier`) are verifiers too: every
 /// method forwards, so none is left at its default.
@@ -160,6 +191,13 @@ macro_rules! forward_verifier {
             }
             fn profile(&self) -> ProviderProfile {
                 (**self).profile()
+            }
+            fn prepare<'a>(
+                &'a self,
+                headers: &'a Headers,
+                now: OffsetDateTime,
+            ) -> Option<PrepareFuture<'a>> {
+                (**self).prepare(headers, now)
             }
         }
     )*};
