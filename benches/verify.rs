@@ -192,6 +192,116 @@ fn verify(c: &mut Criterion<Clock>) {
         b"msg_2KWPBgLlAfxdpx2AI54pPJ85f4W.1700000000.",
     );
     hmac_groups(c);
+    identify_groups(c);
+}
+
+/// A Stripe `checkout.session.completed` event of about `len` bytes whose
+/// size is in its line items (short strings, numbers, nested objects: a
+/// realistic density of JSON structure, unlike [`body`]'s one long string).
+fn stripe_items(len: usize) -> Vec<u8> {
+    let head = r#"{"id":"evt_1NsfZlLkdIwHu7ixHnmc3TzS","object":"event","api_version":"2024-06-20","created":1700000000,"data":{"object":{"id":"cs_test_a1b2c3","object":"checkout.session","amount_subtotal":1900,"amount_total":1900,"currency":"usd","customer_details":{"email":"jenny@example.com","name":"Jenny Rosen","phone":null},"metadata":{},"payment_status":"paid","status":"complete","line_items":{"object":"list","data":["#;
+    let tail = r#"],"has_more":false}}},"livemode":false,"pending_webhooks":1,"request":{"id":null,"idempotency_key":null},"type":"checkout.session.completed"}"#;
+    let mut body = head.to_owned();
+    let mut n = 0;
+    while body.len() + tail.len() < len {
+        if n > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!(
+            r#"{{"id":"li_{n:08}","object":"item","amount_subtotal":1900,"amount_total":1900,"currency":"usd","description":"Aviator sunglasses, polarized","price":{{"id":"price_1Ab2","unit_amount":1900,"recurring":null}},"quantity":1}}"#
+        ));
+        n += 1;
+    }
+    body.push_str(tail);
+    body.into_bytes()
+}
+
+/// Naming a verified delivery next to the bare HMAC of the same bytes:
+/// `identify` is `Verifier::identify` alone (the JSON validation and the
+/// id/kind/timestamp reads), `verify_identify` both steps, as the pipeline
+/// runs them. The ratio of `identify` reads as its share of an HMAC.
+fn identify_groups(c: &mut Criterion<Clock>) {
+    let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    let stripe = Stripe::builder(SECRET).build().unwrap();
+    let github = GitHub::builder(SECRET).build().unwrap();
+    let shopify = Shopify::builder(SECRET).build().unwrap();
+    type Sign<'a> = Box<dyn Fn(&[u8]) -> Vec<(String, String)> + 'a>;
+    type Provider<'a> = (
+        &'a str,
+        &'a dyn Verifier,
+        Sign<'a>,
+        &'a [u8],
+        fn(usize) -> Vec<u8>,
+    );
+    let providers: [Provider; 4] = [
+        (
+            "identify_stripe",
+            &stripe,
+            Box::new(|body: &[u8]| stripe_headers(SECRET, body, at)),
+            b"1700000000.",
+            body,
+        ),
+        (
+            "identify_stripe_items",
+            &stripe,
+            Box::new(|body: &[u8]| stripe_headers(SECRET, body, at)),
+            b"1700000000.",
+            stripe_items,
+        ),
+        (
+            "identify_github",
+            &github,
+            Box::new(|body: &[u8]| {
+                github_headers(
+                    SECRET,
+                    body,
+                    "issues",
+                    "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+                )
+            }),
+            b"",
+            body,
+        ),
+        (
+            "identify_shopify",
+            &shopify,
+            Box::new(|body: &[u8]| {
+                shopify_headers(SECRET, body, "orders/create", "b54557e4-bdd9-4b37")
+            }),
+            b"",
+            body,
+        ),
+    ];
+    let keyed = keyed();
+    for (name, verifier, sign, prefix, make) in providers {
+        let mut group = c.benchmark_group(name);
+        for (len, label) in SIZES {
+            let body = make(len);
+            let headers = with_common(sign(&body));
+            let expected = tag(&[prefix, &body]);
+            assert!(verifier.verify(&body, &headers, at).is_ok());
+            assert!(verifier.identify(&body, &headers).is_ok());
+            group.throughput(Throughput::Bytes(len as u64));
+            group.bench_with_input(BenchmarkId::new("bare_hmac", label), &body, |b, body| {
+                b.iter(|| bare_hmac(&keyed, &[black_box(prefix), black_box(body)], &expected))
+            });
+            group.bench_with_input(BenchmarkId::new("identify", label), &body, |b, body| {
+                b.iter(|| verifier.identify(black_box(body), black_box(&headers)))
+            });
+            group.bench_with_input(
+                BenchmarkId::new("verify_identify", label),
+                &body,
+                |b, body| {
+                    b.iter(|| {
+                        verifier
+                            .verify(black_box(body), black_box(&headers), at)
+                            .map(|_| verifier.identify(body, &headers))
+                    })
+                },
+            );
+        }
+        group.finish();
+    }
 }
 
 /// The generic [`Hmac`](hookgate::Hmac) verifier in two common shapes:
