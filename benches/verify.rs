@@ -192,6 +192,8 @@ fn verify(c: &mut Criterion<Clock>) {
         b"msg_2KWPBgLlAfxdpx2AI54pPJ85f4W.1700000000.",
     );
     hmac_groups(c);
+    #[cfg(feature = "paypal")]
+    paypal_group(c);
     identify_groups(c);
 }
 
@@ -355,6 +357,73 @@ fn hmac_groups(c: &mut Criterion<Clock>) {
         },
         b"msg_1.1700000000.",
     );
+}
+
+/// PayPal: RSA-SHA256 (PKCS#1 v1.5, 2048-bit key) over
+/// `{transmission_id}|{transmission_time}|{webhook_id}|{crc32(body)}`, the
+/// certificate already fetched and cached. Beside `bare_hmac` (HMAC-SHA256
+/// of the body) sits `bare_rsa`: a bare RSA-SHA256 verify of the same body
+/// with a key of the same size (SHA-256 of the body, then the RSA check),
+/// the baseline the issue reads PayPal against
+/// (`bench-ratios --baseline bare_rsa`).
+#[cfg(feature = "paypal")]
+fn paypal_group(c: &mut Criterion<Clock>) {
+    use hookgate::testing::{PayPalTestPki, StaticCertificates};
+    use hookgate::verify::{PayPal, TrustAnchors};
+    use rsa::sha2::{Digest, Sha256};
+    use rsa::{Pkcs1v15Sign, PrivateKey};
+
+    let url = "https://api.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-df8cd2d5";
+    let webhook = "1JE4291016473214C";
+    let pki = PayPalTestPki::generate();
+    let source = StaticCertificates::new([(url, pki.chain_pem())]);
+    let paypal = PayPal::builder(webhook, source)
+        .trust_anchors(TrustAnchors::from_pem(pki.root_pem()).unwrap())
+        .build()
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let first = Headers::from_pairs(pki.headers(url, webhook, b"{}", now));
+    runtime
+        .block_on(paypal.prepare(&first, now).expect("a first fetch"))
+        .unwrap();
+    let key = PrivateKey::new(&mut getrandom::SysRng, 2048).unwrap();
+    let public = key.to_public_key();
+    let keyed = keyed();
+    let mut group = c.benchmark_group("verify_paypal");
+    for (len, label) in SIZES {
+        let body = body(len);
+        let headers = with_common(pki.headers(url, webhook, &body, now));
+        assert!(paypal.prepare(&headers, now).is_none(), "cached");
+        assert!(paypal.verify(&body, &headers, now).is_ok());
+        let expected = tag(&[&body]);
+        let signature = key
+            .sign(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(&body))
+            .unwrap();
+        let bare_rsa = |body: &[u8]| {
+            public
+                .verify(
+                    Pkcs1v15Sign::new::<Sha256>(),
+                    &Sha256::digest(body),
+                    &signature,
+                )
+                .is_ok()
+        };
+        assert!(bare_rsa(&body));
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_with_input(BenchmarkId::new("bare_hmac", label), &body, |b, body| {
+            b.iter(|| bare_hmac(&keyed, &[black_box(body)], &expected))
+        });
+        group.bench_with_input(BenchmarkId::new("bare_rsa", label), &body, |b, body| {
+            b.iter(|| bare_rsa(black_box(body)))
+        });
+        group.bench_with_input(BenchmarkId::new("hookgate", label), &body, |b, body| {
+            b.iter(|| paypal.verify(black_box(body), black_box(&headers), now))
+        });
+    }
+    group.finish();
 }
 
 criterion_group! {
