@@ -135,6 +135,7 @@
 //! | `paypal` | no | `PayPal`: RSA-SHA256 `paypal-transmission-sig`, the certificate of `paypal-cert-url` fetched through your `verify::CertificateSource` and chained to your `verify::TrustAnchors` (RustCrypto `rsa`, `x509-cert`; `crc32fast`) |
 //! | `sqlite` | no | `store::sqlite::SqliteStore`: an idempotency store in an SQLite file (bundled SQLite, via rusqlite) |
 //! | `postgres` | no | `store::postgres::PostgresStore`: an idempotency store in PostgreSQL shared by every instance (tokio-postgres + deadpool-postgres) |
+//! | `postgres` or `sqlite` | no | `transactional`: critical handlers that write in the transaction completing the event's key (`Registry::critical_in_postgres`, `Registry::critical_in_sqlite`); `outbox`: best-effort jobs written in that transaction, run by `outbox::Relay`s (`PipelineBuilder::outbox`) |
 //! | `redis` | no | `store::redis::RedisStore`: an idempotency store in Redis shared by every instance (redis-rs connection manager, Lua scripts) |
 //! | `tracing` | no | a `tracing` span per delivery (`hookgate.delivery`) and per handler run (`hookgate.handler`), a warning for every answer to look at |
 //! | `metrics` | no | `metrics` counters, histograms and gauges of deliveries, durations, in-flight and best-effort work (names in the README) |
@@ -159,6 +160,9 @@ pub mod http;
 pub mod jobs;
 pub mod journal;
 pub mod ordering;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+pub mod outbox;
 pub mod outcome;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
@@ -172,6 +176,9 @@ pub mod secret;
 pub mod stats;
 pub mod store;
 pub mod testing;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+pub mod transactional;
 pub mod verify;
 
 /// The attribute that implements hookgate's async traits ([`Handler`],

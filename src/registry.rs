@@ -32,6 +32,18 @@ use crate::handler::Handler;
 #[derive(Default, Clone)]
 pub struct Registry {
     routes: Vec<Route>,
+    /// Critical handlers that run in the store's transaction.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    transactional: Vec<TxRoute>,
+}
+
+/// A transactional critical handler's route.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[derive(Clone)]
+struct TxRoute {
+    provider: String,
+    pattern: String,
+    handler: crate::transactional::NamedTxHandler,
 }
 
 #[derive(Clone)]
@@ -146,18 +158,90 @@ impl Registry {
         self
     }
 
+    /// Adds a critical handler for `provider` events whose kind matches
+    /// `pattern` that writes in the PostgreSQL transaction which also
+    /// completes the event's key (see [`transactional`](crate::transactional)).
+    /// It runs after the plain critical handlers of the event, in
+    /// registration order with the other transactional ones. The pipeline's
+    /// store must be a [`PostgresStore`](crate::store::postgres::PostgresStore).
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn critical_in_postgres(
+        &mut self,
+        provider: &str,
+        pattern: &str,
+        name: &str,
+        handler: impl crate::transactional::postgres::PostgresHandler + 'static,
+    ) -> &mut Self {
+        let handler = crate::transactional::TxHandler::postgres(handler);
+        self.add_transactional(provider, pattern, name, handler)
+    }
+
+    /// Adds a critical handler for `provider` events whose kind matches
+    /// `pattern` that writes in the SQLite transaction which also completes
+    /// the event's key (see [`transactional`](crate::transactional)). It runs
+    /// after the plain critical handlers of the event, in registration order
+    /// with the other transactional ones. The pipeline's store must be an
+    /// [`SqliteStore`](crate::store::sqlite::SqliteStore).
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+    pub fn critical_in_sqlite(
+        &mut self,
+        provider: &str,
+        pattern: &str,
+        name: &str,
+        handler: impl crate::transactional::sqlite::SqliteHandler + 'static,
+    ) -> &mut Self {
+        let handler = crate::transactional::TxHandler::sqlite(handler);
+        self.add_transactional(provider, pattern, name, handler)
+    }
+
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    fn add_transactional(
+        &mut self,
+        provider: &str,
+        pattern: &str,
+        name: &str,
+        handler: crate::transactional::TxHandler,
+    ) -> &mut Self {
+        self.transactional.push(TxRoute {
+            provider: provider.to_owned(),
+            pattern: pattern.to_owned(),
+            handler: crate::transactional::NamedTxHandler {
+                name: name.into(),
+                handler,
+            },
+        });
+        self
+    }
+
+    /// Every registration as (provider, pattern, handler name).
+    fn registrations(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        let plain = self
+            .routes
+            .iter()
+            .map(|r| (r.provider.as_str(), r.pattern.as_str(), r.handler.name()));
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        let plain = plain.chain(
+            self.transactional
+                .iter()
+                .map(|r| (r.provider.as_str(), r.pattern.as_str(), &*r.handler.name)),
+        );
+        plain
+    }
+
     /// Every registration that can never match as intended.
     pub(crate) fn validate(&self) -> Result<(), RouteError> {
-        for route in &self.routes {
-            if route.provider.is_empty() {
+        for (provider, pattern, handler) in self.registrations() {
+            if provider.is_empty() {
                 return Err(RouteError::EmptyProvider {
-                    handler: route.handler.name().to_owned(),
+                    handler: handler.to_owned(),
                 });
             }
-            if !pattern_is_valid(&route.pattern) {
+            if !pattern_is_valid(pattern) {
                 return Err(RouteError::InvalidPattern {
-                    pattern: route.pattern.clone(),
-                    handler: route.handler.name().to_owned(),
+                    pattern: pattern.to_owned(),
+                    handler: handler.to_owned(),
                 });
             }
         }
@@ -166,7 +250,25 @@ impl Registry {
 
     /// The provider names handlers are registered for (`*` included).
     pub(crate) fn providers(&self) -> impl Iterator<Item = &str> {
-        self.routes.iter().map(|r| r.provider.as_str())
+        self.registrations().map(|(provider, _, _)| provider)
+    }
+
+    /// Every transactional handler registered, whatever it routes.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub(crate) fn transactional_handlers(
+        &self,
+    ) -> impl Iterator<Item = &crate::transactional::NamedTxHandler> {
+        self.transactional.iter().map(|r| &r.handler)
+    }
+
+    /// The first best-effort handler registered under `name` (the outbox
+    /// relay runs jobs by their handler's name).
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub(crate) fn best_effort_named(&self, name: &str) -> Option<&NamedHandler> {
+        self.routes
+            .iter()
+            .find(|r| r.role == Role::BestEffort && r.handler.name() == name)
+            .map(|r| &r.handler)
     }
 
     /// The handlers for an event of `provider` and `kind`; with
@@ -188,7 +290,7 @@ impl Registry {
 
     /// Whether no handler is registered.
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.registrations().next().is_none()
     }
 }
 
@@ -267,7 +369,25 @@ impl<'a> Routes<'a> {
         self.of(Role::BestEffort)
     }
 
-    /// Whether no handler of either kind matches.
+    /// Transactional critical handlers, in registration order.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub(crate) fn transactional(
+        self,
+    ) -> impl Iterator<Item = &'a crate::transactional::NamedTxHandler> + 'a {
+        let Routes {
+            registry,
+            provider,
+            kind,
+            kinds_carry_action,
+        } = self;
+        registry
+            .transactional
+            .iter()
+            .filter(move |r| matches(&r.provider, &r.pattern, provider, kind, kinds_carry_action))
+            .map(|r| &r.handler)
+    }
+
+    /// Whether no handler of any kind matches.
     pub(crate) fn is_empty(self) -> bool {
         let Routes {
             registry,
@@ -276,9 +396,8 @@ impl<'a> Routes<'a> {
             kinds_carry_action,
         } = self;
         !registry
-            .routes
-            .iter()
-            .any(|r| matches(&r.provider, &r.pattern, provider, kind, kinds_carry_action))
+            .registrations()
+            .any(|(p, pattern, _)| matches(p, pattern, provider, kind, kinds_carry_action))
     }
 }
 
@@ -301,6 +420,13 @@ impl fmt::Debug for Registry {
                 r.provider,
                 r.pattern,
                 r.handler.name()
+            ));
+        }
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        for r in &self.transactional {
+            list.entry(&format_args!(
+                "Transactional {} {} -> {}",
+                r.provider, r.pattern, r.handler.name
             ));
         }
         list.finish()

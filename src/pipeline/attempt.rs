@@ -195,7 +195,7 @@ impl Attempt<'_> {
 
     /// Settles a permanent failure as the policy says: released (answer 500),
     /// or dead-lettered then completed (answer 200).
-    async fn settle_permanent(
+    pub(super) async fn settle_permanent(
         &self,
         event: &Event,
         handler: Arc<str>,

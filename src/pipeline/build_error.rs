@@ -98,4 +98,27 @@ pub enum BuildError {
     /// A handler registration is invalid.
     #[error(transparent)]
     Route(#[from] RouteError),
+    /// A [transactional](crate::transactional) critical handler is
+    /// registered, but the pipeline's store is not the database it runs in.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+    #[error("transactional handler `{handler}` runs in the store's transaction: the pipeline's store must be a {needs} (set it with `PipelineBuilder::store`)")]
+    TransactionalStore {
+        /// The handler's registered name.
+        handler: String,
+        /// The store it needs: `PostgresStore` or `SqliteStore`.
+        needs: &'static str,
+    },
+    /// An [outbox](crate::outbox) is set, but the pipeline's store is neither
+    /// a `PostgresStore` nor an `SqliteStore`: the jobs must be written in the
+    /// transaction that completes the key.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+    #[error("an outbox lives in the idempotency store's database: the pipeline's store must be a PostgresStore or an SqliteStore")]
+    OutboxStore,
+    /// The [outbox](crate::outbox) settings cannot work.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+    #[error(transparent)]
+    Outbox(#[from] crate::outbox::OutboxConfigError),
 }

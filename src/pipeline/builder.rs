@@ -59,6 +59,11 @@ pub struct PipelineBuilder {
     journal: Option<Arc<dyn Journal>>,
     journal_settings: JournalSettings,
     health_thresholds: HealthThresholds,
+    /// The store's database, for transactional handlers and the outbox.
+    pub(super) database: super::in_transaction::Database,
+    /// The outbox's settings, when one is set.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub(super) outbox: Option<crate::outbox::OutboxSettings>,
 }
 
 impl PipelineBuilder {
@@ -75,6 +80,7 @@ impl PipelineBuilder {
     /// instance of your service.
     #[must_use]
     pub fn store(mut self, store: impl IdempotencyStore + 'static) -> Self {
+        self.database = super::in_transaction::Database::of(&store);
         self.store = Some(Arc::new(store));
         self
     }
@@ -490,6 +496,25 @@ impl PipelineBuilder {
         self
     }
 
+    /// Writes the best-effort jobs of each event into a durable outbox in the
+    /// idempotency store's database, in the transaction that completes the
+    /// event's key, instead of running them in this process; a
+    /// [`Relay`](crate::outbox::Relay) ([`Pipeline::relay`], or one in
+    /// another process) runs them under this pipeline's
+    /// [retry policy](Self::retry_policy). See [`outbox`](crate::outbox).
+    /// Default: no outbox (best-effort work runs in process).
+    ///
+    /// The store must be a `PostgresStore` or an `SqliteStore`
+    /// ([`BuildError::OutboxStore`]), and the settings must work with the
+    /// retry policy ([`BuildError::Outbox`]).
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+    #[must_use]
+    pub fn outbox(mut self, settings: crate::outbox::OutboxSettings) -> Self {
+        self.outbox = Some(settings);
+        self
+    }
+
     /// Checks the settings and builds the pipeline.
     ///
     /// # Errors
@@ -518,6 +543,12 @@ impl PipelineBuilder {
             });
         }
         self.registry.validate()?;
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        let database = self
+            .database
+            .check(&self.registry, self.outbox, self.retry_policy)?;
+        #[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+        let database = self.database;
         let known = |name: &str| self.verifiers.iter().any(|v| v.provider() == name);
         for provider in self.registry.providers() {
             if provider != ANY_PROVIDER && !known(provider) {
@@ -620,6 +651,7 @@ impl PipelineBuilder {
                     .map(|journal| Journaling::new(journal, self.journal_settings, stats.clone())),
                 stats,
                 health_thresholds: self.health_thresholds,
+                database,
                 closing: AtomicBool::new(false),
             }),
         })
@@ -679,6 +711,9 @@ impl PipelineBuilder {
             journal: None,
             journal_settings: JournalSettings::default(),
             health_thresholds: HealthThresholds::default(),
+            database: super::in_transaction::Database::default(),
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            outbox: None,
         }
     }
 }

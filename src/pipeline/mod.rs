@@ -28,6 +28,7 @@ mod budget;
 mod build_error;
 mod builder;
 mod claim;
+mod in_transaction;
 mod journaling;
 mod limits;
 mod monitor;
@@ -99,6 +100,8 @@ struct Inner {
     stats: Arc<Recorder>,
     health_thresholds: HealthThresholds,
     journaling: Option<Arc<Journaling>>,
+    /// The store's database, for transactional handlers and the outbox.
+    database: in_transaction::Database,
     closing: AtomicBool,
 }
 
@@ -497,8 +500,16 @@ impl Pipeline {
             Err(kind) => Err(kind),
         };
         let kind = match critical {
-            Ok(last) => match attempt.complete(handler_name(last)).await {
-                Ok(()) => {
+            Ok(last) => match attempt
+                .finish(&event, routes, handler_name(last), &mut outcome)
+                .await
+            {
+                // The best-effort jobs are in the outbox, for a relay.
+                Ok(Some(count)) => {
+                    outcome.kind = OutcomeKind::Processed { best_effort: count };
+                    return (outcome, None);
+                }
+                Ok(None) => {
                     let best_effort: Vec<NamedHandler> = routes.best_effort().cloned().collect();
                     let count = best_effort.len();
                     let best_effort_work = if count > 0 {

@@ -291,6 +291,17 @@ impl PostgresStore {
         &self.pool
     }
 
+    /// The completion statement (`$1` key, `$2` token, `$3` retention in ms),
+    /// for the transactional handlers that run it in their own transaction.
+    pub(crate) fn complete_sql(&self) -> &str {
+        &self.sql.complete
+    }
+
+    /// The most one operation may take.
+    pub(crate) fn operation_timeout(&self) -> Duration {
+        self.limits.operation_timeout
+    }
+
     /// Runs one settle statement; tells whether it changed the key's row.
     async fn settle(
         &self,

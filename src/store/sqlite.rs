@@ -293,6 +293,30 @@ impl SqliteStore {
     fn now_ms(&self) -> i64 {
         clock_ms(&*self.inner.clock)
     }
+
+    /// Runs `op` on one of the store's connections (on tokio's blocking
+    /// pool, within the operation timeout) once the table exists: the
+    /// transactional handlers and the outbox share the store's connections.
+    /// `op` runs to its end even when the caller stops waiting.
+    pub(crate) async fn run_migrated<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.migrate().await?;
+        self.run(op).await
+    }
+
+    /// The completion statement (`?1` key, `?2` token, `?3` end of retention
+    /// in Unix ms, `?4` now in Unix ms).
+    pub(crate) fn complete_sql(&self) -> &str {
+        &self.inner.sql.complete
+    }
+
+    /// The store's clock in Unix milliseconds.
+    pub(crate) fn clock_ms(&self) -> i64 {
+        self.now_ms()
+    }
 }
 
 fn clock_ms(clock: &dyn Clock) -> i64 {

@@ -116,6 +116,9 @@ pub mod proxy;
 pub mod scenarios;
 #[cfg(feature = "axum")]
 pub mod server;
+/// The provider's side of the transactional and outbox races.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod tx;
 
 /// The PostgreSQL server the tests use: `HOOKGATE_POSTGRES_URL`, or the local one.
 pub fn postgres_url() -> String {
