@@ -616,6 +616,70 @@ fn identify_needs_an_id_and_an_event_type() {
     assert_eq!(id, "WH-2");
 }
 
+/// A source that answers after `delay`, counting its fetches.
+#[derive(Debug)]
+struct Delayed {
+    delay: Duration,
+    document: Option<String>,
+    fetches: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl CertificateSource for Delayed {
+    async fn fetch(&self, _url: &str) -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        match &self.document {
+            Some(document) => Ok(document.clone().into_bytes()),
+            None => Err("503 Service Unavailable".into()),
+        }
+    }
+}
+
+/// 16 deliveries naming one uncached certificate, raced on two threads.
+async fn race(document: Option<String>) -> (Arc<Delayed>, Vec<Result<Verified, VerifyError>>) {
+    let source = Arc::new(Delayed {
+        delay: Duration::from_millis(100),
+        document,
+        fetches: AtomicUsize::new(0),
+    });
+    let paypal = Arc::new(verifier_with(source.clone()));
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let paypal = paypal.clone();
+            tokio::spawn(async move {
+                let body = format!(r#"{{"id":"WH-{i}","event_type":"X"}}"#).into_bytes();
+                let headers = Headers::from_pairs(signed(URL, WEBHOOK, &body));
+                check(&paypal, &body, &headers).await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    (source, results)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_share_one_fetch() {
+    let (source, results) = race(Some(pki().chain_pem())).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(source.fetches.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_share_one_failed_fetch() {
+    let (source, results) = race(None).await;
+    for result in &results {
+        assert!(
+            matches!(result, Err(VerifyError::CertificateUnavailable(_))),
+            "{result:?}"
+        );
+    }
+    assert_eq!(source.fetches.load(Ordering::SeqCst), 1);
+}
+
 /// A source whose host is down.
 #[derive(Debug, Default)]
 struct Down {

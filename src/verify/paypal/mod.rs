@@ -6,6 +6,7 @@
 
 mod cache;
 mod certificate;
+mod flight;
 mod signature;
 mod source;
 pub(crate) mod testing;
@@ -29,6 +30,7 @@ pub use source::CertificateSource;
 pub use url::PAYPAL_CERTIFICATE_HOSTS;
 
 use cache::CertificateCache;
+use flight::Flights;
 use signature::{Crc32Text, Signature};
 
 const TRANSMISSION_ID: &str = "paypal-transmission-id";
@@ -82,6 +84,7 @@ pub struct PayPal {
     source: Arc<dyn CertificateSource>,
     anchors: TrustAnchors,
     cache: CertificateCache,
+    flights: Flights,
     tolerance: Option<Duration>,
 }
 
@@ -123,8 +126,22 @@ impl PayPal {
     }
 
     /// Fetches, checks and caches the certificate at `url` (which must pass
-    /// the URL rule) at time `now`.
+    /// the URL rule) at time `now`, once for all the deliveries that ask for
+    /// it meanwhile.
     async fn load(&self, url: &str, now: OffsetDateTime) -> Result<(), VerifyError> {
+        self.flights
+            .run(url, async {
+                // A flight that landed just before this one started.
+                if self.cache.holds_valid(url, now) {
+                    return Ok(());
+                }
+                self.fetch(url, now).await
+            })
+            .await
+    }
+
+    /// Fetches, checks and caches the certificate at `url`.
+    async fn fetch(&self, url: &str, now: OffsetDateTime) -> Result<(), VerifyError> {
         let document = self
             .source
             .fetch(url)
@@ -234,6 +251,7 @@ impl PayPalBuilder {
             source: self.source,
             anchors,
             cache: CertificateCache::new(self.cache_capacity),
+            flights: Flights::default(),
             tolerance: self.tolerance,
         })
     }
