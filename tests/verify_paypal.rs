@@ -794,6 +794,35 @@ mod pipeline {
     }
 
     #[tokio::test]
+    async fn the_journal_records_an_unavailable_certificate_as_verifier_unavailable() {
+        use hookgate::journal::{DeliveryStatus, Journal, MemoryJournal};
+        let journal = MemoryJournal::new();
+        let pipeline = Pipeline::builder()
+            .verifier(verifier_with(Down::default()))
+            .store(MemoryStore::new())
+            .journal(journal.clone())
+            .build()
+            .unwrap();
+        let outcome = pipeline
+            .handle(BODY, &Headers::from_pairs(signed(URL, WEBHOOK, BODY)))
+            .await;
+        assert!(pipeline.flush_journal(Duration::from_secs(5)).await);
+        let record = journal
+            .get(outcome.journal_id.expect("journaled"))
+            .await
+            .unwrap()
+            .expect("written");
+        assert_eq!(record.status, DeliveryStatus::VerifierUnavailable);
+        assert_eq!(record.status.as_str(), "verifier_unavailable");
+        assert!(!record.status.is_verified());
+        assert_eq!(record.http_status, 503);
+        assert_eq!(record.provider.as_deref(), Some("paypal"));
+        let error = record.error.expect("a reason for the operator");
+        assert!(error.contains("connection refused"), "{error}");
+        assert_eq!(record.body, None, "an unverified body is not kept");
+    }
+
+    #[tokio::test]
     async fn a_source_slower_than_the_answer_budget_answers_503() {
         let runs = Arc::new(AtomicUsize::new(0));
         let pipeline = pipeline_with(verifier_with(Slow), runs.clone());
