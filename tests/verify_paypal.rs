@@ -433,6 +433,79 @@ async fn tampering_and_the_wrong_webhook_fail_the_signature() {
     assert_eq!(paypal.verify(BODY, &zeroed, now()), Err(mismatch));
 }
 
+/// The IEEE CRC-32 table (reflected polynomial 0xEDB88320).
+fn crc_table() -> [u32; 256] {
+    let mut table = [0u32; 256];
+    for (i, entry) in table.iter_mut().enumerate() {
+        let mut c = i as u32;
+        for _ in 0..8 {
+            c = if c & 1 == 1 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+        *entry = c;
+    }
+    table
+}
+
+/// Overwrites `body[pos..pos + 4]` so that the CRC-32 of `body` is `wanted`
+/// (the classic CRC forcing: run the register back from the wanted value over
+/// the suffix, forward over the prefix, and solve for the four bytes).
+fn force_crc(body: &mut [u8], pos: usize, wanted: u32) {
+    let table = crc_table();
+    let mut reverse = [0u32; 256];
+    for (i, entry) in table.iter().enumerate() {
+        reverse[(entry >> 24) as usize] = (entry << 8) ^ i as u32;
+    }
+    let mut backward = wanted ^ 0xFFFF_FFFF;
+    for &byte in body[pos + 4..].iter().rev() {
+        backward = (backward << 8) ^ reverse[(backward >> 24) as usize] ^ u32::from(byte);
+    }
+    for _ in 0..4 {
+        backward = (backward << 8) ^ reverse[(backward >> 24) as usize];
+    }
+    let mut forward = crc32fast::hash(&body[..pos]) ^ 0xFFFF_FFFF;
+    for byte in &mut body[pos..pos + 4] {
+        *byte = ((forward ^ backward) & 0xFF) as u8;
+        forward >>= 8;
+        backward >>= 8;
+    }
+}
+
+#[tokio::test]
+async fn crc32_binds_the_body_weakly_as_the_readme_warns() {
+    // PayPal's signature covers the body through its CRC-32 only: a captured
+    // transmission verifies with another body of the same CRC-32, here one
+    // naming another event. This is why `signs_identity` is false and the
+    // README points at `tolerance` and at reading the resource from PayPal.
+    let paypal = verifier_with(source());
+    let headers = Headers::from_pairs(signed(URL, WEBHOOK, BODY));
+    check(&paypal, BODY, &headers).await.unwrap();
+    let wanted = crc32fast::hash(BODY);
+    let forged = (0u32..)
+        .map(|n| {
+            let mut body = format!(
+                r#"{{"id":"WH-FORGED-{n}","event_type":"PAYMENT.CAPTURE.COMPLETED","x":"0000"}}"#
+            )
+            .into_bytes();
+            let pos = body.len() - 6;
+            force_crc(&mut body, pos, wanted);
+            body
+        })
+        .find(|body| {
+            let forced = &body[body.len() - 6..body.len() - 2];
+            forced.iter().all(|b| b.is_ascii_alphanumeric())
+        })
+        .unwrap();
+    assert_eq!(crc32fast::hash(&forged), wanted);
+    assert!(paypal.verify(&forged, &headers, now()).is_ok());
+    let identity = paypal.identify(&forged, &headers).unwrap();
+    assert!(identity.id.starts_with("WH-FORGED-"), "{}", identity.id);
+    assert!(!paypal.profile().signs_identity);
+}
+
 fn base64_decode(text: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD

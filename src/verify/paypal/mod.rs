@@ -55,6 +55,12 @@ const DEFAULT_CACHE_CAPACITY: usize = 16;
 /// checks it and keeps it until it expires; [`Verifier::verify`] then checks
 /// the signature synchronously.
 ///
+/// PayPal's signature binds the body only through its CRC-32, which anyone
+/// can match with another body: a captured transmission verifies with a
+/// forged body of the same CRC-32. Set a [`PayPalBuilder::tolerance`] to
+/// bound how long a capture is usable, and read the resource from PayPal's
+/// API before acting on amounts.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -210,7 +216,8 @@ impl PayPalBuilder {
     /// Refuses deliveries whose `paypal-transmission-time` is further than
     /// `tolerance` from the clock, on either side. Defaults to no check, as
     /// PayPal's SDKs do; a window limits how long a captured delivery can be
-    /// replayed (see the README on CRC-32).
+    /// replayed: the signature binds the body only through its CRC-32, which
+    /// anyone can match with another body (see the README).
     pub fn tolerance(mut self, tolerance: Duration) -> Self {
         self.tolerance = Some(tolerance);
         self
