@@ -174,8 +174,15 @@ impl Verifier for GitHub {
                 _ => None,
             }
         };
+        // Built in one allocation (`format!` would grow its buffer once).
         let kind = match action {
-            Some(action) => format!("{event}.{action}"),
+            Some(action) => {
+                let mut kind = String::with_capacity(event.len() + 1 + action.len());
+                kind.push_str(event);
+                kind.push('.');
+                kind.push_str(&action);
+                kind
+            }
             None => event.to_owned(),
         };
         let mut identity = Identity::new(id, kind);
