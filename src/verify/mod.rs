@@ -80,14 +80,14 @@ mod stripe;
 mod twilio;
 
 pub use error::{CertificateProblem, ConfigError, IdentifyError, SourceError, VerifyError};
+pub use github::{GitHub, GitHubBuilder};
+pub use hmac::{Hmac, HmacBuilder, HmacConfigError, KindSource, SignatureEncoding, TemplateError};
+#[cfg(feature = "paypal")]
+pub(crate) use paypal::testing as paypal_testing;
 #[cfg(feature = "paypal")]
 pub use paypal::{
     CertificateSource, PayPal, PayPalBuilder, TrustAnchors, PAYPAL_CERTIFICATE_HOSTS,
 };
-#[cfg(feature = "paypal")]
-pub(crate) use paypal::testing as paypal_testing;
-pub use github::{GitHub, GitHubBuilder};
-pub use hmac::{Hmac, HmacBuilder, HmacConfigError, KindSource, SignatureEncoding, TemplateError};
 pub use profile::ProviderProfile;
 pub use shopify::{Shopify, ShopifyBuilder};
 pub use slack::{Slack, SlackBuilder};
@@ -155,7 +155,11 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     /// A verifier that has nothing to wait for on a given delivery (the
     /// certificate is cached, or the headers are unusable, which `verify`
     /// then reports) returns `None` too.
-    fn prepare<'a>(&'a self, headers: &'a Headers, now: OffsetDateTime) -> Option<PrepareFuture<'a>> {
+    fn prepare<'a>(
+        &'a self,
+        headers: &'a Headers,
+        now: OffsetDateTime,
+    ) -> Option<PrepareFuture<'a>> {
         let _ = (headers, now);
         None
     }
