@@ -83,10 +83,10 @@ pub(super) fn statements(table: &str) -> Statements {
         bury: format!(
             "WITH moved AS (
                 DELETE FROM {table} WHERE job_key = $1 AND claim_token = $2 AND state = 'pending'
-                RETURNING {columns}, attempts
+                RETURNING {columns}
              )
              INSERT INTO {dead} ({columns}, attempts, reason, error, dead_at)
-             SELECT {columns}, attempts, $3, $4, now() FROM moved
+             SELECT {columns}, $5, $3, $4, now() FROM moved
              ON CONFLICT (job_key) DO NOTHING"
         ),
         bury_delete: String::new(),
@@ -223,13 +223,17 @@ impl OutboxTables {
                         .execute(&sql, &[&job_key, &claim_token, delay_ms, error])
                         .await
                 }
-                Settle::Bury { reason, error } => {
+                Settle::Bury {
+                    reason,
+                    error,
+                    attempts,
+                } => {
                     let sql = client
                         .prepare_cached(&self.sql.bury)
                         .await
                         .map_err(pg_error)?;
                     client
-                        .execute(&sql, &[&job_key, &claim_token, reason, error])
+                        .execute(&sql, &[&job_key, &claim_token, reason, error, attempts])
                         .await
                 }
             };

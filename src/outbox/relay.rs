@@ -77,8 +77,12 @@ pub(crate) enum Settle {
     Succeed,
     /// Due again in `delay_ms`.
     Retry { delay_ms: i64, error: String },
-    /// To the dead-letter table.
-    Bury { reason: String, error: String },
+    /// To the dead-letter table, after `attempts` attempts started.
+    Bury {
+        reason: String,
+        error: String,
+        attempts: i64,
+    },
 }
 
 impl Relay {
@@ -260,13 +264,23 @@ impl Relay {
     /// One attempt of `job`, and its settle.
     async fn run_job(&self, job: ClaimedJob) -> End {
         let policy = &self.inner.policy;
-        let settle = match self.inner.registry.best_effort_named(&job.handler) {
+        let attempts = i64::from(job.attempt);
+        let handler = self.inner.registry.best_effort_named(&job.handler);
+        let settle = match handler {
+            // The last attempt allowed was started by a relay that stopped
+            // before settling it: no attempt beyond the policy's.
+            _ if job.attempt > policy.max_attempts => Settle::Bury {
+                reason: "retries_exhausted".to_owned(),
+                error: "the last attempt's relay stopped before settling it".to_owned(),
+                attempts: attempts - 1,
+            },
             None => Settle::Bury {
                 reason: "no_handler".to_owned(),
                 error: format!(
                     "no best-effort handler named `{}` is registered",
                     job.handler
                 ),
+                attempts,
             },
             Some(handler) => {
                 let run = AssertUnwindSafe(handler.handler().handle(&job.event)).catch_unwind();
@@ -275,6 +289,7 @@ impl Relay {
                     Ok(Ok(Err(err))) if !err.is_transient() => Settle::Bury {
                         reason: "permanent".to_owned(),
                         error: err.to_string(),
+                        attempts,
                     },
                     Ok(Ok(Err(err))) => self.retry_or_bury(&job, err.to_string()),
                     Ok(Err(panic)) => {
@@ -313,6 +328,7 @@ impl Relay {
             return Settle::Bury {
                 reason: "retries_exhausted".to_owned(),
                 error,
+                attempts: i64::from(job.attempt),
             };
         }
         let delay = policy.delay(job.attempt, self.unit());

@@ -75,10 +75,11 @@ pub(super) fn statements(table: &str) -> Statements {
             "UPDATE {table} SET available_at = ?3, last_error = ?4
               WHERE job_key = ?1 AND claim_token = ?2 AND state = 'pending'"
         ),
-        // ?3 reason, ?4 error, ?5 now; followed by `bury_delete` in one transaction.
+        // ?3 reason, ?4 error, ?5 now, ?6 attempts started; followed by
+        // `bury_delete` in one transaction.
         bury: format!(
             "INSERT OR IGNORE INTO {dead} ({columns}, attempts, reason, error, dead_at)
-             SELECT {columns}, attempts, ?3, ?4, ?5 FROM {table}
+             SELECT {columns}, ?6, ?3, ?4, ?5 FROM {table}
               WHERE job_key = ?1 AND claim_token = ?2 AND state = 'pending'"
         ),
         bury_delete: format!(
@@ -201,7 +202,11 @@ impl OutboxTables {
                             s.execute(rusqlite::params![job_key, claim_token, due, error])
                         })
                     }
-                    Settle::Bury { reason, error } => {
+                    Settle::Bury {
+                        reason,
+                        error,
+                        attempts,
+                    } => {
                         let tx = conn
                             .transaction_with_behavior(TransactionBehavior::Immediate)
                             .map_err(sql_error)?;
@@ -212,7 +217,8 @@ impl OutboxTables {
                                     claim_token,
                                     reason,
                                     error,
-                                    now
+                                    now,
+                                    attempts
                                 ])
                             })
                             .and_then(|_| {

@@ -111,6 +111,9 @@ pub mod pipeline;
 /// A TCP proxy that can cut a store's connections.
 pub mod proxy;
 
+/// The outbox scenarios every database runs.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod outbox;
 /// The scenarios every durable store must pass.
 #[cfg(feature = "tokio")]
 pub mod scenarios;
