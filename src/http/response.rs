@@ -21,8 +21,9 @@ pub const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(5);
 ///
 /// - 409 [`OutcomeKind::InFlight`]: until the other attempt's lease ends (at
 ///   least 1 s);
-/// - 503 [`OutcomeKind::StoreUnavailable`] and [`OutcomeKind::ShuttingDown`]:
-///   [`RETRY_AFTER_UNAVAILABLE`].
+/// - 503 [`OutcomeKind::StoreUnavailable`], [`OutcomeKind::ShuttingDown`], and
+///   [`OutcomeKind::VerificationFailed`] with a 503 reason (the verifier's
+///   certificate source failed or was too slow): [`RETRY_AFTER_UNAVAILABLE`].
 ///
 /// The body never holds the internal reason (signature detail, handler or
 /// store error); log [`Outcome::kind`] for that.
@@ -98,6 +99,9 @@ fn retry_after(kind: &OutcomeKind, now: SystemTime) -> Option<u64> {
         OutcomeKind::StoreUnavailable(_) | OutcomeKind::ShuttingDown => {
             Some(RETRY_AFTER_UNAVAILABLE.as_secs())
         }
+        OutcomeKind::VerificationFailed(err) if err.status() == 503 => {
+            Some(RETRY_AFTER_UNAVAILABLE.as_secs())
+        }
         _ => None,
     }
 }
@@ -130,6 +134,16 @@ mod tests {
     fn only_409_and_503_carry_retry_after() {
         let now = SystemTime::now();
         assert_eq!(retry_after(&OutcomeKind::ShuttingDown, now), Some(5));
+        let unavailable = crate::VerifyError::CertificateNotFetched;
+        assert_eq!(
+            retry_after(&OutcomeKind::VerificationFailed(unavailable), now),
+            Some(5)
+        );
+        let refused = crate::VerifyError::CertificateUrlRefused { reason: "test" };
+        assert_eq!(
+            retry_after(&OutcomeKind::VerificationFailed(refused), now),
+            None
+        );
         assert_eq!(retry_after(&OutcomeKind::Duplicate, now), None);
         assert_eq!(retry_after(&OutcomeKind::Ignored, now), None);
         assert_eq!(
