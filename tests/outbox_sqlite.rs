@@ -166,3 +166,52 @@ async fn a_rolled_back_delivery_enqueues_nothing_and_a_separate_relay_runs_the_r
     drop(pipeline);
     remove(&path);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarding_relay_hands_each_job_to_the_sink_once_retrying_its_failures() {
+    use hookgate::jobs::{MemoryJobSink, SinkError};
+    let path = path();
+    let table = "jobs".to_owned();
+    let effects = outbox::Effects::default();
+    let pipeline = outbox::pipeline(store(&path), outbox::registry(&effects), &table);
+    let ids: Vec<String> = (0..5).map(|n| format!("fwd-{n}")).collect();
+    outbox::deliver_all(&pipeline, &ids, 4).await;
+    let sink = MemoryJobSink::new();
+    // The first three sends fail transiently: retried with backoff.
+    sink.fail_next(3, || SinkError::transient(Injected("broker away")));
+    let relay = pipeline.relay().unwrap().forward_to(sink.clone());
+    let task = tokio::spawn(relay.run());
+    let read = reader(path.clone());
+    let settled = outbox::drained(&read, &table, Duration::from_secs(20)).await;
+    task.abort();
+    assert_eq!(settled.succeeded.len(), 20, "{settled:?}");
+    assert!(settled.dead.is_empty(), "{settled:?}");
+    let sent = sink.jobs();
+    let keys: std::collections::HashSet<String> =
+        sent.iter().map(|job| job.key().to_owned()).collect();
+    assert_eq!(
+        (sent.len(), keys.len()),
+        (20, 20),
+        "each job handed over once"
+    );
+    assert!(
+        sent.iter().any(|job| job.attempt() > 1),
+        "the failed sends were retried"
+    );
+    // No handler ran in this process: the worker behind the sink runs them.
+    assert!(effects.done.lock().unwrap().is_empty());
+    // A sink that refuses a job for good sends it to the dead-letter table.
+    outbox::deliver_all(&pipeline, &["fwd-refused".to_owned()], 4).await;
+    let refusing = MemoryJobSink::new();
+    refusing.fail_next(4, || SinkError::permanent(Injected("too large")));
+    let round = pipeline
+        .relay()
+        .unwrap()
+        .forward_to(refusing)
+        .run_once()
+        .await
+        .unwrap();
+    assert_eq!((round.claimed, round.dead_lettered), (4, 4), "{round:?}");
+    drop(pipeline);
+    remove(&path);
+}

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use futures_util::future::{self, Either};
 use futures_util::FutureExt;
+use time::OffsetDateTime;
 
 use super::job::ClaimedJob;
 use super::settings::{OutboxConfigError, OutboxSettings};
 use super::tables::OutboxTables;
 use crate::handler::{HandlerPanicked, HandlerTimedOut};
+use crate::jobs::{JobMessage, JobSink};
 use crate::registry::Registry;
 use crate::retry::RetryPolicy;
 use crate::store::durable::duration_ms;
@@ -47,6 +49,8 @@ struct Inner {
     policy: RetryPolicy,
     settings: OutboxSettings,
     rng: AtomicU64,
+    /// Where jobs are forwarded instead of run, when set.
+    sink: Option<Arc<dyn JobSink>>,
 }
 
 /// What one [`Relay::run_once`] did: each claimed job is counted in exactly
@@ -106,6 +110,45 @@ impl Relay {
                 policy,
                 settings,
                 rng: AtomicU64::new(seed),
+                sink: None,
+            }),
+        }
+    }
+
+    /// This relay, forwarding each job to `sink` (a broker, see
+    /// [`jobs`](crate::jobs)) as a [`JobMessage`] instead of running its
+    /// handler: a job the sink holds (`Ok`) is settled as succeeded, a
+    /// [`SinkError::Transient`](crate::jobs::SinkError::Transient) is retried
+    /// under the retry policy, a
+    /// [`SinkError::Permanent`](crate::jobs::SinkError::Permanent) goes to the
+    /// dead-letter table. Each send is cut off after the policy's
+    /// `attempt_timeout`. A job whose relay dies between the sink's `Ok` and
+    /// the settle is sent again: the message's [key](JobMessage::key) is the
+    /// same for every send, so the broker or the worker deduplicates it.
+    ///
+    /// The message key is `provider:event_id:handler`; jobs of a forced
+    /// [replay](crate::Pipeline::replay) carry the same key as the original
+    /// job, so a broker that deduplicates on it may drop them.
+    #[must_use]
+    pub fn forward_to(self, sink: impl JobSink + 'static) -> Self {
+        let Inner {
+            engine,
+            tables,
+            registry,
+            policy,
+            settings,
+            rng,
+            ..
+        } = &*self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                engine: engine.clone(),
+                tables: tables.clone(),
+                registry: registry.clone(),
+                policy: *policy,
+                settings: settings.clone(),
+                rng: AtomicU64::new(rng.load(Ordering::Relaxed)),
+                sink: Some(Arc::new(sink)),
             }),
         }
     }
@@ -274,6 +317,7 @@ impl Relay {
                 error: "the last attempt's relay stopped before settling it".to_owned(),
                 attempts: attempts - 1,
             },
+            _ if self.inner.sink.is_some() => self.forward(&job).await,
             None => Settle::Bury {
                 reason: "no_handler".to_owned(),
                 error: format!(
@@ -317,6 +361,31 @@ impl Relay {
             Ok(true) => End::Settled(settle),
             Ok(false) => End::LeaseLost,
             Err(_) => End::Unsettled,
+        }
+    }
+
+    /// Hands `job` to the relay's sink within the attempt timeout.
+    async fn forward(&self, job: &ClaimedJob) -> Settle {
+        let Some(sink) = &self.inner.sink else {
+            return self.retry_or_bury(job, "no sink".to_owned());
+        };
+        let policy = &self.inner.policy;
+        let message = JobMessage::new(&job.event, &job.handler, OffsetDateTime::now_utc())
+            .with_attempt(job.attempt);
+        match tokio::time::timeout(policy.attempt_timeout, sink.send(&message)).await {
+            Ok(Ok(())) => Settle::Succeed,
+            Ok(Err(err)) if !err.is_transient() => Settle::Bury {
+                reason: "sink_refused".to_owned(),
+                error: err.to_string(),
+                attempts: i64::from(job.attempt),
+            },
+            Ok(Err(err)) => self.retry_or_bury(job, err.to_string()),
+            Err(_) => {
+                let timeout = HandlerTimedOut {
+                    after: policy.attempt_timeout,
+                };
+                self.retry_or_bury(job, timeout.to_string())
+            }
         }
     }
 
@@ -366,6 +435,7 @@ impl std::fmt::Debug for Relay {
             .field("table", &self.inner.tables.table)
             .field("settings", &self.inner.settings)
             .field("policy", &self.inner.policy)
+            .field("sink", &self.inner.sink)
             .finish_non_exhaustive()
     }
 }
