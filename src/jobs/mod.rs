@@ -16,15 +16,29 @@
 //!   untouched; hostile bytes give a [`DecodeError`], never a panic.
 //! - [`SinkError`] says whether sending again may help.
 //! - [`MemoryJobSink`] keeps jobs in memory, for tests.
+//! - `JobRunner` (feature `tokio`) runs a received job's best-effort handler
+//!   once per job key and says whether to acknowledge its message; the
+//!   broker workers are built on it.
+//! - `nats` (feature `nats`): `NatsSink`, `NatsStream`, `NatsWorker`.
+//! - `rabbitmq` (feature `rabbitmq`): `RabbitSink`, `RabbitTopology`,
+//!   `RabbitWorker`.
 
 mod key;
 mod memory;
 mod message;
 mod names;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub mod nats;
+#[cfg(feature = "tokio")]
+mod runner;
 mod sink;
 mod wire;
 
 pub use memory::MemoryJobSink;
 pub use message::JobMessage;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use runner::{JobCounts, JobRunner, JobRunnerBuilder, JobRunnerError, UnknownHandler, Verdict};
 pub use sink::{JobSink, SinkError};
 pub use wire::{DecodeError, MAX_HEADER_LEN, WIRE_VERSION};
