@@ -138,6 +138,19 @@ pub enum CertificateProblem {
     /// RSA PKCS#1 v1.5 with SHA-256, SHA-384 or SHA-512.
     #[error("a certificate on the path uses an unsupported signature algorithm")]
     UnsupportedSignatureAlgorithm,
+    /// A certificate on the path has a critical extension this verifier does
+    /// not process (RFC 5280 requires refusing it).
+    #[error("a certificate on the path has a critical extension that is not understood")]
+    UnsupportedCriticalExtension,
+    /// A `keyUsage` on the path forbids what the certificate is used for: the
+    /// signing certificate's lacks `digitalSignature`, or an issuer's lacks
+    /// `keyCertSign`.
+    #[error("a certificate's keyUsage does not allow its use on the path")]
+    WrongKeyUsage,
+    /// An issuer's `pathLenConstraint` allows fewer intermediates below it
+    /// than the path has.
+    #[error("the path is longer than an issuer's pathLenConstraint allows")]
+    PathTooLong,
     /// The signing certificate's key is not an RSA key of 2048 to 4096 bits.
     #[error("the signing key is not an RSA key of 2048 to 4096 bits")]
     UnsupportedKey,

@@ -15,7 +15,7 @@ use rsa::{Pkcs1v15Sign, PublicKey};
 use time::OffsetDateTime;
 use x509_cert::der::referenced::OwnedToRef;
 use x509_cert::der::Encode;
-use x509_cert::ext::pkix::BasicConstraints;
+use x509_cert::ext::pkix::{BasicConstraints, KeyUsage};
 use x509_cert::spki::ObjectIdentifier;
 use x509_cert::Certificate;
 
@@ -31,6 +31,15 @@ const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.
 const SHA384_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
 const SHA512_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
 const COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+/// The critical extensions accepted: keyUsage and basicConstraints (both
+/// checked), subjectAltName and extKeyUsage (whose values restrict nothing
+/// this verifier does: the CN is what names PayPal, as in PayPal's SDKs).
+const UNDERSTOOD: [ObjectIdentifier; 4] = [
+    ObjectIdentifier::new_unwrap("2.5.29.15"),
+    ObjectIdentifier::new_unwrap("2.5.29.17"),
+    ObjectIdentifier::new_unwrap("2.5.29.19"),
+    ObjectIdentifier::new_unwrap("2.5.29.37"),
+];
 
 /// The certificates a signing certificate must chain to: PEM of the roots
 /// (or of the intermediate CAs you pin) you trust to issue PayPal's
@@ -174,6 +183,10 @@ pub(super) fn validate(
     if !common_names(leaf).any(|cn| names_paypal(&cn)) {
         return Err(CertificateProblem::WrongSubject);
     }
+    check_extensions(leaf)?;
+    if key_usage(leaf)?.is_some_and(|usage| !usage.digital_signature()) {
+        return Err(CertificateProblem::WrongKeyUsage);
+    }
     let key = rsa_key(leaf).ok_or(CertificateProblem::UnsupportedKey)?;
     if !(2048..=4096).contains(&(key.size() * 8)) {
         return Err(CertificateProblem::UnsupportedKey);
@@ -183,7 +196,7 @@ pub(super) fn validate(
     let mut used = [false; MAX_CERTIFICATES];
     used[0] = true;
     let mut problem = CertificateProblem::NoTrustedChain;
-    for _ in 0..MAX_CERTIFICATES {
+    for below in 0..MAX_CERTIFICATES {
         let issuer = current
             .tbs_certificate()
             .issuer()
@@ -216,8 +229,8 @@ pub(super) fn validate(
                 problem = p;
                 continue;
             }
-            if !is_ca(candidate) {
-                problem = CertificateProblem::NotCertificateAuthority;
+            if let Err(p) = may_issue(candidate, below) {
+                problem = p;
                 continue;
             }
             next = Some(index);
@@ -281,12 +294,50 @@ fn rsa_key(cert: &Certificate) -> Option<PublicKey> {
     PublicKey::try_from(spki.owned_to_ref()).ok()
 }
 
-/// Whether `cert` says it is a CA (`basicConstraints` with `cA`).
-fn is_ca(cert: &Certificate) -> bool {
-    matches!(
-        cert.tbs_certificate().get_extension::<BasicConstraints>(),
-        Ok(Some((_, BasicConstraints { ca: true, .. })))
-    )
+/// Whether `cert` may issue the certificate above which `below`
+/// intermediates already stand: a CA (`basicConstraints` with `cA`) whose
+/// `pathLenConstraint` allows them, whose `keyUsage` (if any) has
+/// `keyCertSign`, with no critical extension left unprocessed.
+fn may_issue(cert: &Certificate, below: usize) -> Result<(), CertificateProblem> {
+    check_extensions(cert)?;
+    match cert.tbs_certificate().get_extension::<BasicConstraints>() {
+        Ok(Some((
+            _,
+            BasicConstraints {
+                ca: true,
+                path_len_constraint,
+            },
+        ))) => {
+            if path_len_constraint.is_some_and(|most| usize::from(most) < below) {
+                return Err(CertificateProblem::PathTooLong);
+            }
+        }
+        Ok(_) => return Err(CertificateProblem::NotCertificateAuthority),
+        Err(_) => return Err(CertificateProblem::Unreadable),
+    }
+    if key_usage(cert)?.is_some_and(|usage| !usage.key_cert_sign()) {
+        return Err(CertificateProblem::WrongKeyUsage);
+    }
+    Ok(())
+}
+
+/// Refuses a critical extension that is not [`UNDERSTOOD`].
+fn check_extensions(cert: &Certificate) -> Result<(), CertificateProblem> {
+    let extensions = cert.tbs_certificate().extensions().into_iter().flatten();
+    for extension in extensions {
+        if extension.critical && !UNDERSTOOD.contains(&extension.extn_id) {
+            return Err(CertificateProblem::UnsupportedCriticalExtension);
+        }
+    }
+    Ok(())
+}
+
+/// The certificate's `keyUsage`, if it has one.
+fn key_usage(cert: &Certificate) -> Result<Option<KeyUsage>, CertificateProblem> {
+    cert.tbs_certificate()
+        .get_extension::<KeyUsage>()
+        .map(|found| found.map(|(_, usage)| usage))
+        .map_err(|_| CertificateProblem::Unreadable)
 }
 
 /// Whether `cert`'s signature holds under `issuer_key`.
@@ -336,7 +387,212 @@ fn dates(cert: &Certificate) -> (OffsetDateTime, OffsetDateTime) {
 
 #[cfg(test)]
 mod tests {
-    use super::names_paypal;
+    use std::str::FromStr;
+    use std::sync::OnceLock;
+    use std::time::{Duration, SystemTime};
+
+    use rsa::pkcs1v15::SigningKey;
+    use rsa::sha2::Sha256;
+    use rsa::PrivateKey;
+    use time::OffsetDateTime;
+    use x509_cert::builder::profile::BuilderProfile;
+    use x509_cert::builder::{Builder, CertificateBuilder};
+    use x509_cert::der::asn1::OctetString;
+    use x509_cert::der::pem::LineEnding;
+    use x509_cert::der::EncodePem;
+    use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
+    use x509_cert::ext::{Extension, ToExtension};
+    use x509_cert::name::Name;
+    use x509_cert::serial_number::SerialNumber;
+    use x509_cert::spki::{ObjectIdentifier, SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef};
+    use x509_cert::time::{Time, Validity};
+    use x509_cert::TbsCertificate;
+
+    use super::{names_paypal, validate, TrustAnchors};
+    use crate::verify::CertificateProblem;
+
+    /// A profile with the given extensions.
+    struct Profile {
+        subject: Name,
+        issuer: Name,
+        extensions: Vec<Extension>,
+    }
+
+    impl BuilderProfile for Profile {
+        fn get_issuer(&self, _subject: &Name) -> Name {
+            self.issuer.clone()
+        }
+        fn get_subject(&self) -> Name {
+            self.subject.clone()
+        }
+        fn build_extensions(
+            &self,
+            _spk: SubjectPublicKeyInfoRef<'_>,
+            _issuer_spk: SubjectPublicKeyInfoRef<'_>,
+            _tbs: &TbsCertificate,
+        ) -> x509_cert::builder::Result<Vec<Extension>> {
+            Ok(self.extensions.clone())
+        }
+    }
+
+    fn keys() -> &'static [SigningKey<Sha256>; 4] {
+        static KEYS: OnceLock<[SigningKey<Sha256>; 4]> = OnceLock::new();
+        KEYS.get_or_init(|| {
+            std::array::from_fn(|_| {
+                SigningKey::new(PrivateKey::new(&mut getrandom::SysRng, 2048).unwrap())
+            })
+        })
+    }
+
+    fn name(cn: &str) -> Name {
+        Name::from_str(&format!("CN={cn}")).unwrap()
+    }
+
+    fn ca(path_len: Option<u8>) -> Extension {
+        let constraints = BasicConstraints {
+            ca: true,
+            path_len_constraint: path_len,
+        };
+        constraints.to_extension(&name("x"), &[]).unwrap()
+    }
+
+    fn usage(flags: KeyUsages) -> Extension {
+        KeyUsage(flags.into())
+            .to_extension(&name("x"), &[])
+            .unwrap()
+    }
+
+    fn unknown_critical() -> Extension {
+        Extension {
+            extn_id: ObjectIdentifier::new_unwrap("1.3.6.1.4.1.55555.1"),
+            critical: true,
+            extn_value: OctetString::new(vec![5, 0]).unwrap(),
+        }
+    }
+
+    /// The certificate of key `subject` named `cn`, issued by key `issuer`
+    /// named `issuer_cn`.
+    fn cert(
+        cn: &str,
+        subject: usize,
+        issuer_cn: &str,
+        issuer: usize,
+        ext: Vec<Extension>,
+    ) -> String {
+        let keys = keys();
+        let now = SystemTime::now();
+        let validity = Validity::new(
+            Time::try_from(now - Duration::from_secs(3600)).unwrap(),
+            Time::try_from(now + Duration::from_secs(3600)).unwrap(),
+        );
+        let spki =
+            SubjectPublicKeyInfoOwned::from_key(keys[subject].as_ref().as_public_key()).unwrap();
+        let profile = Profile {
+            subject: name(cn),
+            issuer: name(issuer_cn),
+            extensions: ext,
+        };
+        let serial = SerialNumber::from((subject * 10 + issuer) as u64 + 1);
+        CertificateBuilder::new(profile, serial, validity, spki)
+            .unwrap()
+            .build::<_, rsa::pkcs1v15::Signature>(&keys[issuer])
+            .unwrap()
+            .to_pem(LineEnding::LF)
+            .unwrap()
+    }
+
+    const LEAF: &str = "messageverificationcerts.paypal.com";
+
+    fn root() -> String {
+        cert("root", 0, "root", 0, vec![ca(None)])
+    }
+
+    fn check(chain: &[String]) -> Result<(), CertificateProblem> {
+        let anchors = TrustAnchors::from_pem(root()).unwrap();
+        validate(
+            chain.concat().as_bytes(),
+            &anchors,
+            OffsetDateTime::now_utc(),
+        )
+        .map(|_| ())
+    }
+
+    #[test]
+    fn a_plain_chain_holds() {
+        let inter = cert(
+            "inter",
+            1,
+            "root",
+            0,
+            vec![ca(Some(0)), usage(KeyUsages::KeyCertSign)],
+        );
+        let leaf = cert(
+            LEAF,
+            2,
+            "inter",
+            1,
+            vec![usage(KeyUsages::DigitalSignature)],
+        );
+        assert_eq!(check(&[leaf, inter]), Ok(()));
+    }
+
+    #[test]
+    fn an_unknown_critical_extension_is_refused() {
+        let inter = cert("inter", 1, "root", 0, vec![ca(None)]);
+        let leaf = cert(LEAF, 2, "inter", 1, vec![unknown_critical()]);
+        assert_eq!(
+            check(&[leaf, inter.clone()]),
+            Err(CertificateProblem::UnsupportedCriticalExtension)
+        );
+        let odd_inter = cert("inter", 1, "root", 0, vec![ca(None), unknown_critical()]);
+        let leaf = cert(LEAF, 2, "inter", 1, vec![]);
+        assert_eq!(
+            check(&[leaf, odd_inter]),
+            Err(CertificateProblem::UnsupportedCriticalExtension)
+        );
+    }
+
+    #[test]
+    fn key_usages_are_enforced() {
+        let inter = cert("inter", 1, "root", 0, vec![ca(None)]);
+        let leaf = cert(LEAF, 2, "inter", 1, vec![usage(KeyUsages::KeyEncipherment)]);
+        assert_eq!(
+            check(&[leaf, inter]),
+            Err(CertificateProblem::WrongKeyUsage)
+        );
+        let inter = cert(
+            "inter",
+            1,
+            "root",
+            0,
+            vec![ca(None), usage(KeyUsages::CRLSign)],
+        );
+        let leaf = cert(LEAF, 2, "inter", 1, vec![]);
+        assert_eq!(
+            check(&[leaf, inter]),
+            Err(CertificateProblem::WrongKeyUsage)
+        );
+    }
+
+    #[test]
+    fn issuers_must_be_cas_within_their_path_length() {
+        let not_ca = cert("inter", 1, "root", 0, vec![]);
+        let leaf = cert(LEAF, 2, "inter", 1, vec![]);
+        assert_eq!(
+            check(&[leaf.clone(), not_ca]),
+            Err(CertificateProblem::NotCertificateAuthority)
+        );
+        // root → upper (pathLen 0) → lower → leaf: one intermediate too many.
+        let upper = cert("upper", 1, "root", 0, vec![ca(Some(0))]);
+        let lower = cert("inter", 3, "upper", 1, vec![ca(None)]);
+        let leaf = cert(LEAF, 2, "inter", 3, vec![]);
+        assert_eq!(
+            check(&[leaf.clone(), lower.clone(), upper]),
+            Err(CertificateProblem::PathTooLong)
+        );
+        let upper = cert("upper", 1, "root", 0, vec![ca(Some(1))]);
+        assert_eq!(check(&[leaf, upper, lower]), Ok(()), "any order");
+    }
 
     #[test]
     fn paypal_common_names() {
