@@ -767,22 +767,25 @@ impl CertificateSource for Down {
     }
 }
 
-/// A source slower than any answer budget.
-#[derive(Debug)]
-struct Slow;
-
-#[async_trait::async_trait]
-impl CertificateSource for Slow {
-    async fn fetch(&self, _url: &str) -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        Ok(PayPalTestPki::shared().chain_pem().into_bytes())
-    }
-}
-
 #[cfg(feature = "tokio")]
 mod pipeline {
     use super::*;
     use hookgate::{handler_fn, HandlerError, MemoryStore, OutcomeKind, Pipeline, Registry};
+
+    /// A source slower than any answer budget.
+    #[derive(Debug)]
+    struct Slow;
+
+    #[async_trait::async_trait]
+    impl CertificateSource for Slow {
+        async fn fetch(
+            &self,
+            _url: &str,
+        ) -> Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(PayPalTestPki::shared().chain_pem().into_bytes())
+        }
+    }
 
     fn pipeline_with(paypal: PayPal, runs: Arc<AtomicUsize>) -> Pipeline {
         let mut registry = Registry::new();
