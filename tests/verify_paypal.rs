@@ -604,6 +604,22 @@ async fn a_failing_source_is_a_transient_failure() {
 }
 
 #[test]
+fn only_paypal_prepares_and_box_and_arc_forward_it() {
+    let headers = Headers::from_pairs(signed(URL, WEBHOOK, BODY));
+    let github = hookgate::GitHub::builder("secret").build().unwrap();
+    let stripe = hookgate::Stripe::builder("whsec_x").build().unwrap();
+    assert!(github.prepare(&headers, now()).is_none());
+    assert!(stripe.prepare(&headers, now()).is_none());
+    let boxed: Box<dyn Verifier> = Box::new(verifier_with(source()));
+    assert!(
+        boxed.prepare(&headers, now()).is_some(),
+        "uncached: a fetch"
+    );
+    let shared: Arc<dyn Verifier> = Arc::new(verifier_with(source()));
+    assert!(shared.prepare(&headers, now()).is_some());
+}
+
+#[test]
 fn building_refuses_what_would_never_verify() {
     let empty = PayPal::builder("", source())
         .trust_anchors(anchors())
