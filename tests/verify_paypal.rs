@@ -889,8 +889,14 @@ mod pipeline {
     async fn the_journal_records_an_unavailable_certificate_as_verifier_unavailable() {
         use hookgate::journal::{DeliveryStatus, Journal, MemoryJournal};
         let journal = MemoryJournal::new();
+        // Down after 50 ms, as a refused connection behind a slow resolver.
+        let source = Delayed {
+            delay: Duration::from_millis(50),
+            document: None,
+            fetches: AtomicUsize::new(0),
+        };
         let pipeline = Pipeline::builder()
-            .verifier(verifier_with(Down::default()))
+            .verifier(verifier_with(source))
             .store(MemoryStore::new())
             .journal(journal.clone())
             .build()
@@ -910,7 +916,12 @@ mod pipeline {
         assert_eq!(record.http_status, 503);
         assert_eq!(record.provider.as_deref(), Some("paypal"));
         let error = record.error.expect("a reason for the operator");
-        assert!(error.contains("connection refused"), "{error}");
+        assert!(error.contains("503 Service Unavailable"), "{error}");
+        let verify = record
+            .durations
+            .verify
+            .expect("the fetch is timed as verifying");
+        assert!(verify >= Duration::from_millis(50), "{verify:?}");
         assert_eq!(record.body, None, "an unverified body is not kept");
     }
 

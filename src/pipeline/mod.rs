@@ -344,7 +344,9 @@ impl Pipeline {
             return (outcome, None);
         }
         // A verifier's asynchronous preparation (PayPal's certificate fetch),
-        // within the answer budget; `None` for every other verifier.
+        // within the answer budget and timed as part of verifying; `None`
+        // for every other verifier.
+        let verifying = delivery.timed.then(Instant::now);
         if let Some(prepare) = provider.verifier.prepare(headers, inner.clock.now()) {
             let budget = Budget::new(started, &provider.limits);
             let failed = match within(|| budget.work_ends(), prepare).await {
@@ -355,11 +357,11 @@ impl Pipeline {
                 }),
             };
             if let Some(err) = failed {
+                delivery.verify = verifying.map(|at| at.elapsed());
                 outcome.kind = OutcomeKind::VerificationFailed(err);
                 return (outcome, None);
             }
         }
-        let verifying = delivery.timed.then(Instant::now);
         let verified = provider.verifier.verify(&body, headers, inner.clock.now());
         delivery.verify = verifying.map(|at| at.elapsed());
         if let Err(err) = verified {
