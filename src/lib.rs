@@ -139,6 +139,8 @@
 //! | `redis` | no | `store::redis::RedisStore`: an idempotency store in Redis shared by every instance (redis-rs connection manager, Lua scripts) |
 //! | `tracing` | no | a `tracing` span per delivery (`hookgate.delivery`) and per handler run (`hookgate.handler`), a warning for every answer to look at |
 //! | `metrics` | no | `metrics` counters, histograms and gauges of deliveries, durations, in-flight and best-effort work (names in the README) |
+//! | `nats` | no | `jobs::nats`: best-effort jobs through NATS JetStream (async-nats) — `NatsSink` (job key as `Nats-Msg-Id`, publish acks), `NatsStream`, `NatsWorker` (durable pull consumer, ack after success, NAK with backoff) |
+//! | `rabbitmq` | no | `jobs::rabbitmq`: best-effort jobs through RabbitMQ (lapin) — `RabbitSink` (publisher confirms, persistent messages), `RabbitTopology` (work, retry and dead-letter queues), `RabbitWorker` (manual acks) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
