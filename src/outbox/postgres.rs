@@ -1,7 +1,8 @@
 //! The outbox in PostgreSQL: its tables, enqueue inside the completing
 //! transaction, claims with `FOR UPDATE SKIP LOCKED`, fenced settles.
 
-use deadpool_postgres::tokio_postgres::{self, Transaction};
+use deadpool_postgres::tokio_postgres;
+use deadpool_postgres::Transaction;
 
 use super::job::{ClaimedJob, Job};
 use super::relay::Settle;
@@ -138,7 +139,10 @@ impl OutboxTables {
         if jobs.is_empty() {
             return Ok(());
         }
-        let insert = tx.prepare(&self.sql.enqueue).await.map_err(pg_error)?;
+        let insert = tx
+            .prepare_cached(&self.sql.enqueue)
+            .await
+            .map_err(pg_error)?;
         for job in jobs {
             tx.execute(
                 &insert,

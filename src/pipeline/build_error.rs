@@ -100,6 +100,9 @@ pub enum BuildError {
     Route(#[from] RouteError),
     /// A [transactional](crate::transactional) critical handler is
     /// registered, but the pipeline's store is not the database it runs in.
+    /// The store is recognised when `PipelineBuilder::store` is given a
+    /// `PostgresStore` or an `SqliteStore` (or an `Arc` of one), not one
+    /// behind `dyn IdempotencyStore` or a wrapper of your own.
     #[cfg(any(feature = "postgres", feature = "sqlite"))]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
     #[error("transactional handler `{handler}` runs in the store's transaction: the pipeline's store must be a {needs} (set it with `PipelineBuilder::store`)")]

@@ -101,6 +101,7 @@ struct Inner {
     health_thresholds: HealthThresholds,
     journaling: Option<Arc<Journaling>>,
     /// The store's database, for transactional handlers and the outbox.
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     database: in_transaction::Database,
     closing: AtomicBool,
 }
