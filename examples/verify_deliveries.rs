@@ -1,10 +1,12 @@
 //! Verifies and identifies one delivery from each provider (Stripe, GitHub, Shopify,
-//! Standard Webhooks, Slack, Twilio and a generic `Hmac` one), the way an HTTP handler
-//! would: pick the verifier by its signature header, check the raw bytes, name the
-//! event, and map a rejection to its HTTP status. The deliveries are signed with
-//! `hookgate::testing`, exactly as the providers sign them.
+//! Standard Webhooks, Slack, Twilio, a generic `Hmac` one and, with the `paypal`
+//! feature, PayPal), the way an HTTP handler would: pick the verifier by its
+//! signature header, check the raw bytes, name the event, and map a rejection to its
+//! HTTP status. The deliveries are signed with `hookgate::testing`, exactly as the
+//! providers sign them.
 //!
-//! Run with `cargo run --example verify_deliveries`.
+//! Run with `cargo run --example verify_deliveries` (add `--features paypal` for
+//! PayPal).
 
 use hookgate::testing::{
     github_headers, shopify_headers, slack_headers, standard_webhooks_headers, stripe_headers,
@@ -128,6 +130,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ]);
     assert_eq!(handle(&verifiers, acme_body, &acme_signed), 200);
 
+    #[cfg(feature = "paypal")]
+    paypal()?;
+
     // The same Stripe headers on a tampered body: 401.
     assert_eq!(handle(&verifiers, br#"{"id":"evt_2"}"#, &stripe), 401);
     // No known signature header: 400.
@@ -148,4 +153,35 @@ fn acme() -> Result<Hmac, Box<dyn std::error::Error>> {
         .dedup(DedupKey::json_pointer("/id"))
         .kind_pointer("/type")
         .build()?)
+}
+
+/// PayPal signs with RSA and a certificate fetched from `paypal-cert-url`:
+/// the one asynchronous step, `prepare`, fetches and checks it (through your
+/// `CertificateSource`; here a local test PKI stands in for PayPal's), then
+/// `verify` is synchronous like every other verifier's.
+#[cfg(feature = "paypal")]
+fn paypal() -> Result<(), Box<dyn std::error::Error>> {
+    use hookgate::testing::{PayPalTestPki, StaticCertificates};
+    use hookgate::verify::TrustAnchors;
+    use hookgate::PayPal;
+
+    let pki = PayPalTestPki::shared();
+    let url = "https://api-m.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77";
+    let paypal = PayPal::builder(
+        "1JE4291016473214C",
+        StaticCertificates::new([(url, pki.chain_pem())]),
+    )
+    .trust_anchors(TrustAnchors::from_pem(pki.root_pem())?)
+    .build()?;
+    let body = br#"{"id":"WH-2WR32451HC0233532-67976317FL4543714","create_time":"2026-11-01T10:49:03.439Z","event_type":"PAYMENT.CAPTURE.COMPLETED","resource":{"id":"42311647XV020574X"}}"#;
+    let now = OffsetDateTime::now_utc();
+    let headers = Headers::from_pairs(pki.headers(url, "1JE4291016473214C", body, now));
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    if let Some(prepare) = paypal.prepare(&headers, now) {
+        runtime.block_on(prepare)?;
+    }
+    paypal.verify(body, &headers, now)?;
+    let event = paypal.identify(body, &headers)?;
+    println!("{} {} ({})", paypal.provider(), event.kind, event.id);
+    Ok(())
 }
