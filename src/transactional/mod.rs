@@ -10,17 +10,16 @@
 //! commits: the handler's writes and the completion commit together or not at
 //! all.
 //!
-//! - PostgreSQL: register a [`postgres::PostgresHandler`] with
-//!   [`Registry::critical_in_postgres`](crate::Registry::critical_in_postgres)
-//!   and give the pipeline a [`PostgresStore`](crate::store::postgres::PostgresStore)
-//!   (built on your own `deadpool-postgres` pool with
-//!   [`PostgresStore::from_pool`](crate::store::postgres::PostgresStore::from_pool),
-//!   or from a URL). The handler gets a `tokio_postgres::Transaction`.
-//! - SQLite: register a [`sqlite::SqliteHandler`] with
-//!   [`Registry::critical_in_sqlite`](crate::Registry::critical_in_sqlite)
-//!   and give the pipeline a [`SqliteStore`](crate::store::sqlite::SqliteStore)
-//!   on the database file that holds your tables. The handler gets a
-//!   `rusqlite::Transaction` on one of the store's connections.
+//! - PostgreSQL (feature `postgres`): register a `postgres::PostgresHandler`
+//!   with `Registry::critical_in_postgres` and give the pipeline a
+//!   `store::postgres::PostgresStore` (built on your own `deadpool-postgres`
+//!   pool with `PostgresStore::from_pool`, or from a URL). The handler gets a
+//!   `tokio_postgres::Transaction`.
+//! - SQLite (feature `sqlite`): register a `sqlite::SqliteHandler` with
+//!   `Registry::critical_in_sqlite` and give the pipeline a
+//!   `store::sqlite::SqliteStore` on the database file that holds your
+//!   tables. The handler gets a `rusqlite::Transaction` on one of the store's
+//!   connections.
 //!
 //! A pipeline with transactional handlers and another store (or the other
 //! database's store) is refused by
