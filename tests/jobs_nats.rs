@@ -15,7 +15,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookgate::jobs::nats::{async_nats, NatsSink, NatsStream, NatsWorker};
+use hookgate::jobs::nats::{
+    async_nats, NatsDeadLetter, NatsSink, NatsStream, NatsWorker, ERROR_HEADER, REASON_HEADER,
+};
 use hookgate::jobs::{JobMessage, JobRunner, JobSink};
 use hookgate::{DeadLetterReason, MemoryDeadLetter, MemoryStore, Registry, RetryPolicy};
 use jobs_support::{job, key, recording, unique, wait_for, Effects, FreezeAfterComplete};
@@ -466,4 +468,74 @@ async fn every_job_has_its_effect_once_through_cuts_crashes_and_redeliveries() {
         "the frozen job's redelivery was answered from the store"
     );
     js.delete_stream(&name).await.unwrap();
+}
+
+#[tokio::test]
+async fn dead_letters_can_go_to_a_nats_subject_of_their_own() {
+    use futures_util::StreamExt;
+    let js = direct().await;
+    let (name, subject) = stream(&js).await;
+    let (dead_stream, dead_subject) = stream(&js).await;
+    let effects = Effects::default();
+    let mut registry = Registry::new();
+    registry.best_effort(
+        "stripe",
+        "invoice.*",
+        "email",
+        recording(
+            &effects,
+            "email",
+            HashSet::new(),
+            HashSet::new(),
+            ["evt_refused".to_owned()].into(),
+        ),
+    );
+    let runner = JobRunner::builder(registry, MemoryStore::new())
+        .retry_policy(policy(3))
+        .lease(Duration::from_secs(3))
+        .dead_letter(NatsDeadLetter::new(js.clone(), dead_subject))
+        .build()
+        .unwrap();
+    let worker = Arc::new(
+        NatsWorker::builder(js.clone(), &name, "workers", runner)
+            .build()
+            .await
+            .unwrap(),
+    );
+    NatsSink::new(js.clone(), subject)
+        .send(&job("evt_refused", "email"))
+        .await
+        .unwrap();
+    let task = {
+        let worker = Arc::clone(&worker);
+        tokio::spawn(async move { worker.run_until(std::future::pending()).await })
+    };
+    let dead = js.get_stream(&dead_stream).await.unwrap();
+    let consumer = dead
+        .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(20), messages.next())
+        .await
+        .expect("the entry arrives")
+        .unwrap()
+        .unwrap();
+    task.abort();
+    let entry = JobMessage::decode(&message.payload).unwrap();
+    assert_eq!(entry.key(), key("evt_refused", "email"));
+    assert_eq!(entry.attempt(), 1);
+    let headers = message.headers.as_ref().expect("headers");
+    assert_eq!(
+        headers.get(REASON_HEADER).map(|v| v.as_str()),
+        Some("permanent")
+    );
+    let error = headers
+        .get(ERROR_HEADER)
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    assert!(error.contains("the order does not exist"), "{error}");
+    assert_eq!(worker.runner().counts().dead_lettered, 1);
+    js.delete_stream(&name).await.unwrap();
+    js.delete_stream(&dead_stream).await.unwrap();
 }

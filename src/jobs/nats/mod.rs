@@ -9,6 +9,8 @@
 //!   a [`JobRunner`](super::JobRunner): acknowledged only after the handler
 //!   succeeded (or the job was dead-lettered), put back with a delay (`NAK`)
 //!   for a retry, deduplicated on the job key in the runner's store.
+//! - [`NatsDeadLetter`] keeps jobs that cannot succeed in a JetStream
+//!   subject of their own, with the reason and last error as headers.
 //!
 //! ```no_run
 //! use hookgate::jobs::nats::{async_nats, NatsSink, NatsStream, NatsWorker};
@@ -34,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 
+mod dead_letter;
 mod sink;
 mod stream;
 mod worker;
@@ -42,6 +45,7 @@ mod worker;
 /// same version.
 pub use async_nats;
 
+pub use dead_letter::{NatsDeadLetter, ERROR_HEADER, REASON_HEADER};
 pub use sink::NatsSink;
 pub use stream::NatsStream;
 pub use worker::{NatsWorker, NatsWorkerBuilder};
