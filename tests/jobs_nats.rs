@@ -539,3 +539,33 @@ async fn dead_letters_can_go_to_a_nats_subject_of_their_own() {
     js.delete_stream(&name).await.unwrap();
     js.delete_stream(&dead_stream).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_sink_sends_again_once_the_connection_is_back() {
+    let proxy = Proxy::start(nats_addr()).await;
+    let js = connect(proxy.addr()).await;
+    let (name, subject) = stream(&js).await;
+    let sink = NatsSink::new(js, subject);
+    sink.send(&job("evt_before", "email")).await.unwrap();
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.restore().await;
+    let mut sent = Err(None);
+    for _ in 0..50 {
+        match sink.send(&job("evt_after", "email")).await {
+            Ok(()) => {
+                sent = Ok(());
+                break;
+            }
+            Err(e) => {
+                assert!(e.is_transient(), "{e}");
+                sent = Err(Some(e));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert!(sent.is_ok(), "{sent:?}");
+    let direct = direct().await;
+    assert_eq!(pending(&direct, &name).await, 2);
+    direct.delete_stream(&name).await.unwrap();
+}

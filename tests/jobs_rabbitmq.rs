@@ -485,3 +485,26 @@ async fn every_job_has_its_effect_once_through_cuts_crashes_and_redeliveries() {
     assert!(done >= 30, "the duplicate publishes and the frozen job's redelivery were answered from the store ({done})");
     remove(&topology).await;
 }
+
+#[tokio::test]
+async fn the_sink_reconnects_after_its_connection_is_cut() {
+    let topology = topology().await;
+    let proxy = Proxy::start(amqp_addr()).await;
+    let sink = RabbitSink::new(url_via(proxy.addr()), &topology);
+    sink.send(&job("evt_before", "email")).await.unwrap();
+    proxy.cut();
+    let err = sink.send(&job("evt_during", "email")).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    proxy.restore().await;
+    sink.send(&job("evt_after", "email")).await.unwrap();
+    let mut stored = 0;
+    for _ in 0..50 {
+        stored = count(topology.queue()).await;
+        if stored == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stored, 2, "the jobs confirmed before and after the cut");
+    remove(&topology).await;
+}

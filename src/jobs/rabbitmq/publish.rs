@@ -99,3 +99,37 @@ pub(super) async fn publish(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::verify::Identity;
+
+    fn job(id: &str) -> JobMessage {
+        let event = Event::new("github", Identity::new(id, "push"), &b"{}"[..]);
+        JobMessage::new(&event, "notify", time::OffsetDateTime::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn the_message_id_is_the_key_or_its_digest_past_255_bytes() {
+        assert_eq!(message_id(&job("d-1")).as_str(), "github:d-1:notify");
+        let long = job(&"x".repeat(300));
+        let id = message_id(&long);
+        assert!(
+            id.as_str().starts_with("xxh3:") && id.as_str().len() == 37,
+            "{id}"
+        );
+        assert_ne!(id, message_id(&job(&"y".repeat(300))));
+        assert_eq!(id, message_id(&long.clone().with_attempt(3)));
+    }
+
+    #[test]
+    fn names_over_255_bytes_are_refused_not_panicked_on() {
+        assert!(name(&"q".repeat(255)).is_ok());
+        assert!(matches!(
+            name(&"q".repeat(256)),
+            Err(RabbitError::NameTooLong { name }) if name.len() == 32
+        ));
+    }
+}
