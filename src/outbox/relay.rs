@@ -183,6 +183,42 @@ impl Relay {
     /// A relay apart from any pipeline, on the outbox in `store`'s database,
     /// running the best-effort handlers of `registry` under `policy`.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hookgate::outbox::{OutboxSettings, Relay};
+    /// use hookgate::store::sqlite::SqliteStore;
+    /// use hookgate::{handler_fn, testing, GitHub, HandlerError, Headers, OutcomeKind, Pipeline, Registry, RetryPolicy};
+    ///
+    /// let path = std::env::temp_dir().join(format!("hookgate-relay-doc-{}.db", std::process::id()));
+    /// let mut registry = Registry::new();
+    /// registry.best_effort("github", "push", "notify", handler_fn(|_| async { Ok::<(), HandlerError>(()) }));
+    ///
+    /// // The receiver writes the job in the transaction that completes the key…
+    /// let pipeline = Pipeline::builder()
+    ///     .verifier(GitHub::builder("secret").build()?)
+    ///     .store(SqliteStore::file(&path).build()?)
+    ///     .registry(registry.clone())
+    ///     .outbox(OutboxSettings::default())
+    ///     .build()?;
+    /// let headers = Headers::from_pairs(testing::github_headers("secret", b"{}", "push", "d-1"));
+    /// let outcome = pipeline.handle(&b"{}"[..], &headers).await;
+    /// assert!(matches!(outcome.kind, OutcomeKind::Processed { best_effort: 1 }));
+    ///
+    /// // …and a relay (here in the same process; any process on the file) runs it.
+    /// let relay = Relay::sqlite(
+    ///     SqliteStore::file(&path).build()?,
+    ///     registry,
+    ///     RetryPolicy::default(),
+    ///     OutboxSettings::default(),
+    /// )?;
+    /// let round = relay.run_once().await?;
+    /// assert_eq!((round.claimed, round.succeeded), (1, 1));
+    /// # drop(pipeline);
+    /// # for suffix in ["", "-wal", "-shm"] { let _ = std::fs::remove_file(format!("{}{suffix}", path.display())); }
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// Settings that cannot work ([`OutboxSettings::check`]).
     #[cfg(feature = "sqlite")]
