@@ -84,7 +84,7 @@ async fn a_success_completes_the_key_and_later_copies_are_not_run() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let claim = store
         .claim(
-            job.key(),
+            &job.store_key(),
             Fingerprint::of(job.body()),
             Duration::from_secs(1),
         )
@@ -200,7 +200,7 @@ async fn a_key_held_by_another_worker_is_busy_until_its_lease_ends() {
     // Another worker claimed it (and crashed, say) with a 1.5 s lease.
     store
         .claim(
-            job.key(),
+            &job.store_key(),
             Fingerprint::of(job.body()),
             Duration::from_millis(1500),
         )
@@ -426,4 +426,38 @@ fn final_verdicts_are_the_ones_to_acknowledge() {
         after: Duration::ZERO
     }
     .is_final());
+}
+
+#[tokio::test]
+async fn job_keys_never_meet_event_keys_in_a_shared_store() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let store = Arc::new(MemoryStore::new());
+    // The pipeline completed the event whose (composite) id is `a:email`:
+    // its key is `stripe:a:email`, the job key of event `a`'s `email` job.
+    let event_key = "stripe:a:email";
+    let fp = Fingerprint::of(b"{}");
+    let Claim::Acquired(token) = store
+        .claim(event_key, fp, Duration::from_secs(5))
+        .await
+        .unwrap()
+    else {
+        panic!("a fresh key is acquired");
+    };
+    store
+        .complete(event_key, token, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let runner = runner(
+        registry(&calls, |_| Ok(())),
+        Arc::clone(&store),
+        MemoryDeadLetter::new(),
+    );
+    let job = job("a");
+    assert_eq!(job.key(), event_key);
+    assert_eq!(
+        runner.run(&job, 1).await,
+        Verdict::Succeeded,
+        "the job is not taken for the event"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }

@@ -112,6 +112,21 @@ impl JobMessage {
         &self.key
     }
 
+    /// The key a [`JobRunner`](super::JobRunner) claims for this job in an
+    /// [`IdempotencyStore`](crate::IdempotencyStore): `job:` and the
+    /// [job key](JobMessage::key). The prefix keeps job keys apart from the
+    /// pipeline's event keys (`{provider}:{event_id}`) when both share a
+    /// store: an event id may itself contain `:` (composite dedup keys do), so
+    /// an unprefixed job key could name an event. Only a provider named `job`
+    /// could still meet them; giving the workers a store (table, key prefix)
+    /// of their own rules that out too.
+    pub fn store_key(&self) -> String {
+        let mut key = String::with_capacity(4 + self.key.len());
+        key.push_str("job:");
+        key.push_str(&self.key);
+        key
+    }
+
     /// The name the handler was registered with.
     pub fn handler(&self) -> &str {
         &self.handler
@@ -196,6 +211,11 @@ mod tests {
         assert_eq!(later.key(), job.key());
         assert_eq!(later.attempt(), 5);
         assert_eq!(job.clone().with_attempt(0).attempt(), 1);
+    }
+
+    #[test]
+    fn the_store_key_is_the_job_key_behind_a_prefix() {
+        assert_eq!(job().store_key(), "job:shopify:w-1:notify");
     }
 
     #[test]

@@ -23,7 +23,8 @@ use crate::store::{Claim, Fingerprint, IdempotencyStore, StoreError};
 /// `jobs::nats::NatsWorker` and `jobs::rabbitmq::RabbitWorker` are built on
 /// it; use it to write a worker for another broker.
 ///
-/// Each run claims the job key in an [`IdempotencyStore`] (the same protocol
+/// Each run claims the job's [store key](JobMessage::store_key) (`job:` and
+/// the job key) in an [`IdempotencyStore`] (the same protocol
 /// as critical work: a lease, a fencing token), so with a store shared by
 /// every worker (PostgreSQL, Redis) a redelivered or duplicated message does
 /// not run finished work again, on any worker, and two copies never run at
@@ -251,7 +252,8 @@ impl JobRunner {
             });
             return self.failed(job, attempt, error, None).await;
         };
-        let key = job.key();
+        let store_key = job.store_key();
+        let key = store_key.as_str();
         let claim = match self
             .store
             .claim(key, Fingerprint::of(job.body()), self.lease)
@@ -299,7 +301,8 @@ impl JobRunner {
         error: HandlerError,
         token: Option<crate::store::FencingToken>,
     ) -> Verdict {
-        let key = job.key();
+        let store_key = job.store_key();
+        let key = store_key.as_str();
         let reason = if !error.is_transient() {
             DeadLetterReason::Permanent
         } else if attempt < self.policy.max_attempts {

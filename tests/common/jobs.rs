@@ -139,7 +139,7 @@ pub struct FreezeAfterComplete<S> {
     armed: Mutex<bool>,
     /// Notified when a `complete` froze.
     pub frozen: Notify,
-    /// The key that froze.
+    /// The job key that froze.
     pub frozen_key: Mutex<Option<String>>,
 }
 
@@ -178,7 +178,9 @@ impl<S: IdempotencyStore> IdempotencyStore for FreezeAfterComplete<S> {
         self.inner.complete(key, token, retention).await?;
         let freeze = std::mem::replace(&mut *self.armed.lock().unwrap(), false);
         if freeze {
-            *self.frozen_key.lock().unwrap() = Some(key.to_owned());
+            // The job key, without the store key's `job:` prefix.
+            let job_key = key.strip_prefix("job:").unwrap_or(key);
+            *self.frozen_key.lock().unwrap() = Some(job_key.to_owned());
             self.frozen.notify_one();
             std::future::pending::<()>().await;
         }
