@@ -111,3 +111,57 @@ pub(crate) fn check_table(name: &str, allow_schema: bool) -> Result<(), OutboxCo
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_by_name() {
+        let policy = RetryPolicy::default();
+        assert_eq!(OutboxSettings::default().check(&policy), Ok(()));
+        let short = OutboxSettings {
+            lease: policy.attempt_timeout,
+            ..OutboxSettings::default()
+        };
+        assert_eq!(
+            short.check(&policy),
+            Err(OutboxConfigError::LeaseNotLongerThanAttempt {
+                lease: policy.attempt_timeout,
+                attempt_timeout: policy.attempt_timeout,
+            })
+        );
+        let empty = OutboxSettings {
+            batch_size: 0,
+            ..OutboxSettings::default()
+        };
+        assert_eq!(
+            empty.check(&policy),
+            Err(OutboxConfigError::Zero("batch_size"))
+        );
+        let busy = OutboxSettings {
+            poll_interval: Duration::ZERO,
+            ..OutboxSettings::default()
+        };
+        assert_eq!(
+            busy.check(&policy),
+            Err(OutboxConfigError::Zero("poll_interval"))
+        );
+        let broken = RetryPolicy {
+            max_attempts: 0,
+            ..policy
+        };
+        assert!(matches!(
+            OutboxSettings::default().check(&broken),
+            Err(OutboxConfigError::RetryPolicy(_))
+        ));
+    }
+
+    #[test]
+    fn table_names_leave_room_for_the_dead_letter_suffix() {
+        assert_eq!(check_table(&"t".repeat(43), false), Ok(()));
+        assert!(check_table(&"t".repeat(44), false).is_err());
+        assert_eq!(check_table("app.jobs", true), Ok(()));
+        assert!(check_table("app.jobs", false).is_err());
+    }
+}
