@@ -569,3 +569,20 @@ async fn the_sink_sends_again_once_the_connection_is_back() {
     assert_eq!(pending(&direct, &name).await, 2);
     direct.delete_stream(&name).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_worker_for_a_missing_stream_is_refused_with_its_name() {
+    let js = direct().await;
+    let missing = unique("HG_MISSING");
+    let runner = JobRunner::builder(Registry::new(), MemoryStore::new())
+        .build()
+        .unwrap();
+    let err = NatsWorker::builder(js, &missing, "workers", runner)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, hookgate::jobs::nats::NatsSetupError::Stream { stream, .. } if *stream == missing),
+        "{err}"
+    );
+}

@@ -508,3 +508,32 @@ async fn the_sink_reconnects_after_its_connection_is_cut() {
     assert_eq!(stored, 2, "the jobs confirmed before and after the cut");
     remove(&topology).await;
 }
+
+#[tokio::test]
+async fn without_a_broker_setup_fails_and_a_worker_keeps_trying_until_told_to_stop() {
+    let closed = url_via(proxy::closed_port().await);
+    let topology = RabbitTopology::new(&unique("hookgate_nobroker")).unwrap();
+    let err = topology.declare_at(&closed).await.unwrap_err();
+    assert!(
+        matches!(err, hookgate::jobs::rabbitmq::RabbitError::Connect(_)),
+        "{err}"
+    );
+    let worker = RabbitWorker::builder(
+        closed,
+        &topology,
+        JobRunner::builder(Registry::new(), MemoryStore::new())
+            .build()
+            .unwrap(),
+    )
+    .build();
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(10),
+        worker.run_until(tokio::time::sleep(Duration::from_millis(1200))),
+    )
+    .await;
+    assert!(
+        stopped.is_ok(),
+        "the worker stops when told, connected or not"
+    );
+    assert_eq!(worker.runner().counts(), Default::default());
+}
