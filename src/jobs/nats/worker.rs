@@ -33,10 +33,11 @@ use crate::jobs::{JobMessage, JobRunner, Verdict};
 ///   confirm the acknowledgement; a retry or a busy job is put back with
 ///   `NAK` and the verdict's delay.
 ///
-/// The consumer's `ack_wait` is the runner's [lease](JobRunner::lease): a
-/// message is delivered again only when its worker neither acknowledged nor
-/// put it back within the lease (it crashed, or its connection dropped), and
-/// by then the job key's lease has ended too. Its `max_deliver` is unlimited:
+/// The consumer's `ack_wait` is the runner's [lease](JobRunner::lease), and
+/// the worker restarts it (`+WPI`) when a job starts: a message is delivered
+/// again only when its worker neither acknowledged nor put it back within the
+/// lease (it crashed, or its connection dropped), and by then the job key's
+/// lease has ended too. Its `max_deliver` is unlimited:
 /// the runner, not the server, decides when a job is exhausted, so no job is
 /// left undelivered without reaching the dead letter.
 ///
@@ -168,6 +169,9 @@ async fn handle(runner: &JobRunner, undecodable: &AtomicU64, message: Message) {
             return;
         }
     };
+    // The message may have waited in the pull buffer: restart its ack_wait
+    // so the whole lease covers the run.
+    let _ = message.ack_with(AckKind::Progress).await;
     let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
     let redeliveries = u32::try_from(delivered.saturating_sub(1)).unwrap_or(u32::MAX);
     let attempt = job.attempt().saturating_add(redeliveries);
