@@ -150,8 +150,16 @@ impl NatsWorker {
                     }
                     // A missed heartbeat or a passing pull error: keep reading.
                     Some(Err(_)) => {}
-                    // The pull ended (connection lost, consumer deleted): start again.
-                    None => continue 'pull,
+                    // The pull ended (connection lost, consumer deleted): start
+                    // again, after a pause so a server that keeps ending it is
+                    // not hammered.
+                    None => {
+                        let pause = pin!(tokio::time::sleep(Duration::from_millis(200)));
+                        if let Either::Left(_) = select(shutdown.as_mut(), pause).await {
+                            break 'pull;
+                        }
+                        continue 'pull;
+                    }
                 }
             }
         }

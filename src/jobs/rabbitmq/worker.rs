@@ -127,8 +127,15 @@ impl RabbitWorker {
                             handle(&runner, &undecodable, &publisher, &retry_queue, delivery).await;
                         });
                     }
-                    // The channel or connection failed: connect again.
-                    Some(Err(_)) | None => continue 'connect,
+                    // The channel or connection failed: connect again, after a
+                    // pause so a broker that keeps closing it is not hammered.
+                    Some(Err(_)) | None => {
+                        let pause = pin!(tokio::time::sleep(Duration::from_millis(200)));
+                        if let Either::Left(_) = select(shutdown.as_mut(), pause).await {
+                            break 'connect;
+                        }
+                        continue 'connect;
+                    }
                 }
             }
         }
