@@ -127,3 +127,23 @@ fn an_unknown_version_is_named() {
     );
     assert!(err.to_string().contains("upgrade the workers"));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Different (provider, event id, handler) triples never share a job key,
+    /// and every key is a valid header value (printable ASCII).
+    #[test]
+    fn job_keys_are_distinct_and_header_safe(
+        a in ("[a-z:%]{1,4}", "[a:%\\- é\\r\\n]{1,6}", "[b:% ]{1,4}"),
+        b in ("[a-z:%]{1,4}", "[a:%\\- é\\r\\n]{1,6}", "[b:% ]{1,4}"),
+    ) {
+        let key = |(provider, id, handler): &(String, String, String)| {
+            let event = Event::new(provider.clone(), Identity::new(id.clone(), "k"), &b""[..]);
+            JobMessage::new(&event, handler, OffsetDateTime::UNIX_EPOCH).key().to_owned()
+        };
+        let (ka, kb) = (key(&a), key(&b));
+        prop_assert_eq!(ka == kb, a == b);
+        prop_assert!(ka.bytes().all(|c| c.is_ascii_graphic()), "{}", ka);
+    }
+}
