@@ -73,6 +73,31 @@ pub struct JobRunner {
 }
 
 /// What to do with a job's message after [`JobRunner::run`].
+///
+/// A worker for your own broker settles each message by it:
+///
+/// ```
+/// use hookgate::jobs::Verdict;
+/// use std::time::Duration;
+///
+/// /// What a queue with acks and delayed redelivery would be told.
+/// #[derive(Debug, PartialEq)]
+/// enum Settle { Ack, RedeliverAt { attempt: u32, after: Duration } }
+///
+/// fn settle(verdict: Verdict, attempt: u32) -> Settle {
+///     match verdict {
+///         Verdict::Retry { after } => Settle::RedeliverAt { attempt: attempt + 1, after },
+///         Verdict::Busy { after } => Settle::RedeliverAt { attempt, after },
+///         // Succeeded, AlreadyDone, DeadLettered (and any later final verdict).
+///         _ => Settle::Ack,
+///     }
+/// }
+/// assert_eq!(settle(Verdict::Succeeded, 1), Settle::Ack);
+/// assert_eq!(
+///     settle(Verdict::Retry { after: Duration::from_secs(2) }, 1),
+///     Settle::RedeliverAt { attempt: 2, after: Duration::from_secs(2) }
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Verdict {

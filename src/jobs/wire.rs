@@ -38,6 +38,12 @@ const PREFIX_LEN: usize = 8;
 
 /// Why bytes could not be read as a [`JobMessage`]. Hostile or damaged bytes
 /// always end here, never in a panic.
+///
+/// ```
+/// use hookgate::jobs::{DecodeError, JobMessage};
+/// assert!(matches!(JobMessage::decode(b"{\"id\":1}"), Err(DecodeError::NotAJob)));
+/// assert!(matches!(JobMessage::decode(b"HGJ"), Err(DecodeError::TooShort { len: 3 })));
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {

@@ -26,6 +26,22 @@ use crate::jobs::{JobMessage, JobSink, SinkError};
 /// a job returned as unroutable (no queue bound: declare the topology) is
 /// [`SinkError::Permanent`]; no connection, a nack, or a confirm that did
 /// not come within 10 s is [`SinkError::Transient`].
+///
+/// ```no_run
+/// use hookgate::jobs::rabbitmq::{RabbitSink, RabbitTopology};
+/// use hookgate::jobs::{JobMessage, JobSink};
+/// # async fn demo(job: JobMessage) -> Result<(), Box<dyn std::error::Error>> {
+/// let uri = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// let topology = RabbitTopology::new("hookgate")?;
+/// topology.declare_at(uri).await?;
+/// let sink = RabbitSink::new(uri, &topology);
+/// match sink.send(&job).await {
+///     Ok(()) => {}                                  // confirmed: forget the job
+///     Err(e) if e.is_transient() => { /* keep it, send again later */ }
+///     Err(e) => return Err(e.into()),               // dead-letter it
+/// }
+/// # Ok(()) }
+/// ```
 pub struct RabbitSink {
     uri: String,
     exchange: ShortString,
