@@ -1,61 +1,16 @@
-//! Whether a body is a JSON document that serde_json accepts, without building it.
-//!
-//! [`check`] gives the verdict `serde_json::from_slice::<serde_json::Value>` gives,
-//! for every input, without allocating: strings are UTF-8 (outside strings only
-//! ASCII is valid JSON anyway), the grammar is RFC 8259's with serde_json's
-//! limits (containers nested at most [`MAX_DEPTH`] deep, no control characters in
-//! strings, `\u` escapes that name scalar values: a high surrogate must be
-//! followed by an escaped low one), and numbers must be finite. Numbers whose
-//! range is in question (an exponent, or more integer digits than a `u64` always
-//! holds) are handed to serde_json itself, so its number parsing (including its
-//! `float_roundtrip` and `arbitrary_precision` features, if a dependent enables
-//! them) decides. `tests/identify_props.rs` holds the verdict equal to
-//! serde_json's on generated hostile documents.
-//!
-//! Why not serde's `IgnoredAny`: serde_json skips with it more loosely than it
-//! parses (no UTF-8 or surrogate check in skipped strings, no number range, no
-//! depth limit), which is how such bodies used to get through identification.
+//! The scanner as it was before its fast paths (issue 13), kept to hold the
+//! fast one to exactly its results: verdict, error offset and reason, and the
+//! members reported.
 
-use std::fmt;
 use std::ops::Range;
 
-/// How deeply containers may nest: serde_json's recursion limit (it starts at 128
-/// and refuses the container that would bring it to 0).
-pub(crate) const MAX_DEPTH: u32 = 127;
+use super::{Invalid, MAX_DEPTH};
 
-/// Integer parts with at most this many digits and no exponent are always finite,
-/// whatever the fraction: they are decided here, longer ones by serde_json.
 const PLAIN_INTEGER_DIGITS: usize = 18;
-
-/// Bytes tested at once, past the first chunk, for the end of a string's plain run.
 const CHUNK: usize = 64;
 
-/// Why a body is not a JSON document serde_json accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Invalid {
-    /// Offset of the byte where the problem was found.
-    pub(crate) offset: usize,
-    /// What is wrong there.
-    pub(crate) reason: &'static str,
-}
-
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at byte {}", self.reason, self.offset)
-    }
-}
-
-/// `Ok` exactly when serde_json parses `body` as one JSON document (a value,
-/// optionally surrounded by white space).
-pub(crate) fn check(body: &[u8]) -> Result<(), Invalid> {
-    check_members(body, |_, _| {})
-}
-
-/// [`check`], calling `member(key, value)` on the way for each member of a
-/// top-level object, in document order: `key` is the key's JSON text (quotes
-/// included, escapes not decoded), `value` the byte range of the member's value.
-/// What was reported means something only when the result is `Ok`.
-pub(crate) fn check_members(
+/// The old `check_members`: the reported members, and the result.
+pub(super) fn check_members(
     body: &[u8],
     member: impl FnMut(&[u8], Range<usize>),
 ) -> Result<(), Invalid> {
@@ -404,118 +359,4 @@ fn words(bytes: &[u8]) -> Option<usize> {
         .iter()
         .position(|&b| is_special(b))
         .map(|i| offset + i)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ok(body: &[u8]) -> bool {
-        check(body).is_ok()
-    }
-
-    #[test]
-    fn accepts_what_serde_json_accepts() {
-        for body in [
-            &b"{}"[..],
-            b" [] ",
-            b"0",
-            b"-0.5e-3",
-            b"\"\\ud83d\\ude00\\u00e9\\n\"",
-            b"{\"a\":[1,{\"b\":null}],\"c\":true,\"d\":false}",
-            "\"caf\u{e9}\"".as_bytes(),
-            b"1e-400",
-            b"123456789012345678901234567890",
-        ] {
-            assert!(ok(body), "{}", String::from_utf8_lossy(body));
-        }
-    }
-
-    #[test]
-    fn refuses_what_serde_json_refuses() {
-        for body in [
-            &b""[..],
-            b"{",
-            b"{\"a\":1,}",
-            b"[1,]",
-            b"01",
-            b"1.",
-            b"-",
-            b"1e",
-            b"1e400",
-            b"\"\\ud800\"",
-            b"\"\\udc00\"",
-            b"\"\\ud800\\u0041\"",
-            b"\"\\x\"",
-            b"\"a\x01\"",
-            b"\"\xff\"",
-            b"{\"a\" 1}",
-            b"nul",
-            b"{} x",
-            b"[1 2]",
-        ] {
-            assert!(!ok(body), "{}", String::from_utf8_lossy(body));
-        }
-    }
-
-    #[test]
-    fn depth_limit_is_serde_jsons() {
-        let nested = |n: usize| [vec![b'['; n], vec![b']'; n]].concat();
-        assert!(ok(&nested(MAX_DEPTH as usize)));
-        assert!(!ok(&nested(MAX_DEPTH as usize + 1)));
-        for n in [MAX_DEPTH as usize, MAX_DEPTH as usize + 1] {
-            assert_eq!(
-                ok(&nested(n)),
-                serde_json::from_slice::<serde_json::Value>(&nested(n)).is_ok()
-            );
-        }
-    }
-
-    #[test]
-    fn top_level_members_are_reported_in_order_with_their_value_spans() {
-        let body =
-            br#" { "id" : "evt_1" , "data":{"id":[1,{}]},"e":{}, "i\u0064":[ ] ,"n":-1.5e3} "#;
-        let mut seen = Vec::new();
-        check_members(body, |key, value| {
-            seen.push((
-                String::from_utf8(key.to_vec()).unwrap(),
-                String::from_utf8(body[value].to_vec()).unwrap(),
-            ))
-        })
-        .unwrap();
-        let seen: Vec<(&str, &str)> = seen.iter().map(|(k, v)| (&k[..], &v[..])).collect();
-        assert_eq!(
-            seen,
-            [
-                ("\"id\"", "\"evt_1\""),
-                ("\"data\"", r#"{"id":[1,{}]}"#),
-                ("\"e\"", "{}"),
-                ("\"i\\u0064\"", "[ ]"),
-                ("\"n\"", "-1.5e3"),
-            ]
-        );
-        let mut calls = 0;
-        check_members(br#"[{"id":1}]"#, |_, _| calls += 1).unwrap();
-        assert_eq!(calls, 0, "only the members of a top-level object");
-    }
-
-    #[test]
-    fn plain_run_finds_the_first_special_byte() {
-        let mut long = vec![b'x'; 100];
-        assert_eq!(plain_run(&long), None);
-        long[37] = b'"';
-        long[60] = b'\\';
-        assert_eq!(plain_run(&long), Some(37));
-        assert_eq!(plain_run(b"ab\x1fc"), Some(2));
-        assert_eq!(plain_run(b""), None);
-        for at in [0, 7, 8, 63, 64, 65, 99] {
-            for special in [b'"', b'\\', 0x00, 0x1f, 0x80, 0xff] {
-                let mut bytes = vec![b' '; 100];
-                bytes[at] = special;
-                bytes[99] = b'"';
-                assert_eq!(plain_run(&bytes), Some(at), "{special:#x} at {at}");
-            }
-        }
-        assert_eq!(plain_run(&[0x20, 0x7f, b'~', b'!']), None);
-    }
 }
