@@ -7,21 +7,26 @@ use hookgate::Stats;
 /// that drops, repeats or mixes up a counter shows in the result.
 fn distinct() -> Stats {
     let mut s = Stats::default();
-    let fields: [&mut u64; 23] = [
+    // The sixteen answered-delivery counters first (bits 0..=15), then every
+    // other counter: each field gets a bit of its own, so a sum that takes a
+    // field twice, or a wrong one, shows.
+    let fields: [&mut u64; 29] = [
         &mut s.too_large,
         &mut s.bad_request,
         &mut s.unauthorized,
+        &mut s.verifier_unavailable,
         &mut s.unusable,
         &mut s.duplicate,
         &mut s.fingerprint_mismatch,
         &mut s.in_flight,
         &mut s.ignored,
+        &mut s.handshake,
+        &mut s.stale,
         &mut s.processed,
         &mut s.critical_failed,
         &mut s.permanent_failure,
         &mut s.store_unavailable,
         &mut s.shutting_down,
-        &mut s.stale,
         &mut s.best_effort_succeeded,
         &mut s.best_effort_retries,
         &mut s.best_effort_dead_lettered,
@@ -30,7 +35,11 @@ fn distinct() -> Stats {
         &mut s.dead_letter_failures,
         &mut s.best_effort_pending,
         &mut s.rejected_hook_panics,
+        &mut s.body_changed,
+        &mut s.duplicate_body_changed,
         &mut s.replays,
+        &mut s.journal_written,
+        &mut s.journal_dropped,
     ];
     for (bit, field) in fields.into_iter().enumerate() {
         *field = 1 << bit;
@@ -39,10 +48,11 @@ fn distinct() -> Stats {
 }
 
 #[test]
-fn deliveries_add_up_the_fourteen_answer_counters() {
-    // Bits 0..=13 are the answered deliveries; the best-effort counters, the
-    // gauge, hook panics and replays (counted in `duplicate` already) are not.
-    assert_eq!(distinct().deliveries(), (1 << 14) - 1);
+fn deliveries_add_up_the_sixteen_answer_counters() {
+    // Bits 0..=15 are the answered deliveries; the best-effort counters, the
+    // gauge, hook panics, body changes, replays (counted in `duplicate`
+    // already) and the journal counters are not.
+    assert_eq!(distinct().deliveries(), (1 << 16) - 1);
     assert_eq!(Stats::default().deliveries(), 0);
     let mut one = Stats::default();
     one.processed = 7;
@@ -54,7 +64,8 @@ fn snapshots_add_field_by_field() {
     let a = distinct();
     let sum = a + a;
     assert_eq!(sum.too_large, 2);
-    assert_eq!(sum.replays, 2 << 22);
+    assert_eq!(sum.replays, 2 << 26);
+    assert_eq!(sum.journal_dropped, 2 << 28);
     assert_eq!(sum.deliveries(), 2 * a.deliveries());
 
     let mut only = Stats::default();
