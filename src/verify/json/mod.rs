@@ -334,7 +334,30 @@ impl Scanner<'_> {
 
     /// A number. Its grammar is checked here; whether one with an exponent or a
     /// long integer part is in range, serde_json decides.
+    ///
+    /// Most numbers of a payload are short non-negative integers (amounts,
+    /// counts, timestamps): those end here without the general routine.
+    #[inline(always)]
     fn number(&mut self) -> Result<(), Invalid> {
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        let digits = rest
+            .iter()
+            .take(PLAIN_INTEGER_DIGITS + 1)
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let plain = (1..=PLAIN_INTEGER_DIGITS).contains(&digits)
+            && (digits == 1 || rest.first() != Some(&b'0'))
+            && !matches!(rest.get(digits), Some(b'.' | b'e' | b'E'));
+        if plain {
+            self.pos += digits;
+            return Ok(());
+        }
+        self.number_rest()
+    }
+
+    /// [`Self::number`] in general.
+    #[inline(never)]
+    fn number_rest(&mut self) -> Result<(), Invalid> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
             self.pos += 1;
