@@ -17,17 +17,17 @@
 //! `allocations <provider> <size> <member> = <count> per delivery`.
 
 mod common;
+#[path = "common/deliveries.rs"]
+mod deliveries;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use common::{bare_hmac, keyed, tag, SECRET};
+use deliveries::{body, builder, SIZES};
 use hookgate::testing::{github_headers, shopify_headers, stripe_headers};
-use hookgate::{
-    handler_fn, GitHub, HandlerError, Headers, MemoryStore, OutcomeKind, Pipeline, Registry,
-    Shopify, Stripe, Verifier,
-};
+use hookgate::{GitHub, Headers, OutcomeKind, Pipeline, Shopify, Stripe, Verifier};
 use time::OffsetDateTime;
 
 /// The system allocator, counting every allocation.
@@ -67,33 +67,8 @@ static GLOBAL: Counting = Counting;
 
 /// Deliveries counted per member.
 const ROUNDS: u64 = 10_000;
-const SIZES: [(usize, &str); 2] = [(1024, "1KiB"), (16 * 1024, "16KiB")];
-
-/// The `pipeline` bench's body: a JSON event of exactly `len` bytes.
-fn body(len: usize, n: u64) -> Vec<u8> {
-    let mut body = format!(
-        r#"{{"id":"evt_{n:012}","object":"event","type":"invoice.paid","action":"opened","data":{{"pad":""#
-    )
-    .into_bytes();
-    body.resize(len - 3, b'x');
-    body.extend_from_slice(b"\"}}");
-    body
-}
-
 fn pipeline(verifier: impl Verifier + 'static) -> Pipeline {
-    let mut registry = Registry::new();
-    registry.critical(
-        "*",
-        "*",
-        "noop",
-        handler_fn(|_| async { Ok::<(), HandlerError>(()) }),
-    );
-    Pipeline::builder()
-        .verifier(verifier)
-        .store(MemoryStore::new())
-        .registry(registry)
-        .build()
-        .unwrap()
+    builder(verifier).build().unwrap()
 }
 
 /// Delivery number `n` of a provider at `len` bytes.

@@ -42,38 +42,25 @@ use std::time::Duration;
 
 use bytes::Bytes;
 mod common;
+#[path = "common/deliveries.rs"]
+mod deliveries;
 mod support;
 
 use common::{bare_hmac, keyed, tag, SECRET};
 use criterion::measurement::Measurement;
-use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BatchSize, Bencher, BenchmarkId, Criterion, Throughput,
+};
+use deliveries::{body, builder, ID_DIGITS, SIZES};
 use hookgate::journal::MemoryJournal;
 use hookgate::testing::{github_headers, shopify_headers, stripe_headers};
-use hookgate::{
-    handler_fn, GitHub, HandlerError, Headers, MemoryStore, OutcomeKind, Pipeline, Registry,
-    Shopify, Stripe, Verifier,
-};
+use hookgate::{GitHub, Headers, MemoryStore, OutcomeKind, Pipeline, Shopify, Stripe, Verifier};
 use support::Clock;
 use time::OffsetDateTime;
 use tokio::runtime::Runtime;
 
-const SIZES: [(usize, &str); 2] = [(1024, "1KiB"), (16 * 1024, "16KiB")];
 /// Deliveries per timed batch, and between two yields to the runtime.
 const BATCH: u64 = 16;
-/// Width of the event counter written into Stripe ids, so bodies keep their size.
-const ID_DIGITS: usize = 12;
-
-/// A JSON body of exactly `len` bytes whose id is `evt_` + `ID_DIGITS` digits.
-fn body(len: usize, n: u64) -> Vec<u8> {
-    let mut body = format!(
-        r#"{{"id":"evt_{n:0width$}","object":"event","type":"invoice.paid","action":"opened","data":{{"pad":""#,
-        width = ID_DIGITS
-    )
-    .into_bytes();
-    body.resize(len - 3, b'x');
-    body.extend_from_slice(b"\"}}");
-    body
-}
 
 /// Yields to the runtime after every `BATCH`th delivery counted by `done`, so
 /// the tasks the pipeline spawned (the journal's writer) run, as they would
@@ -121,19 +108,7 @@ fn full_store(
                 .unwrap();
         }
     });
-    let mut registry = Registry::new();
-    registry.critical(
-        "*",
-        "*",
-        "noop",
-        handler_fn(|_| async { Ok::<(), HandlerError>(()) }),
-    );
-    Pipeline::builder()
-        .verifier(verifier)
-        .store(store)
-        .registry(registry)
-        .build()
-        .unwrap()
+    builder(verifier).store(store).build().unwrap()
 }
 
 fn journaled(verifier: impl hookgate::Verifier + 'static) -> Pipeline {
@@ -141,20 +116,6 @@ fn journaled(verifier: impl hookgate::Verifier + 'static) -> Pipeline {
         .journal(MemoryJournal::new())
         .build()
         .unwrap()
-}
-
-fn builder(verifier: impl hookgate::Verifier + 'static) -> hookgate::PipelineBuilder {
-    let mut registry = Registry::new();
-    registry.critical(
-        "*",
-        "*",
-        "noop",
-        handler_fn(|_| async { Ok::<(), HandlerError>(()) }),
-    );
-    Pipeline::builder()
-        .verifier(verifier)
-        .store(MemoryStore::new())
-        .registry(registry)
 }
 
 /// Makes delivery number `n` (a new event id) from the body template.
@@ -199,7 +160,9 @@ fn group(c: &mut Criterion<Clock>, rt: &Runtime, provider: Provider) {
         );
         let pipeline = &provider_pipeline;
         let done = &Cell::new(0);
-        group.bench_function(BenchmarkId::new("handle", label), |b| {
+        // A first delivery on `pipeline` per iteration: a fresh event id each
+        // time, made outside the timed section.
+        let first_deliveries = |b: &mut Bencher<'_, Clock>, pipeline: &Pipeline| {
             b.to_async(rt).iter_batched(
                 || (provider.fresh)(&template, counter.fetch_add(1, Ordering::Relaxed)),
                 |(body, headers)| async move {
@@ -211,19 +174,13 @@ fn group(c: &mut Criterion<Clock>, rt: &Runtime, provider: Provider) {
                 },
                 BatchSize::NumIterations(BATCH),
             )
+        };
+        group.bench_function(BenchmarkId::new("handle", label), |b| {
+            first_deliveries(b, pipeline)
         });
         let journaled = &provider_journaled;
         group.bench_function(BenchmarkId::new("handle_journaled", label), |b| {
-            b.to_async(rt).iter_batched(
-                || (provider.fresh)(&template, counter.fetch_add(1, Ordering::Relaxed)),
-                |(body, headers)| async move {
-                    let outcome = journaled.handle(body, &headers).await;
-                    debug_assert!(matches!(outcome.kind, OutcomeKind::Processed { .. }));
-                    yield_per_batch(done).await;
-                    (outcome.status(), headers)
-                },
-                BatchSize::NumIterations(BATCH),
-            )
+            first_deliveries(b, journaled)
         });
         // The writer kept up: every record was journaled, none dropped.
         assert_eq!(
@@ -237,16 +194,7 @@ fn group(c: &mut Criterion<Clock>, rt: &Runtime, provider: Provider) {
             let subscriber =
                 tracing_subscriber::registry().with(tracing_subscriber::layer::Identity::new());
             let _default = tracing::subscriber::set_default(subscriber);
-            b.to_async(rt).iter_batched(
-                || (provider.fresh)(&template, counter.fetch_add(1, Ordering::Relaxed)),
-                |(body, headers)| async move {
-                    let outcome = pipeline.handle(body, &headers).await;
-                    debug_assert!(matches!(outcome.kind, OutcomeKind::Processed { .. }));
-                    yield_per_batch(done).await;
-                    (outcome.status(), headers)
-                },
-                BatchSize::NumIterations(BATCH),
-            )
+            first_deliveries(b, pipeline)
         });
         group.bench_function(BenchmarkId::new("handle_duplicate", label), |b| {
             b.to_async(rt).iter(|| async {
@@ -260,16 +208,7 @@ fn group(c: &mut Criterion<Clock>, rt: &Runtime, provider: Provider) {
             // two), dropped once its member ran.
             let full = &full_store(rt, provider.name, (provider.verifier)());
             group.bench_function(BenchmarkId::new("handle_full_store", label), |b| {
-                b.to_async(rt).iter_batched(
-                    || (provider.fresh)(&template, counter.fetch_add(1, Ordering::Relaxed)),
-                    |(body, headers)| async move {
-                        let outcome = full.handle(body, &headers).await;
-                        debug_assert!(matches!(outcome.kind, OutcomeKind::Processed { .. }));
-                        yield_per_batch(done).await;
-                        (outcome.status(), headers)
-                    },
-                    BatchSize::NumIterations(BATCH),
-                )
+                first_deliveries(b, full)
             });
         }
     }
