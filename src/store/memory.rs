@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 use crate::clock::{Clock, SystemClock};
 use crate::store::protocol::{self, Decision, Record, State};
@@ -350,7 +349,7 @@ impl MemoryStore {
     }
 
     fn locate(&self, key: &str) -> (&Mutex<Shard>, KeyId) {
-        let hash = xxh3_128_with_seed(key.as_bytes(), self.inner.seed);
+        let hash = twox_hash::XxHash3_128::oneshot_with_seed(self.inner.seed, key.as_bytes());
         let (index, id) = split(hash, self.inner.shards.len());
         (&self.inner.shards[index], id)
     }
@@ -930,24 +929,37 @@ impl Shard {
     /// Moves every key into a table about 1.5 times larger, keeping each list's
     /// order. A table's sizes are a full shard's size times (2/3)^k, so the
     /// last growth ends exactly at that size (load 0.6 once full).
+    ///
+    /// Keys move in slot order, not list order: a key's home is its position
+    /// in hash order in either table, so both tables are walked front to back
+    /// (a list walk would read and write both at random, two cache misses per
+    /// key of a table far larger than the cache). The lists are then relinked
+    /// through a map from old slots to new ones (4 bytes a slot).
     fn grow(&mut self) {
         let mut buckets = full_buckets(self.capacity);
         while buckets / 3 * 2 > self.slots.len() && buckets / 3 * 2 >= MIN_BUCKETS {
             buckets = buckets / 3 * 2;
         }
         let old = std::mem::replace(&mut self.slots, vec![Slot::EMPTY; buckets]);
-        let lists = self.lists;
-        for (number, list) in lists.iter().enumerate() {
-            self.lists[number].head = NIL;
-            self.lists[number].tail = NIL;
-            let mut next = list.head;
-            while let Some(from) = slot_of(next) {
-                let slot = old[from];
-                next = slot.next;
-                let index = self.free_slot(slot.key);
-                self.slots[index] = slot;
-                self.link_back(index, number);
+        let mut moved = vec![NIL; old.len()];
+        for (from, slot) in old.iter().enumerate() {
+            if slot.entry.is_empty() {
+                continue;
             }
+            let index = self.free_slot(slot.key);
+            self.slots[index] = *slot;
+            moved[from] = link(index);
+        }
+        let to = |link: u32| slot_of(link).map_or(NIL, |from| moved[from]);
+        for slot in &mut self.slots {
+            if !slot.entry.is_empty() {
+                slot.prev = to(slot.prev);
+                slot.next = to(slot.next);
+            }
+        }
+        for list in &mut self.lists {
+            list.head = to(list.head);
+            list.tail = to(list.tail);
         }
     }
 
@@ -1058,7 +1070,7 @@ mod tests {
     use super::*;
 
     fn id(n: u64) -> KeyId {
-        let hash = xxhash_rust::xxh3::xxh3_128(&n.to_le_bytes());
+        let hash = twox_hash::XxHash3_128::oneshot(&n.to_le_bytes());
         split(hash, 1).1
     }
 

@@ -64,7 +64,7 @@ pub struct Fingerprint(pub u128);
 impl Fingerprint {
     /// The fingerprint of `body`.
     pub fn of(body: &[u8]) -> Self {
-        Self(xxhash_rust::xxh3::xxh3_128(body))
+        Self(twox_hash::XxHash3_128::oneshot(body))
     }
 
     /// The fingerprint as 16 big-endian bytes (for storage).

@@ -27,7 +27,7 @@ pub(super) fn name(text: &str) -> Result<ShortString, RabbitError> {
 /// `xxh3:<32 hex digits>`.
 fn message_id(job: &JobMessage) -> ShortString {
     ShortString::try_new(job.key()).unwrap_or_else(|_| {
-        let digest = xxhash_rust::xxh3::xxh3_128(job.key().as_bytes());
+        let digest = twox_hash::XxHash3_128::oneshot(job.key().as_bytes());
         // 37 bytes: always a valid short string.
         ShortString::try_new(format!("xxh3:{digest:032x}")).unwrap_or_default()
     })

@@ -117,12 +117,12 @@ fn json(body: &[u8], token: Option<&str>) -> Result<Identity, IdentifyError> {
             if rest.is_empty() {
                 ids.concat()
             } else {
-                let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+                let mut hasher = twox_hash::XxHash3_128::new();
                 for id in &ids {
-                    hasher.update(&(id.len() as u64).to_le_bytes());
-                    hasher.update(id.as_bytes());
+                    hasher.write(&(id.len() as u64).to_le_bytes());
+                    hasher.write(id.as_bytes());
                 }
-                format!("batch:{}:{:032x}", ids.len(), hasher.digest128())
+                format!("batch:{}:{:032x}", ids.len(), hasher.finish_128())
             }
         }
     };

@@ -1,6 +1,7 @@
 //! The form parameters Twilio signs: decoded, sorted, duplicates dropped.
 
 use std::borrow::Cow;
+use std::hash::Hasher as _;
 
 /// The query parameter that carries the SHA-256 of a JSON body.
 pub(super) const BODY_SHA256: &str = "bodySHA256";
@@ -51,13 +52,13 @@ impl<'a> Params<'a> {
     /// parameters (however encoded or ordered), so it names a delivery
     /// without depending on its encoding.
     pub(super) fn digest(&self) -> String {
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        let mut hasher = twox_hash::XxHash3_64::new();
         for piece in self.pieces() {
             // Length-prefixed, so that no two parameter lists feed the same bytes.
-            hasher.update(&(piece.len() as u64).to_le_bytes());
-            hasher.update(piece.as_bytes());
+            hasher.write(&(piece.len() as u64).to_le_bytes());
+            hasher.write(piece.as_bytes());
         }
-        format!("{:016x}", hasher.digest())
+        format!("{:016x}", hasher.finish())
     }
 }
 
