@@ -44,11 +44,13 @@ impl Attempt<'_> {
     /// Records the key as done within what is left of the answer budget; the
     /// outcome to answer when that fails or does not answer in time.
     pub(super) async fn complete(&self, handler: Arc<str>) -> Result<(), OutcomeKind> {
-        let complete = self
-            .inner
-            .store
-            .complete(&self.key, self.token, self.limits.retention);
-        let Some(completed) = within(|| self.budget.ends(), complete).await else {
+        let store = &self.inner.store;
+        let (key, token, retention) = (&*self.key, self.token, self.limits.retention);
+        let completed = match store.complete_now(key, token, retention) {
+            Some(completed) => Some(completed),
+            None => within(|| self.budget.ends(), store.complete(key, token, retention)).await,
+        };
+        let Some(completed) = completed else {
             // The store may still record it: no release (which could undo a
             // completion that lands after all, and would overrun the budget).
             // The retry finds the key completed, or leased until it expires.

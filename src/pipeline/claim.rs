@@ -70,10 +70,12 @@ impl Pipeline {
         if let ClaimMode::Forced(record) = mode {
             key = format!("{key}#replay:{record}");
         }
-        let claim = inner
-            .store
-            .claim(&key, Fingerprint::of(body), provider.limits.lease)
-            .await;
+        let fingerprint = Fingerprint::of(body);
+        let lease = provider.limits.lease;
+        let claim = match inner.store.claim_now(&key, fingerprint, lease) {
+            Some(claim) => claim,
+            None => inner.store.claim(&key, fingerprint, lease).await,
+        };
         match claim.map_err(unavailable)? {
             Claim::Acquired(token) => Ok((key, token)),
             Claim::AcquiredBodyChanged(token) => {

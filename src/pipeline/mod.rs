@@ -348,7 +348,9 @@ impl Pipeline {
         // within the answer budget and timed as part of verifying; `None`
         // for every other verifier.
         let verifying = delivery.timed.then(Instant::now);
-        if let Some(prepare) = provider.verifier.prepare(headers, inner.clock.now()) {
+        // One clock read serves both steps unless preparing had to wait.
+        let mut now = inner.clock.now();
+        if let Some(prepare) = provider.verifier.prepare(headers, now) {
             let budget = Budget::new(started, &provider.limits);
             let failed = match within(|| budget.work_ends(), prepare).await {
                 Some(Ok(())) => None,
@@ -362,8 +364,9 @@ impl Pipeline {
                 outcome.kind = OutcomeKind::VerificationFailed(err);
                 return (outcome, None);
             }
+            now = inner.clock.now();
         }
-        let verified = provider.verifier.verify(&body, headers, inner.clock.now());
+        let verified = provider.verifier.verify(&body, headers, now);
         delivery.verify = verifying.map(|at| at.elapsed());
         if let Err(err) = verified {
             outcome.kind = OutcomeKind::VerificationFailed(err);

@@ -354,6 +354,36 @@ impl MemoryStore {
         (&self.inner.shards[index], id)
     }
 
+    /// `claim`, which never waits: the async method and `claim_now` both.
+    fn claim_at_once(
+        &self,
+        key: &str,
+        fingerprint: Fingerprint,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        let (shard, id) = self.locate(key);
+        let now = self.now_ms();
+        let mut shard = lock(shard);
+        shard
+            .claim(id, fingerprint, now, deadline(now, lease))
+            .map_err(StoreError::unavailable)
+    }
+
+    /// `complete`, which never waits: the async method and `complete_now` both.
+    fn complete_at_once(
+        &self,
+        key: &str,
+        token: FencingToken,
+        retention: Duration,
+    ) -> Result<(), StoreError> {
+        let (shard, id) = self.locate(key);
+        let now = self.now_ms();
+        let deadline = deadline(now, retention);
+        let retention = deadline.saturating_sub(now);
+        let settled = lock(shard).settle(id, token, State::Completed, deadline, retention);
+        settled.then_some(()).ok_or_else(|| stale(key, token))
+    }
+
     fn now_ms(&self) -> u64 {
         let now = self.inner.clock.now();
         // Seconds and milliseconds separately: no 128-bit division on the hot path.
@@ -395,12 +425,7 @@ impl IdempotencyStore for MemoryStore {
         fingerprint: Fingerprint,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        let (shard, id) = self.locate(key);
-        let now = self.now_ms();
-        let mut shard = lock(shard);
-        shard
-            .claim(id, fingerprint, now, deadline(now, lease))
-            .map_err(StoreError::unavailable)
+        self.claim_at_once(key, fingerprint, lease)
     }
 
     async fn complete(
@@ -409,12 +434,25 @@ impl IdempotencyStore for MemoryStore {
         token: FencingToken,
         retention: Duration,
     ) -> Result<(), StoreError> {
-        let (shard, id) = self.locate(key);
-        let now = self.now_ms();
-        let deadline = deadline(now, retention);
-        let retention = deadline.saturating_sub(now);
-        let settled = lock(shard).settle(id, token, State::Completed, deadline, retention);
-        settled.then_some(()).ok_or_else(|| stale(key, token))
+        self.complete_at_once(key, token, retention)
+    }
+
+    fn claim_now(
+        &self,
+        key: &str,
+        fingerprint: Fingerprint,
+        lease: Duration,
+    ) -> Option<Result<Claim, StoreError>> {
+        Some(self.claim_at_once(key, fingerprint, lease))
+    }
+
+    fn complete_now(
+        &self,
+        key: &str,
+        token: FencingToken,
+        retention: Duration,
+    ) -> Option<Result<(), StoreError>> {
+        Some(self.complete_at_once(key, token, retention))
     }
 
     async fn release(
@@ -1454,6 +1492,71 @@ mod tests {
                         }
                     }
                     check(&shard);
+                }
+            }
+        }
+    }
+
+    /// Polls a future of the memory store, which is ready at once.
+    fn at_once<T>(future: impl std::future::Future<Output = T>) -> T {
+        let mut future = std::pin::pin!(future);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(value) => value,
+            std::task::Poll::Pending => panic!("the memory store never waits"),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// `claim_now` / `complete_now` (the pipeline's fast path) decide
+        /// exactly as the async `claim` / `complete`, through leases that
+        /// expire, retention, body changes and eviction.
+        #[test]
+        fn the_immediate_answers_are_the_async_ones(
+            ops in proptest::collection::vec((0u8..4, 0u8..5, 0u8..2, 0u64..3), 1..120),
+        ) {
+            use crate::clock::FixedClock;
+            let clocks = [FixedClock::at_unix(1_700_000_000), FixedClock::at_unix(1_700_000_000)];
+            let stores = clocks
+                .clone()
+                .map(|clock| MemoryStore::builder().capacity(3).shards(1).clock(clock).build());
+            let mut tokens: [std::collections::HashMap<u8, FencingToken>; 2] = Default::default();
+            for (op, key, body, duration) in ops {
+                let name = format!("p:{key}");
+                let fingerprint = Fingerprint(u128::from(body));
+                let span = Duration::from_secs(1 + 10 * duration);
+                match op {
+                    0 | 1 => {
+                        let sync = stores[0].claim_now(&name, fingerprint, span).expect("answered");
+                        let r#async = at_once(stores[1].claim(&name, fingerprint, span));
+                        proptest::prop_assert_eq!(format!("{sync:?}"), format!("{async:?}"));
+                        if let Ok(claim) = sync {
+                            if let Some(token) = claim.token() {
+                                tokens[0].insert(key, token);
+                            }
+                        }
+                        if let Ok(claim) = r#async {
+                            if let Some(token) = claim.token() {
+                                tokens[1].insert(key, token);
+                            }
+                        }
+                    }
+                    2 => {
+                        let sync = tokens[0].get(&key).map(|&token| {
+                            stores[0].complete_now(&name, token, span).expect("answered")
+                        });
+                        let r#async = tokens[1]
+                            .get(&key)
+                            .map(|&token| at_once(stores[1].complete(&name, token, span)));
+                        proptest::prop_assert_eq!(format!("{sync:?}"), format!("{async:?}"));
+                    }
+                    _ => {
+                        for clock in &clocks {
+                            clock.advance(span);
+                        }
+                    }
                 }
             }
         }

@@ -383,6 +383,35 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
         Ok(0)
     }
 
+    /// The answer [`IdempotencyStore::claim`] would give, when the store can
+    /// give it at once without waiting (no I/O, no lock held across a wait):
+    /// the pipeline asks this first and awaits `claim` only on `None`, which
+    /// saves the boxed future of an in-process store. `None` (the default)
+    /// for every store that talks to a server. A store that answers here
+    /// must answer exactly as `claim` would: the two are one decision.
+    fn claim_now(
+        &self,
+        key: &str,
+        fingerprint: Fingerprint,
+        lease: Duration,
+    ) -> Option<Result<Claim, StoreError>> {
+        let _ = (key, fingerprint, lease);
+        None
+    }
+
+    /// The answer [`IdempotencyStore::complete`] would give, when the store
+    /// can give it at once; as [`IdempotencyStore::claim_now`], `None` (the
+    /// default) means the pipeline awaits `complete`.
+    fn complete_now(
+        &self,
+        key: &str,
+        token: FencingToken,
+        retention: Duration,
+    ) -> Option<Result<(), StoreError>> {
+        let _ = (key, token, retention);
+        None
+    }
+
     /// The store's [watermarks](watermark) for the
     /// [ordering guard](crate::ordering), when it keeps them: every built-in
     /// store does, in the same database as its keys (and its `purge_expired`
@@ -426,6 +455,22 @@ macro_rules! forward_store {
             }
             async fn purge_expired(&self) -> Result<u64, StoreError> {
                 (**self).purge_expired().await
+            }
+            fn claim_now(
+                &self,
+                key: &str,
+                fingerprint: Fingerprint,
+                lease: Duration,
+            ) -> Option<Result<Claim, StoreError>> {
+                (**self).claim_now(key, fingerprint, lease)
+            }
+            fn complete_now(
+                &self,
+                key: &str,
+                token: FencingToken,
+                retention: Duration,
+            ) -> Option<Result<(), StoreError>> {
+                (**self).complete_now(key, token, retention)
             }
             fn watermarks(&self) -> Option<&dyn WatermarkStore> {
                 (**self).watermarks()

@@ -21,6 +21,9 @@
 
 use std::future::Future;
 
+#[cfg(feature = "metrics")]
+mod labels;
+
 use super::journaling::Delivery;
 use crate::outcome::Outcome;
 
@@ -150,16 +153,13 @@ pub(super) fn delivered(span: &Span, delivery: &Delivery<'_>, outcome: &Outcome)
     }
     #[cfg(feature = "metrics")]
     {
-        let provider = delivery.provider.map_or("unknown", |p| p.0).to_owned();
-        metrics::counter!(
-            "hookgate_deliveries_total",
-            "provider" => provider.clone(),
-            "outcome" => outcome.kind.name()
-        )
-        .increment(1);
+        let provider = delivery.provider.map_or("unknown", |p| p.0);
+        let outcome_labels = labels::provider_labels(provider, Some(outcome.kind.name()));
+        labels::count("hookgate_deliveries_total", outcome_labels, 1);
+        let provider_labels = labels::provider_labels(provider, None);
         let seconds = |name: &'static str, d: Option<std::time::Duration>| {
             if let Some(d) = d {
-                metrics::histogram!(name, "provider" => provider.clone()).record(d.as_secs_f64());
+                labels::record(name, provider_labels, d.as_secs_f64());
             }
         };
         seconds(
@@ -201,12 +201,8 @@ pub(super) fn best_effort_ended(handler: &str, succeeded: bool) {
         } else {
             "dead_lettered"
         };
-        metrics::counter!(
-            "hookgate_best_effort_jobs_total",
-            "handler" => handler.to_owned(),
-            "result" => result
-        )
-        .increment(1);
+        let labels = labels::labels(&[("handler", handler), ("result", result)]);
+        labels::count("hookgate_best_effort_jobs_total", labels, 1);
     }
     #[cfg(feature = "tracing")]
     if !succeeded {
