@@ -11,6 +11,7 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use super::budget::{within, Budget};
+use super::key::ClaimKey;
 use super::limits::{PermanentFailurePolicy, ProviderLimits};
 use super::observe;
 use super::recorder::Recorder;
@@ -25,7 +26,7 @@ use crate::store::{FencingToken, StoreError, Watermark, WatermarkStore};
 /// A claimed key, settled exactly once by the attempt that holds it.
 pub(super) struct Attempt<'a> {
     pub(super) inner: &'a Inner,
-    pub(super) key: String,
+    pub(super) key: ClaimKey,
     pub(super) token: FencingToken,
     pub(super) limits: &'a ProviderLimits,
     pub(super) budget: Budget<'a>,

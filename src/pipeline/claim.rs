@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::key::ClaimKey;
 use super::recorder::Recorder;
 use super::replay::{self, Registration};
 use super::{Pipeline, Provider};
-use crate::event::idempotency_key;
 use crate::headers::Headers;
 use crate::journal::JournalId;
 use crate::outcome::{Outcome, OutcomeKind};
@@ -43,7 +43,7 @@ impl Pipeline {
         body: &Bytes,
         headers: &Headers,
         mode: ClaimMode,
-    ) -> Result<(String, FencingToken), OutcomeKind> {
+    ) -> Result<(ClaimKey, FencingToken), OutcomeKind> {
         let inner = &*self.inner;
         let unavailable = |err| OutcomeKind::StoreUnavailable(Arc::new(err));
         if provider.replay_guard && matches!(mode, ClaimMode::Once) {
@@ -60,16 +60,20 @@ impl Pipeline {
                 Registration::Owner => {}
                 Registration::Replayed => {
                     Recorder::bump(&inner.stats.replays);
-                    self.reject(outcome, RejectionReason::Replayed, body, headers);
+                    let reason = RejectionReason::Replayed;
+                    self.reject(outcome, Some(identity), reason, body, headers);
                     return Err(OutcomeKind::Duplicate);
                 }
                 Registration::Busy { until } => return Err(OutcomeKind::InFlight { until }),
             }
         }
-        let mut key = idempotency_key(&provider.name, &identity.id);
-        if let ClaimMode::Forced(record) = mode {
-            key = format!("{key}#replay:{record}");
-        }
+        let key = match mode {
+            ClaimMode::Once => ClaimKey::event(&provider.name, &identity.id),
+            ClaimMode::Forced(record) => {
+                let replay = format!("#replay:{record}");
+                ClaimKey::joined(&[&provider.name, ":", &identity.id, &replay])
+            }
+        };
         let fingerprint = Fingerprint::of(body);
         let lease = provider.limits.lease;
         let claim = match inner.store.claim_now(&key, fingerprint, lease) {
@@ -88,7 +92,7 @@ impl Pipeline {
                 if let OutcomeKind::Duplicate = kind {
                     Recorder::bump(&inner.stats.duplicate_body_changed);
                 }
-                self.reject(outcome, reason, body, headers);
+                self.reject(outcome, Some(identity), reason, body, headers);
                 Err(kind)
             }
             Claim::InFlight { until } => Err(OutcomeKind::InFlight { until }),

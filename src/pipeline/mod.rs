@@ -30,6 +30,7 @@ mod builder;
 mod claim;
 mod in_transaction;
 mod journaling;
+mod key;
 mod limits;
 mod monitor;
 mod observe;
@@ -73,7 +74,7 @@ use crate::registry::{NamedHandler, Registry};
 use crate::rejected::RejectionReason;
 use crate::stats::Stats;
 use crate::store::{IdempotencyStore, StoreError};
-use crate::verify::{ProviderProfile, Verifier, VerifyError};
+use crate::verify::{Identity, ProviderProfile, Verifier, VerifyError};
 
 /// Turns deliveries into exactly-once critical work, best-effort work and
 /// the status to answer; see the crate documentation for the full protocol.
@@ -420,6 +421,7 @@ impl Pipeline {
             Err(err) => {
                 self.reject(
                     &outcome,
+                    None,
                     RejectionReason::Unusable(err.clone()),
                     &body,
                     headers,
@@ -427,8 +429,14 @@ impl Pipeline {
                 return finish(outcome, OutcomeKind::Unusable(err));
             }
         };
-        outcome.event_id = Some(identity.id.clone());
-        outcome.event_kind = Some(identity.kind.clone());
+        // Until the event is claimed, its id and kind stay in `identity` and
+        // are moved into the outcome of an answer without work (a duplicate
+        // costs no copies); a claimed event's outcome gets copies below.
+        let finish_unclaimed = |mut outcome: Outcome, identity: Identity, kind| {
+            outcome.event_id = Some(identity.id);
+            outcome.event_kind = Some(identity.kind);
+            finish(outcome, kind)
+        };
         if inner
             .registry
             .route(
@@ -438,7 +446,7 @@ impl Pipeline {
             )
             .is_empty()
         {
-            return finish(outcome, OutcomeKind::Ignored);
+            return finish_unclaimed(outcome, identity, OutcomeKind::Ignored);
         }
         let budget = Budget::new(started, &provider.limits);
         // The claim step (the replay guard's registration included) must leave
@@ -451,13 +459,16 @@ impl Pipeline {
         delivery.claim = claiming.map(|at| at.elapsed());
         let (key, token) = match claimed {
             Some(Ok(claimed)) => claimed,
-            Some(Err(kind)) => return finish(outcome, kind),
+            Some(Err(kind)) => return finish_unclaimed(outcome, identity, kind),
             None => {
                 let spent = AnswerBudgetSpent::Claim(provider.limits.answer_budget);
                 let err = StoreError::unavailable(spent);
-                return finish(outcome, OutcomeKind::StoreUnavailable(Arc::new(err)));
+                let kind = OutcomeKind::StoreUnavailable(Arc::new(err));
+                return finish_unclaimed(outcome, identity, kind);
             }
         };
+        outcome.event_id = Some(identity.id.clone());
+        outcome.event_kind = Some(identity.kind.clone());
         let _in_flight = inner.stats.monitor.claimed(started);
         if delivery.timed {
             delivery.attempt = Some(token.0);
@@ -490,7 +501,7 @@ impl Pipeline {
                 if let OutcomeKind::Stale { at, newest } = kind {
                     let object = object.clone();
                     let reason = RejectionReason::Stale { object, at, newest };
-                    self.reject(&outcome, reason, event.body(), headers);
+                    self.reject(&outcome, None, reason, event.body(), headers);
                 }
                 return finish(outcome, kind);
             }
@@ -540,11 +551,18 @@ impl Pipeline {
 
     /// Hands an authentic delivery whose handlers did not run to the host's
     /// hook, if any.
-    fn reject(&self, outcome: &Outcome, reason: RejectionReason, body: &Bytes, headers: &Headers) {
+    fn reject(
+        &self,
+        outcome: &Outcome,
+        identity: Option<&Identity>,
+        reason: RejectionReason,
+        body: &Bytes,
+        headers: &Headers,
+    ) {
         let Some(hook) = &self.inner.on_rejected else {
             return;
         };
-        if !hook.deliver(outcome, reason, body, headers) {
+        if !hook.deliver(outcome, identity, reason, body, headers) {
             Recorder::bump(&self.inner.stats.rejected_hook_panics);
         }
     }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use crate::headers::Headers;
 use crate::outcome::{Outcome, OutcomeKind};
 use crate::rejected::{RejectedDelivery, RejectionReason};
+use crate::verify::Identity;
 
 /// The host's hook for rejected deliveries; see
 /// [`PipelineBuilder::on_rejected`](crate::PipelineBuilder::on_rejected).
@@ -19,12 +20,14 @@ impl RejectedHook {
         Self(Arc::new(hook))
     }
 
-    /// Hands the delivery (`outcome` so far, `body`, `headers`) to the hook
-    /// with `reason` and the status it is answered with; false if the hook
+    /// Hands the delivery (`outcome` so far, the event's `identity` when the
+    /// outcome does not carry it yet, `body`, `headers`) to the hook with
+    /// `reason` and the status it is answered with; false if the hook
     /// panicked. Nothing is handed over before the provider is known.
     pub(super) fn deliver(
         &self,
         outcome: &Outcome,
+        identity: Option<&Identity>,
         reason: RejectionReason,
         body: &Bytes,
         headers: &Headers,
@@ -47,8 +50,9 @@ impl RejectedHook {
             provider,
             reason,
             status,
-            event_id: outcome.event_id.clone(),
-            event_kind: outcome.event_kind.clone(),
+            event_id: identity.map_or_else(|| outcome.event_id.clone(), |i| Some(i.id.clone())),
+            event_kind: identity
+                .map_or_else(|| outcome.event_kind.clone(), |i| Some(i.kind.clone())),
             body: body.clone(),
             headers: headers.clone(),
         })
