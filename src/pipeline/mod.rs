@@ -467,8 +467,6 @@ impl Pipeline {
                 return finish_unclaimed(outcome, identity, kind);
             }
         };
-        outcome.event_id = Some(identity.id.clone());
-        outcome.event_kind = Some(identity.kind.clone());
         let _in_flight = inner.stats.monitor.claimed(started);
         if delivery.timed {
             delivery.attempt = Some(token.0);
@@ -485,6 +483,48 @@ impl Pipeline {
         };
         // Built only once the key is held: duplicates never pay for it.
         let event = Event::new(provider.name.clone(), identity, body);
+        let (kind, best_effort_work) = self
+            .run_claimed(
+                provider,
+                &attempt,
+                &event,
+                &mut outcome,
+                headers,
+                delivery,
+                mode,
+            )
+            .await;
+        // The outcome takes the event's id and kind over when nothing else
+        // holds the event (no best-effort work, no handler kept a clone).
+        match event.into_identity() {
+            Ok(identity) => {
+                outcome.event_id = Some(identity.id);
+                outcome.event_kind = Some(identity.kind);
+            }
+            Err(event) => {
+                outcome.event_id = Some(event.id().to_owned());
+                outcome.event_kind = Some(event.kind().to_owned());
+            }
+        }
+        outcome.kind = kind;
+        (outcome, best_effort_work)
+    }
+
+    /// The steps of a claimed event: the ordering guard, the critical work,
+    /// completing the key and the best-effort work; the answer's kind. The
+    /// outcome's event id and kind are not set yet.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_claimed(
+        &self,
+        provider: &Provider,
+        attempt: &Attempt<'_>,
+        event: &Event,
+        outcome: &mut Outcome,
+        headers: &Headers,
+        delivery: &mut Delivery<'_>,
+        mode: ClaimMode,
+    ) -> (OutcomeKind, Option<BestEffort>) {
+        let inner = &*self.inner;
         let routes = inner.registry.route(
             event.provider(),
             event.kind(),
@@ -493,7 +533,7 @@ impl Pipeline {
         // The store is asked for its watermarks only under a guard.
         let order = provider.ordering.as_ref().and_then(|guard| {
             let watermarks = inner.store.watermarks()?;
-            let (object, at) = guard.watermark_of(&provider.name, &event)?;
+            let (object, at) = guard.watermark_of(&provider.name, event)?;
             Some((watermarks, object, at))
         });
         if let (Some((watermarks, object, at)), ClaimMode::Once) = (&order, mode) {
@@ -501,12 +541,13 @@ impl Pipeline {
                 if let OutcomeKind::Stale { at, newest } = kind {
                     let object = object.clone();
                     let reason = RejectionReason::Stale { object, at, newest };
-                    self.reject(&outcome, None, reason, event.body(), headers);
+                    let identity = Some(event.identity());
+                    self.reject(outcome, identity, reason, event.body(), headers);
                 }
-                return finish(outcome, kind);
+                return (kind, None);
             }
         }
-        let critical = match attempt.run_critical(&event, routes, &mut outcome).await {
+        let critical = match attempt.run_critical(event, routes, outcome).await {
             Ok(last) => match &order {
                 Some((watermarks, object, at)) => attempt
                     .advance_order(*watermarks, object, *at)
@@ -516,37 +557,36 @@ impl Pipeline {
             },
             Err(kind) => Err(kind),
         };
-        let kind = match critical {
-            Ok(last) => match attempt
-                .finish(&event, routes, handler_name(last), &mut outcome)
-                .await
-            {
-                // The best-effort jobs are in the outbox, for a relay.
-                Ok(Some(count)) => {
-                    outcome.kind = OutcomeKind::Processed { best_effort: count };
-                    return (outcome, None);
-                }
-                Ok(None) => {
-                    let best_effort: Vec<NamedHandler> = routes.best_effort().cloned().collect();
-                    let count = best_effort.len();
-                    let best_effort_work = if count > 0 {
-                        if delivery.tag.is_some() {
-                            delivery.best_effort =
-                                best_effort.iter().map(NamedHandler::shared_name).collect();
-                        }
-                        let tag = delivery.tag.clone();
-                        Some(inner.best_effort.register(&event, best_effort, tag).await)
-                    } else {
-                        None
-                    };
-                    outcome.kind = OutcomeKind::Processed { best_effort: count };
-                    return (outcome, best_effort_work);
-                }
-                Err(kind) => kind,
-            },
-            Err(kind) => kind,
+        let last = match critical {
+            Ok(last) => last,
+            Err(kind) => return (kind, None),
         };
-        finish(outcome, kind)
+        match attempt
+            .finish(event, routes, handler_name(last), outcome)
+            .await
+        {
+            // The best-effort jobs are in the outbox, for a relay.
+            Ok(Some(count)) => (OutcomeKind::Processed { best_effort: count }, None),
+            Ok(None) => {
+                let best_effort: Vec<NamedHandler> = routes.best_effort().cloned().collect();
+                let count = best_effort.len();
+                let best_effort_work = if count > 0 {
+                    if delivery.tag.is_some() {
+                        delivery.best_effort =
+                            best_effort.iter().map(NamedHandler::shared_name).collect();
+                    }
+                    let tag = delivery.tag.clone();
+                    Some(inner.best_effort.register(event, best_effort, tag).await)
+                } else {
+                    None
+                };
+                (
+                    OutcomeKind::Processed { best_effort: count },
+                    best_effort_work,
+                )
+            }
+            Err(kind) => (kind, None),
+        }
     }
 
     /// Hands an authentic delivery whose handlers did not run to the host's
