@@ -281,7 +281,7 @@ impl Pipeline {
         let (mut outcome, best_effort_work) = match oversized {
             Some(size) => (self.too_large(index, size), None),
             None => {
-                let run = self.run(started, index, body, headers, &mut watch.delivery);
+                let run = pin!(self.run(started, index, body, headers, &mut watch.delivery));
                 observe::in_span(&span, run).await
             }
         };

@@ -185,16 +185,18 @@ impl Pipeline {
             ClaimMode::Once
         };
         let span = observe::delivery_span(Some(&provider.name), true);
-        let run = self.run_verified(
-            started,
-            provider,
-            outcome,
-            body,
-            &headers,
-            &mut watch.delivery,
-            mode,
-        );
-        let (mut outcome, best_effort_work) = observe::in_span(&span, run).await;
+        let (mut outcome, best_effort_work) = {
+            let run = std::pin::pin!(self.run_verified(
+                started,
+                provider,
+                outcome,
+                body,
+                &headers,
+                &mut watch.delivery,
+                mode,
+            ));
+            observe::in_span(&span, run).await
+        };
         // A replay counts in the health report (not in `Stats`, which counts
         // `handle` calls).
         let processing = outcome.critical_elapsed.map(|_| started.elapsed());

@@ -20,9 +20,10 @@
 //! - `hookgate_journal_dropped_total` (counter).
 
 use std::future::Future;
+use std::pin::Pin;
 
 #[cfg(feature = "metrics")]
-mod labels;
+mod keys;
 
 use super::journaling::Delivery;
 use crate::outcome::Outcome;
@@ -69,8 +70,9 @@ pub(super) fn delivery_span(provider: Option<&str>, replay: bool) -> Span {
     }
 }
 
-/// Runs `future` inside `span`.
-pub(super) async fn in_span<F: Future>(span: &Span, future: F) -> F::Output {
+/// Runs `future` inside `span`. The future is pinned where the caller built
+/// it (a delivery's future is large: moving it into a wrapper would copy it).
+pub(super) async fn in_span<F: Future>(span: &Span, future: Pin<&mut F>) -> F::Output {
     #[cfg(feature = "tracing")]
     {
         use tracing::Instrument;
@@ -154,24 +156,19 @@ pub(super) fn delivered(span: &Span, delivery: &Delivery<'_>, outcome: &Outcome)
     #[cfg(feature = "metrics")]
     {
         let provider = delivery.provider.map_or("unknown", |p| p.0);
-        let outcome_labels = labels::provider_labels(provider, Some(outcome.kind.name()));
-        labels::count("hookgate_deliveries_total", outcome_labels, 1);
-        let provider_labels = labels::provider_labels(provider, None);
-        let seconds = |name: &'static str, d: Option<std::time::Duration>| {
-            if let Some(d) = d {
-                labels::record(name, provider_labels, d.as_secs_f64());
-            }
-        };
-        seconds(
-            "hookgate_delivery_duration_seconds",
+        let keys = keys::delivery_keys(provider, outcome.kind.name());
+        keys::count(&keys.deliveries, 1);
+        let durations = [
             Some(delivery.started.elapsed()),
-        );
-        seconds("hookgate_verify_duration_seconds", delivery.verify);
-        seconds("hookgate_claim_duration_seconds", delivery.claim);
-        seconds(
-            "hookgate_critical_duration_seconds",
+            delivery.verify,
+            delivery.claim,
             outcome.critical_elapsed,
-        );
+        ];
+        for (key, duration) in keys.seconds.iter().zip(durations) {
+            if let Some(duration) = duration {
+                keys::record(key, duration.as_secs_f64());
+            }
+        }
     }
 }
 
@@ -201,8 +198,7 @@ pub(super) fn best_effort_ended(handler: &str, succeeded: bool) {
         } else {
             "dead_lettered"
         };
-        let labels = labels::labels(&[("handler", handler), ("result", result)]);
-        labels::count("hookgate_best_effort_jobs_total", labels, 1);
+        keys::count(keys::job_key(handler, result), 1);
     }
     #[cfg(feature = "tracing")]
     if !succeeded {
