@@ -68,6 +68,15 @@ impl PayloadError {
 }
 
 impl Event {
+    /// The identity, taken out when this is the event's last handle; the
+    /// event itself otherwise.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn into_identity(self) -> Result<Identity, Event> {
+        Arc::try_unwrap(self.inner)
+            .map(|inner| inner.identity)
+            .map_err(|inner| Event { inner })
+    }
+
     /// An event from a provider name, the identity its verifier found, and the raw
     /// body. The pipeline builds events for you; this constructor lets you test
     /// your handlers directly.
@@ -142,16 +151,6 @@ impl Event {
 }
 
 /// The idempotency key of an event: `provider:id`.
-impl Event {
-    /// The identity, taken out when this is the event's last handle; the
-    /// event itself otherwise.
-    pub(crate) fn into_identity(self) -> Result<Identity, Event> {
-        Arc::try_unwrap(self.inner)
-            .map(|inner| inner.identity)
-            .map_err(|inner| Event { inner })
-    }
-}
-
 pub(crate) fn idempotency_key(provider: &str, id: &str) -> String {
     let mut key = String::with_capacity(provider.len() + 1 + id.len());
     key.push_str(provider);

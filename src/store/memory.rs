@@ -1497,14 +1497,9 @@ mod tests {
         }
     }
 
-    /// Polls a future of the memory store, which is ready at once.
+    /// The answer of a memory store's future, which is ready at once.
     fn at_once<T>(future: impl std::future::Future<Output = T>) -> T {
-        let mut future = std::pin::pin!(future);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match future.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(value) => value,
-            std::task::Poll::Pending => panic!("the memory store never waits"),
-        }
+        futures_util::FutureExt::now_or_never(future).expect("the memory store never waits")
     }
 
     proptest::proptest! {

@@ -34,11 +34,33 @@ pub(super) struct DeliveryKeys {
     pub(super) seconds: [Key; 4],
 }
 
-/// Every set of delivery keys made so far, by provider and outcome.
-type ByName = HashMap<(Box<str>, &'static str), &'static DeliveryKeys>;
+/// Values made once per `(name, tag)` pair and kept for the process: by a
+/// provider or handler name, then by an outcome or result name. Looked up by
+/// `&str`, so a hit allocates nothing.
+type Interned<V> = Mutex<HashMap<Box<str>, HashMap<&'static str, &'static V>>>;
 
-/// Every `hookgate_best_effort_jobs_total` key made so far, by handler and result.
-type JobKeys = HashMap<(Box<str>, &'static str), &'static Key>;
+/// The value of `name` and `tag` in `interned`, made by `make` the first time
+/// any thread asks for it.
+fn intern<V>(
+    interned: &'static OnceLock<Interned<V>>,
+    name: &str,
+    tag: &'static str,
+    make: impl FnOnce() -> V,
+) -> &'static V {
+    let mut interned = interned
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(value) = interned.get(name).and_then(|by_tag| by_tag.get(tag)) {
+        return value;
+    }
+    let value: &'static V = Box::leak(Box::new(make()));
+    interned
+        .entry(Box::from(name))
+        .or_default()
+        .insert(tag, value);
+    value
+}
 
 fn leak_labels(pairs: &[(&'static str, &str)]) -> &'static [Label] {
     Box::leak(
@@ -52,22 +74,15 @@ fn leak_labels(pairs: &[(&'static str, &str)]) -> &'static [Label] {
 /// The delivery keys of `provider` and `outcome`, made the first time any
 /// thread asks for them.
 fn made(provider: &str, outcome: &'static str) -> &'static DeliveryKeys {
-    static MADE: OnceLock<Mutex<ByName>> = OnceLock::new();
-    let mut made = MADE
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(keys) = made.get(&(Box::from(provider), outcome)) {
-        return keys;
-    }
-    let counted = leak_labels(&[("provider", provider), ("outcome", outcome)]);
-    let timed = leak_labels(&[("provider", provider)]);
-    let keys: &'static DeliveryKeys = Box::leak(Box::new(DeliveryKeys {
-        deliveries: Key::from_static_labels("hookgate_deliveries_total", counted),
-        seconds: SECONDS.map(|name| Key::from_static_labels(name, timed)),
-    }));
-    made.insert((Box::from(provider), outcome), keys);
-    keys
+    static MADE: OnceLock<Interned<DeliveryKeys>> = OnceLock::new();
+    intern(&MADE, provider, outcome, || {
+        let counted = leak_labels(&[("provider", provider), ("outcome", outcome)]);
+        let timed = leak_labels(&[("provider", provider)]);
+        DeliveryKeys {
+            deliveries: Key::from_static_labels("hookgate_deliveries_total", counted),
+            seconds: SECONDS.map(|name| Key::from_static_labels(name, timed)),
+        }
+    })
 }
 
 /// One entry of a thread's cache: the address and length of a provider
@@ -115,21 +130,11 @@ pub(super) fn delivery_keys(provider: &str, outcome: &'static str) -> &'static D
 
 /// The key `hookgate_best_effort_jobs_total{handler, result}`.
 pub(super) fn job_key(handler: &str, result: &'static str) -> &'static Key {
-    static MADE: OnceLock<Mutex<JobKeys>> = OnceLock::new();
-    let mut made = MADE
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(key) = made.get(&(Box::from(handler), result)) {
-        return key;
-    }
-    let labels = leak_labels(&[("handler", handler), ("result", result)]);
-    let key: &'static Key = Box::leak(Box::new(Key::from_static_labels(
-        "hookgate_best_effort_jobs_total",
-        labels,
-    )));
-    made.insert((Box::from(handler), result), key);
-    key
+    static MADE: OnceLock<Interned<Key>> = OnceLock::new();
+    intern(&MADE, handler, result, || {
+        let labels = leak_labels(&[("handler", handler), ("result", result)]);
+        Key::from_static_labels("hookgate_best_effort_jobs_total", labels)
+    })
 }
 
 /// Adds `n` to the counter `key`.
