@@ -90,6 +90,7 @@ pub(super) fn statements(table: &str) -> Statements {
              SELECT {columns}, $5, $3, $4, now() FROM moved
              ON CONFLICT (job_key) DO NOTHING"
         ),
+        #[cfg(feature = "sqlite")]
         bury_delete: String::new(),
         purge: format!(
             "DELETE FROM {table} WHERE job_key IN (

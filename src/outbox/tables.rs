@@ -29,7 +29,7 @@ pub(crate) struct Statements {
     /// PostgreSQL: one statement; SQLite: the insert of `bury_delete`'s row.
     pub(crate) bury: String,
     /// SQLite only: the delete after `bury`.
-    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    #[cfg(feature = "sqlite")]
     pub(crate) bury_delete: String,
     pub(crate) purge: String,
 }

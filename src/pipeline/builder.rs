@@ -60,6 +60,7 @@ pub struct PipelineBuilder {
     journal_settings: JournalSettings,
     health_thresholds: HealthThresholds,
     /// The store's database, for transactional handlers and the outbox.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     pub(super) database: super::in_transaction::Database,
     /// The outbox's settings, when one is set.
     #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -80,7 +81,10 @@ impl PipelineBuilder {
     /// instance of your service.
     #[must_use]
     pub fn store(mut self, store: impl IdempotencyStore + 'static) -> Self {
-        self.database = super::in_transaction::Database::of(&store);
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        {
+            self.database = super::in_transaction::Database::of(&store);
+        }
         self.store = Some(Arc::new(store));
         self
     }
@@ -547,8 +551,6 @@ impl PipelineBuilder {
         let database = self
             .database
             .check(&self.registry, self.outbox, self.retry_policy)?;
-        #[cfg(not(any(feature = "postgres", feature = "sqlite")))]
-        let database = self.database;
         let known = |name: &str| self.verifiers.iter().any(|v| v.provider() == name);
         for provider in self.registry.providers() {
             if provider != ANY_PROVIDER && !known(provider) {
@@ -651,6 +653,7 @@ impl PipelineBuilder {
                     .map(|journal| Journaling::new(journal, self.journal_settings, stats.clone())),
                 stats,
                 health_thresholds: self.health_thresholds,
+                #[cfg(any(feature = "postgres", feature = "sqlite"))]
                 database,
                 closing: AtomicBool::new(false),
             }),
@@ -711,6 +714,7 @@ impl PipelineBuilder {
             journal: None,
             journal_settings: JournalSettings::default(),
             health_thresholds: HealthThresholds::default(),
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
             database: super::in_transaction::Database::default(),
             #[cfg(any(feature = "postgres", feature = "sqlite"))]
             outbox: None,

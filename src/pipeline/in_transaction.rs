@@ -26,11 +26,10 @@ use {
 
 /// The database of the pipeline's store, when it can run transactions, and
 /// the outbox in it, when one is set.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[derive(Debug, Default)]
 pub(super) struct Database {
-    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     engine: Option<Engine>,
-    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     outbox: Option<Outbox>,
 }
 
@@ -43,21 +42,18 @@ struct Outbox {
     policy: RetryPolicy,
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl Database {
     /// The database of `store`, as the builder is given it.
-    #[allow(unused_variables)]
     pub(super) fn of(store: &dyn std::any::Any) -> Self {
         Self {
-            #[cfg(any(feature = "postgres", feature = "sqlite"))]
             engine: Engine::of(store),
-            #[cfg(any(feature = "postgres", feature = "sqlite"))]
             outbox: None,
         }
     }
 
     /// Checks that every transactional handler of `registry` runs on this
     /// database, and sets up the outbox when `outbox` holds its settings.
-    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     pub(super) fn check(
         mut self,
         registry: &Registry,
@@ -157,6 +153,7 @@ impl Attempt<'_> {
                     outbox: outbox
                         .zip(jobs)
                         .map(|(outbox, jobs)| (&outbox.tables, jobs)),
+                    #[cfg(feature = "sqlite")]
                     deadline: self.budget.ends().map(Instant::into_std),
                 };
                 return self
@@ -204,6 +201,7 @@ impl Attempt<'_> {
                 format!("critical handler `{handler}` panicked: {}", panic.message),
                 failed(handler, CriticalFailure::Panic(panic.message)),
             ),
+            #[cfg(feature = "sqlite")]
             TxFailure::Timeout { handler } => (
                 format!("critical handlers passed the deadline in `{handler}`"),
                 failed(handler, CriticalFailure::Timeout(began.elapsed())),

@@ -97,7 +97,7 @@ struct Inner {
     health_thresholds: HealthThresholds,
     journaling: Option<Arc<Journaling>>,
     /// The store's database, for transactional handlers and the outbox.
-    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     database: in_transaction::Database,
     closing: AtomicBool,
 }

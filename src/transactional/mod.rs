@@ -231,7 +231,7 @@ pub(crate) struct Work<'a> {
     pub(crate) outbox: Option<(&'a OutboxTables, Vec<Job>)>,
     /// When the transaction must have committed (SQLite checks it before
     /// committing; PostgreSQL's caller drops the future then).
-    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    #[cfg(feature = "sqlite")]
     pub(crate) deadline: Option<std::time::Instant>,
 }
 
@@ -255,7 +255,7 @@ pub(crate) enum TxFailure {
         panic: HandlerPanicked,
     },
     /// The deadline passed before the commit; rolled back (SQLite).
-    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    #[cfg(feature = "sqlite")]
     Timeout {
         /// The handler that was running or last ran.
         handler: Arc<str>,
@@ -267,5 +267,5 @@ pub(crate) enum TxFailure {
 }
 
 /// The handler name for failures where no single handler is at fault.
-#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+#[cfg(feature = "sqlite")]
 pub(crate) const NO_HANDLER: &str = "(transaction)";
