@@ -200,7 +200,7 @@ impl Pipeline {
 
     /// Answers a delivery whose body you stopped reading because it is larger
     /// than its limit ([`Pipeline::max_body_size`], or the named provider's
-    /// [`ProviderLimits::body_limit`]): 413 [`OutcomeKind::TooLarge`], counted
+    /// [`ProviderLimits::body_limit`]): 413 [`OutcomeKind::TooLarge`](crate::OutcomeKind::TooLarge), counted
     /// and journaled (metadata only) exactly like an oversized body handed to
     /// [`Pipeline::handle`], without holding the body.
     ///
@@ -337,7 +337,7 @@ impl Pipeline {
             .map_or(self.inner.max_body_limit, |p| p.limits.body_limit)
     }
 
-    /// Stops taking deliveries (they get 503 [`OutcomeKind::ShuttingDown`]) and
+    /// Stops taking deliveries (they get 503 [`OutcomeKind::ShuttingDown`](crate::OutcomeKind::ShuttingDown)) and
     /// waits up to `deadline` for pending best-effort work to finish. Work still
     /// pending then is cancelled, sent to the dead letter and listed in the
     /// report, so nothing is dropped silently. Cancelled work is never also
