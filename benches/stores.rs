@@ -585,10 +585,12 @@ mod journals {
         record.body_size = body.len() as u64;
         record.body_digest = Some([7; 32]);
         record.body = Some(body.clone());
-        record.headers = vec![
-            ("X-GitHub-Event".into(), "issues".into()),
-            ("X-GitHub-Delivery".into(), format!("d-{n}")),
-        ];
+        record.headers = [
+            ("X-GitHub-Event".to_owned(), "issues".to_owned()),
+            ("X-GitHub-Delivery".to_owned(), format!("d-{n}")),
+        ]
+        .into_iter()
+        .collect();
         record.replay_of = Some(JournalId(42));
         record
     }

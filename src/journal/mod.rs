@@ -69,6 +69,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
+mod headers;
 mod memory;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -82,6 +83,7 @@ mod sql;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
 
+pub use headers::{JournalHeaders, JournalHeadersIter};
 pub use memory::MemoryJournal;
 pub use query::{JournalCursor, JournalFilter, JournalPage, JournalQuery, StatusCounts};
 pub use record::{

@@ -370,7 +370,10 @@ impl PostgresJournal {
                 &[
                     &id,
                     &received_at,
-                    &text(|r| &r.provider),
+                    &rows
+                        .iter()
+                        .map(|r| r.record.provider.as_deref())
+                        .collect::<Vec<_>>(),
                     &text(|r| &r.event_id),
                     &text(|r| &r.kind),
                     &text(|r| &r.delivery_id),

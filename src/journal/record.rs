@@ -4,11 +4,12 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use crate::journal::JournalHeaders;
 use crate::outcome::OutcomeKind;
 
 /// The id of one journal record: 128 bits, ordered by creation time.
@@ -45,16 +46,22 @@ impl JournalId {
     /// one millisecond by this process are ordered by when they were made).
     pub fn generate_at(at: SystemTime) -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        static SEED: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+        static SEED: OnceLock<u64> = OnceLock::new();
         let millis = at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
             .min((1 << 48) - 1);
         let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut hasher = SEED.get_or_init(Default::default).build_hasher();
-        hasher.write_u64(count);
-        hasher.write_u128(millis);
-        let random = hasher.finish();
+        // A random seed per process (the standard library's hash keys), and
+        // a bijection of the counter under it: ids of one process never
+        // repeat their 64 low bits, and another process's follow another
+        // sequence.
+        let seed = *SEED.get_or_init(|| {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(0x6a09_e667_f3bc_c908);
+            hasher.finish()
+        });
+        let random = mix(seed.wrapping_add(count.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
         Self((millis << 80) | (u128::from(count & 0xffff) << 64) | u128::from(random))
     }
 
@@ -73,6 +80,14 @@ impl JournalId {
     pub fn from_bytes(bytes: [u8; 16]) -> Self {
         Self(u128::from_be_bytes(bytes))
     }
+}
+
+/// The finaliser of splitmix64: a bijection on 64 bits that spreads every
+/// input bit over the output.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl fmt::Display for JournalId {
@@ -339,8 +354,10 @@ pub struct JournalRecord {
     /// When `handle` received the delivery.
     pub received_at: SystemTime,
     /// The provider, detected or named (a guess for deliveries that failed
-    /// verification; `None` when no provider was recognised).
-    pub provider: Option<String>,
+    /// verification; `None` when no provider was recognised). Shared with
+    /// the pipeline's own name of the provider, as in
+    /// [`Outcome::provider`](crate::Outcome::provider).
+    pub provider: Option<Arc<str>>,
     /// The event's deduplication id, once identified.
     pub event_id: Option<String>,
     /// The event's kind, once identified.
@@ -373,7 +390,7 @@ pub struct JournalRecord {
     /// leave it out; [`Journal::get`](crate::journal::Journal::get) returns it.
     pub body: Option<Bytes>,
     /// The allowlisted headers of a verified delivery, as received.
-    pub headers: Vec<(String, String)>,
+    pub headers: JournalHeaders,
     /// The record this one replays, for a replay.
     pub replay_of: Option<JournalId>,
     /// When an operator marked it resolved.
@@ -399,7 +416,7 @@ impl JournalRecord {
             body_size: 0,
             body_digest: None,
             body: None,
-            headers: Vec::new(),
+            headers: JournalHeaders::new(),
             replay_of: None,
             resolved_at: None,
         }
@@ -456,6 +473,20 @@ mod tests {
         let later = JournalId::generate_at(at + Duration::from_millis(1));
         assert!(later > ids[999]);
         assert!(JournalId::generate_at(UNIX_EPOCH) < ids[0]);
+    }
+
+    #[test]
+    fn the_random_bits_of_one_process_never_repeat() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let low: std::collections::HashSet<u64> = (0..200_000)
+            .map(|_| JournalId::generate_at(at).0 as u64)
+            .collect();
+        assert_eq!(low.len(), 200_000);
+        // Spread: about half the bits set, not a counter.
+        let ones: u32 = low.iter().take(1000).map(|r| r.count_ones()).sum();
+        assert!((28_000..36_000).contains(&ones), "{ones}");
+        assert_eq!(mix(0), 0, "the finaliser fixes 0; the seed moves it");
+        assert_ne!(mix(1), 1);
     }
 
     #[test]

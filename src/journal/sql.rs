@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,7 @@ use super::record::{
     BestEffortJob, BestEffortState, DeliveryStatus, Durations, JournalId, JournalRecord,
 };
 use super::JournalError;
+use super::JournalHeaders;
 use crate::store::durable::with_timeout;
 use crate::store::StoreError;
 
@@ -133,14 +135,14 @@ pub(super) fn decode_jobs(
 }
 
 /// The `headers` column: a JSON array of `[name, value]` pairs.
-pub(super) fn encode_headers(headers: &[(String, String)]) -> Result<String, serde_json::Error> {
+pub(super) fn encode_headers(headers: &JournalHeaders) -> Result<String, serde_json::Error> {
     serde_json::to_string(headers)
 }
 
 pub(super) fn decode_headers(
     id: Option<JournalId>,
     text: &str,
-) -> Result<Vec<(String, String)>, JournalError> {
+) -> Result<JournalHeaders, JournalError> {
     serde_json::from_str(text).map_err(|err| {
         corrupt(
             id,
@@ -390,7 +392,7 @@ pub(super) fn decode(
     cells.set_record(id);
     let status = parse_status(Some(id), cells.required_str(6, "status")?)?;
     let mut record = JournalRecord::new(id, cells.required_time(1, "received_at")?, status);
-    record.provider = cells.text(2, "provider")?;
+    record.provider = cells.text(2, "provider")?.map(Arc::from);
     record.event_id = cells.text(3, "event_id")?;
     record.kind = cells.text(4, "kind")?;
     record.delivery_id = cells.text(5, "delivery_id")?;

@@ -351,7 +351,7 @@ impl Inner {
                         .execute(rusqlite::params![
                             &id[..],
                             time_ms(record.received_at),
-                            record.provider,
+                            record.provider.as_deref(),
                             record.event_id,
                             record.kind,
                             record.delivery_id,

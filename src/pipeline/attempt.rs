@@ -30,6 +30,9 @@ pub(super) struct Attempt<'a> {
     pub(super) token: FencingToken,
     pub(super) limits: &'a ProviderLimits,
     pub(super) budget: Budget<'a>,
+    /// When the claim step ended, where it was timed: the critical
+    /// handlers' time starts there instead of at one more clock read.
+    pub(super) claimed_at: Option<Instant>,
 }
 
 impl Attempt<'_> {
@@ -146,7 +149,7 @@ impl Attempt<'_> {
         // A block, so that what only the chain needs is not kept across the
         // settling below (smaller futures).
         let failure = {
-            let began = Instant::now();
+            let began = self.claimed_at.unwrap_or_else(Instant::now);
             let chain = async {
                 for handler in routes.critical() {
                     current = Some(handler);

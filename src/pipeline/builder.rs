@@ -24,7 +24,7 @@ use crate::registry::Registry;
 use crate::rejected::RejectedDelivery;
 use crate::retry::RetryPolicy;
 use crate::store::IdempotencyStore;
-use crate::verify::Verifier;
+use crate::verify::{ProviderProfile, Verifier};
 
 /// The provider name that stands for every provider in limit and replay guard
 /// settings (as in [`Registry`] routes).
@@ -612,6 +612,7 @@ impl PipelineBuilder {
                 .iter()
                 .find(|(provider, _)| **provider == *name)
                 .map(|(_, guard)| guard.clone());
+            let journal_headers = journal_headers(&profile, &self.journal_settings);
             providers.push(Provider {
                 name,
                 verifier,
@@ -620,6 +621,7 @@ impl PipelineBuilder {
                 replay_guard,
                 ordering,
                 dedup,
+                journal_headers,
             });
         }
         let max_body_limit = providers
@@ -730,4 +732,18 @@ impl fmt::Debug for PipelineBuilder {
             .field("registry", &self.registry)
             .finish_non_exhaustive()
     }
+}
+
+/// The headers a journal keeps of `profile`'s verified deliveries: the
+/// profile's and the settings' (each once, case ignored), less those whose
+/// names may never be kept. Decided once here rather than per delivery.
+fn journal_headers(profile: &ProviderProfile, settings: &JournalSettings) -> Box<[Box<str>]> {
+    let mut kept: Vec<Box<str>> = Vec::new();
+    let listed = profile.journal_headers.iter().copied();
+    for name in listed.chain(settings.headers.iter().map(String::as_str)) {
+        if JournalSettings::may_keep(name) && !kept.iter().any(|k| k.eq_ignore_ascii_case(name)) {
+            kept.push(name.into());
+        }
+    }
+    kept.into_boxed_slice()
 }

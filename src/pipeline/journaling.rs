@@ -2,25 +2,27 @@
 //! batch writer for ordinary records, a write before the answer for the
 //! verified deliveries answered non-2xx, and the records themselves.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
+use smallvec::SmallVec;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::attempt::describe;
 use super::monitor::Count;
 use super::recorder::Recorder;
+use super::Provider;
 use crate::headers::Headers;
 use crate::journal::{
-    BestEffortJob, BestEffortState, BodyRetention, DeliveryStatus, Durations, Journal, JournalId,
-    JournalRecord, JournalSettings, JournalWrite,
+    BestEffortJob, BestEffortState, BodyRetention, DeliveryStatus, Durations, Journal,
+    JournalHeaders, JournalId, JournalRecord, JournalSettings, JournalWrite,
 };
 use crate::outcome::{Outcome, OutcomeKind};
-use crate::verify::ProviderProfile;
 
 /// How long the background writer waits for one batch before it counts the
 /// batch as dropped and goes on.
@@ -160,7 +162,7 @@ impl Journaling {
     pub(super) fn record(&self, delivery: &mut Delivery<'_>, outcome: &Outcome) -> JournalRecord {
         let status = DeliveryStatus::of(&outcome.kind);
         let mut record = JournalRecord::new(delivery.id, delivery.received_at, status);
-        record.provider = delivery.provider.map(|p| p.0.to_owned());
+        record.provider = delivery.provider.map(|p| Arc::clone(&p.name));
         match delivery.event.take() {
             // The copies the delivery made when it claimed the event.
             Some((id, kind))
@@ -180,7 +182,7 @@ impl Journaling {
             verify: delivery.verify,
             claim: delivery.claim,
             critical: outcome.critical_elapsed,
-            total: Some(delivery.started.elapsed()),
+            total: delivery.total.or_else(|| Some(delivery.started.elapsed())),
         };
         record.error = describe(&outcome.kind);
         record.best_effort = delivery
@@ -202,28 +204,46 @@ impl Journaling {
 
     /// The body and the allowlisted headers of a verified delivery.
     fn keep_verified(&self, record: &mut JournalRecord, delivery: &mut Delivery<'_>) {
-        let (listed, id_headers): (&[&str], &[&str]) =
-            delivery.provider.map_or((&[], &[]), |(_, p)| {
-                (p.journal_headers, p.delivery_id_headers)
+        let (listed, id_headers): (&[Box<str>], &[&str]) =
+            delivery.provider.map_or((&[], &[]), |p| {
+                (&p.journal_headers, p.profile.delivery_id_headers)
             });
-        let extra = &self.settings.headers;
         // One pass over the headers: the allowlisted ones, and the value of
         // the first delivery-id header of the profile's list that is present.
+        // The kept ones are noted first, so their text takes one allocation
+        // of the right size.
         let mut delivery_id: Option<(usize, &[u8])> = None;
+        let mut kept_headers: SmallVec<[(&str, &[u8]); 16]> = SmallVec::new();
         for (name, value) in delivery.headers.iter() {
             if let Some(rank) = id_headers.iter().position(|h| h.eq_ignore_ascii_case(name)) {
                 if delivery_id.is_none_or(|(best, _)| rank < best) {
                     delivery_id = Some((rank, value));
                 }
             }
-            let kept = (listed.iter().any(|h| h.eq_ignore_ascii_case(name))
-                || extra.iter().any(|h| h.eq_ignore_ascii_case(name)))
-                && JournalSettings::may_keep(name);
-            if kept {
-                record.headers.push((name.to_owned(), text(value)));
+            if listed.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+                kept_headers.push((name, value));
             }
         }
-        record.delivery_id = delivery_id.map(|(_, value)| text(value));
+        // Room for the record's other strings too: `MemoryJournal` appends
+        // them (and where each string ends) to the headers' text, so a kept
+        // record is one allocation.
+        let others = [&record.event_id, &record.kind, &record.error]
+            .into_iter()
+            .flatten()
+            .map(String::len)
+            .sum::<usize>()
+            + delivery_id.map_or(0, |(_, value)| value.len());
+        let bytes = kept_headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len())
+            .sum::<usize>();
+        // And for where each string ends, 4 bytes each.
+        let ends = 4 * (2 * kept_headers.len() + 4);
+        record.headers = JournalHeaders::with_capacity(bytes + others + ends);
+        for &(name, value) in &kept_headers {
+            record.headers.push(name, &text(value));
+        }
+        record.delivery_id = delivery_id.map(|(_, value)| text(value).into_owned());
         match self.settings.body_retention {
             BodyRetention::Drop => {}
             BodyRetention::DigestOnly => record.body_digest = Some(digest(&delivery.body)),
@@ -239,11 +259,11 @@ impl Journaling {
 }
 
 /// A header value as text, invalid UTF-8 replaced.
-fn text(value: &[u8]) -> String {
+fn text(value: &[u8]) -> Cow<'_, str> {
     // Checked in one pass first: header values are nearly always valid.
     match std::str::from_utf8(value) {
-        Ok(text) => text.to_owned(),
-        Err(_) => String::from_utf8_lossy(value).into_owned(),
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(value),
     }
 }
 
@@ -291,11 +311,13 @@ pub(super) struct Delivery<'a> {
     pub(super) id: JournalId,
     pub(super) received_at: SystemTime,
     pub(super) started: Instant,
-    pub(super) provider: Option<(&'a str, &'a ProviderProfile)>,
+    pub(super) provider: Option<&'a Provider>,
     pub(super) body: Bytes,
     pub(super) headers: &'a Headers,
     pub(super) verify: Option<Duration>,
     pub(super) claim: Option<Duration>,
+    /// The whole of `handle`, once answered (when anything needs it).
+    pub(super) total: Option<Duration>,
     /// The claim's token, once the event is claimed.
     pub(super) attempt: Option<u64>,
     /// The event's id and kind, once claimed.
@@ -320,7 +342,7 @@ impl<'a> Watch<'a> {
     pub(super) fn new(
         journaling: Option<&'a Arc<Journaling>>,
         started: Instant,
-        provider: Option<(&'a str, &'a ProviderProfile)>,
+        provider: Option<&'a Provider>,
         body: &Bytes,
         headers: &'a Headers,
         replay_of: Option<JournalId>,
@@ -349,6 +371,7 @@ impl<'a> Watch<'a> {
                 headers,
                 verify: None,
                 claim: None,
+                total: None,
                 attempt: None,
                 event: None,
                 best_effort: Vec::new(),

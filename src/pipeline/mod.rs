@@ -114,6 +114,9 @@ struct Provider {
     ordering: Option<OrderingGuard>,
     /// Where its events' ids come from ([`PipelineBuilder::dedup_key`]).
     dedup: DedupKey,
+    /// The headers a journal keeps of its verified deliveries: its profile's
+    /// and those of the journal settings, less any that may never be kept.
+    journal_headers: Box<[Box<str>]>,
 }
 
 impl Pipeline {

@@ -164,7 +164,12 @@ impl Pipeline {
         let (journaling, record) = self.replayable(id).await?;
         let provider = self.provider_of(&record)?;
         let body = record.body.clone().unwrap_or_default();
-        let headers = Headers::from_pairs(record.headers.iter().cloned());
+        let headers = Headers::from_pairs(
+            record
+                .headers
+                .iter()
+                .map(|(name, value)| (name.to_owned(), value.to_owned())),
+        );
         let mut outcome = Outcome::new(OutcomeKind::ShuttingDown);
         outcome.provider = Some(provider.name.clone());
         if inner.closing.load(std::sync::atomic::Ordering::Acquire) {
@@ -174,7 +179,7 @@ impl Pipeline {
         let mut watch = Watch::new(
             Some(journaling),
             started,
-            Some((&*provider.name, &provider.profile)),
+            Some(provider),
             &body,
             &headers,
             Some(id),
@@ -235,7 +240,12 @@ impl Pipeline {
             return Ok(None);
         }
         let body = record.body.clone().unwrap_or_default();
-        let headers = Headers::from_pairs(record.headers.iter().cloned());
+        let headers = Headers::from_pairs(
+            record
+                .headers
+                .iter()
+                .map(|(name, value)| (name.to_owned(), value.to_owned())),
+        );
         let identity = provider.verifier.identify(&body, &headers).map_err(|_| {
             ReplayError::NotReplayable {
                 id,

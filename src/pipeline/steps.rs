@@ -52,7 +52,7 @@ impl Pipeline {
         let mut watch = Watch::new(
             inner.journaling.as_ref(),
             started,
-            provider.map(|p| (&*p.name, &p.profile)),
+            provider,
             &body,
             headers,
             None,
@@ -66,8 +66,13 @@ impl Pipeline {
         };
         inner.stats.delivery(&outcome.kind);
         outcome.journal_id = watch.journal_id();
+        // One clock read for the journal, the span, the metrics and the
+        // monitor's processing time; none when nothing needs it.
+        let delivery = &mut watch.delivery;
+        delivery.total =
+            (delivery.timed || outcome.critical_elapsed.is_some()).then(|| started.elapsed());
         observe::delivered(&span, &watch.delivery, &outcome);
-        let processing = outcome.critical_elapsed.map(|_| started.elapsed());
+        let processing = outcome.critical_elapsed.and(watch.delivery.total);
         inner
             .stats
             .monitor
@@ -234,7 +239,9 @@ impl Pipeline {
             let claim = pin!(self.claim(provider, &outcome, &identity, &body, headers, mode));
             within(|| budget.work_ends(), claim).await
         };
-        delivery.claim = claiming.map(|at| at.elapsed());
+        // The same reading starts the critical handlers' clock.
+        let claimed_at = claiming.map(|_| Instant::now());
+        delivery.claim = claiming.zip(claimed_at).map(|(from, to)| to - from);
         let (key, token) = match claimed {
             Some(Ok(claimed)) => claimed,
             Some(Err(kind)) => return finish_unclaimed(outcome, identity, kind),
@@ -258,6 +265,7 @@ impl Pipeline {
             token,
             limits: &provider.limits,
             budget,
+            claimed_at,
         };
         // Built only once the key is held: duplicates never pay for it.
         let event = Event::new(provider.name.clone(), identity, body);

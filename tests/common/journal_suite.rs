@@ -42,10 +42,12 @@ pub fn full_record(secs: u64, status: DeliveryStatus) -> JournalRecord {
     record.body_size = body.len() as u64;
     record.body_digest = Some([7; 32]);
     record.body = Some(body);
-    record.headers = vec![
-        ("X-GitHub-Event".into(), "issues".into()),
-        ("X-GitHub-Delivery".into(), format!("d-{secs}")),
-    ];
+    record.headers = [
+        ("X-GitHub-Event".to_owned(), "issues".to_owned()),
+        ("X-GitHub-Delivery".to_owned(), format!("d-{secs}")),
+    ]
+    .into_iter()
+    .collect();
     record.replay_of = Some(JournalId(42));
     record
 }

@@ -59,7 +59,7 @@ impl From<&JournalRecord> for RecordView {
             id: record.id.to_string(),
             received_at: rfc3339(record.received_at),
             received_at_ms: unix_millis(record.received_at),
-            provider: record.provider.clone(),
+            provider: record.provider.as_deref().map(str::to_owned),
             event_id: record.event_id.clone(),
             kind: record.kind.clone(),
             delivery_id: record.delivery_id.clone(),
@@ -136,7 +136,7 @@ impl From<&JournalRecord> for RecordDetailView {
             headers: record
                 .headers
                 .iter()
-                .map(|(name, value)| [name.clone(), value.clone()])
+                .map(|(name, value)| [name.to_owned(), value.to_owned()])
                 .collect(),
             body_encoding,
             body,

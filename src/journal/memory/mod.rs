@@ -89,7 +89,7 @@ impl State {
                 if record.best_effort.is_empty() {
                     record.best_effort = std::mem::take(&mut stored.best_effort);
                 }
-                record.resolved_at = record.resolved_at.or(stored.resolved_at);
+                record.set_resolved_at(record.resolved_at().or(stored.resolved_at()));
                 Some(std::mem::replace(stored, record))
             }
             Err(i) => {
@@ -246,7 +246,7 @@ impl Journal for MemoryJournal {
     async fn mark_resolved(&self, id: JournalId, at: SystemTime) -> Result<bool, JournalError> {
         Ok(match self.state().get_mut(id) {
             Some(record) => {
-                record.resolved_at = Some(at);
+                record.set_resolved_at(Some(at));
                 true
             }
             None => false,

@@ -116,7 +116,7 @@ pub(super) fn delivered(span: &Span, delivery: &Delivery<'_>, outcome: &Outcome)
     #[cfg(feature = "tracing")]
     {
         let micros = |d: Option<std::time::Duration>| d.map(|d| d.as_micros() as u64);
-        let total = delivery.started.elapsed();
+        let total = delivery.total.unwrap_or_else(|| delivery.started.elapsed());
         span.record("status", outcome.status());
         span.record("outcome", outcome.kind.name());
         if let Some(id) = &outcome.event_id {
@@ -155,11 +155,11 @@ pub(super) fn delivered(span: &Span, delivery: &Delivery<'_>, outcome: &Outcome)
     }
     #[cfg(feature = "metrics")]
     {
-        let provider = delivery.provider.map_or("unknown", |p| p.0);
+        let provider = delivery.provider.map_or("unknown", |p| &*p.name);
         let keys = keys::delivery_keys(provider, outcome.kind.name());
         keys::count(&keys.deliveries, 1);
         let durations = [
-            Some(delivery.started.elapsed()),
+            delivery.total.or_else(|| Some(delivery.started.elapsed())),
             delivery.verify,
             delivery.claim,
             outcome.critical_elapsed,
