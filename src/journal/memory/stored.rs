@@ -376,4 +376,41 @@ mod tests {
         assert!(seen.resolved);
         assert_eq!(seen.status, DeliveryStatus::CriticalFailed);
     }
+
+    proptest::proptest! {
+        /// Whatever a record holds comes back: any strings, any number of
+        /// headers, present or absent fields and durations, the rare fields.
+        #[test]
+        fn any_record_comes_back(
+            headers in proptest::collection::vec((".{0,10}", ".{0,30}"), 0..20),
+            fields in proptest::collection::vec(proptest::option::of(".{0,40}"), 4),
+            durations in proptest::collection::vec(proptest::option::of(0u64..u64::MAX - 1), 4),
+            attempt in proptest::option::of(proptest::num::u64::ANY),
+            rare in (proptest::option::of(proptest::num::u128::ANY), proptest::bool::ANY, proptest::bool::ANY),
+        ) {
+            let at = UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+            let mut record = JournalRecord::new(JournalId(9), at, DeliveryStatus::Processed);
+            record.provider = Some("github".into());
+            record.headers = headers.iter().cloned().collect();
+            record.event_id.clone_from(&fields[0]);
+            record.kind.clone_from(&fields[1]);
+            record.delivery_id.clone_from(&fields[2]);
+            record.error.clone_from(&fields[3]);
+            let d = |i: usize| durations[i].map(Duration::from_nanos);
+            record.durations.verify = d(0);
+            record.durations.claim = d(1);
+            record.durations.critical = d(2);
+            record.durations.total = d(3);
+            record.attempt = attempt;
+            record.replay_of = rare.0.map(JournalId);
+            record.body_digest = rare.1.then_some([3; 32]);
+            record.resolved_at = rare.2.then_some(at);
+            let stored = Stored::new(record.clone());
+            proptest::prop_assert_eq!(stored.record(true), record.clone());
+            let seen = stored.filtered();
+            proptest::prop_assert_eq!(seen.event_id, record.event_id.as_deref());
+            proptest::prop_assert_eq!(seen.kind, record.kind.as_deref());
+            proptest::prop_assert_eq!(seen.resolved, rare.2);
+        }
+    }
 }
