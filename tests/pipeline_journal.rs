@@ -399,6 +399,49 @@ async fn a_failed_verified_delivery_is_written_before_its_answer() {
     assert!(record.is_replayable());
 }
 
+#[tokio::test]
+async fn a_memory_journal_takes_every_record_at_once() {
+    let journal = MemoryJournal::new();
+    let mut registry = Registry::new();
+    registry.critical(
+        "github",
+        "issues",
+        "noop",
+        handler_fn(|_e| async { Ok::<(), HandlerError>(()) }),
+    );
+    let pipeline = builder(&journal, registry).build().unwrap();
+    for i in 0..3 {
+        let (body, headers) = gh_delivery(&format!("d-{i}"), &issue_body(i));
+        let outcome = pipeline.handle(body, &headers).await;
+        assert_eq!(outcome.status(), 200);
+        // Neither flushed nor yielded to the writer task: there already.
+        let record = journal
+            .get(outcome.journal_id.unwrap())
+            .await
+            .unwrap()
+            .expect("written at once");
+        assert_eq!(record.status, DeliveryStatus::Processed);
+        assert_eq!(pipeline.stats().journal_written, i + 1);
+    }
+    assert_eq!(journal.len(), 3);
+    assert_eq!(pipeline.stats().journal_dropped, 0);
+    // Through an `Arc` (how a shared journal is usually passed) as well.
+    let shared = Arc::new(MemoryJournal::new());
+    let pipeline = Pipeline::builder()
+        .verifier(github())
+        .store(store())
+        .journal(shared.clone())
+        .build()
+        .unwrap();
+    let (body, headers) = gh_delivery("d-arc", &issue_body(9));
+    let outcome = pipeline.handle(body, &headers).await;
+    assert!(shared
+        .get(outcome.journal_id.unwrap())
+        .await
+        .unwrap()
+        .is_some());
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_journal_that_is_down_or_hangs_never_changes_an_answer_and_drops_are_counted() {
     let flaky_journal = Arc::new(Flaky::default());

@@ -103,6 +103,42 @@ impl JournalHeaders {
         }
     }
 
+    /// The headers received, their values as text (invalid UTF-8 replaced),
+    /// with `spare` bytes of room after them. Their text is checked as UTF-8
+    /// in one pass (header values nearly always are), not value by value.
+    pub(crate) fn from_received(headers: &[(&str, &[u8])], spare: usize) -> Self {
+        let bytes: usize = headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let mut text = Vec::with_capacity(bytes.saturating_add(spare));
+        let mut ends = HeaderEnds::new();
+        for &(name, value) in headers {
+            let Some(end) = text
+                .len()
+                .checked_add(name.len())
+                .and_then(|n| n.checked_add(value.len()))
+                .and_then(|n| u32::try_from(n).ok())
+            else {
+                break;
+            };
+            text.extend_from_slice(name.as_bytes());
+            // Within `end`, so within u32 too.
+            ends.push(text.len() as u32);
+            text.extend_from_slice(value);
+            ends.push(end);
+        }
+        match String::from_utf8(text) {
+            Ok(text) => Self { text, ends },
+            // Some value is not UTF-8: each value on its own, replaced.
+            Err(_) => {
+                let mut lossy = Self::with_capacity(bytes);
+                for &(name, value) in headers {
+                    lossy.push(name, &String::from_utf8_lossy(value));
+                }
+                lossy.text.reserve(spare);
+                lossy
+            }
+        }
+    }
+
     /// Its text and ends, for a journal that appends its own strings to the
     /// text (in its spare capacity, when the pipeline left room for them).
     pub(crate) fn into_parts(self) -> (String, HeaderEnds) {
@@ -268,5 +304,48 @@ mod tests {
             rebuilt.extend(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
             prop_assert_eq!(rebuilt, headers);
         }
+
+        /// Received headers (values any bytes) come back as pushing each
+        /// value as text, invalid UTF-8 replaced, would give, with the room
+        /// asked for.
+        #[test]
+        fn received_headers_are_their_text(
+            pairs in proptest::collection::vec(
+                (".{0,12}", proptest::collection::vec(any::<u8>(), 0..40)),
+                0..24,
+            ),
+            utf8 in proptest::collection::vec(".{0,40}", 0..4),
+            spare in 0usize..300,
+        ) {
+            let mut received: Vec<(&str, &[u8])> =
+                pairs.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+            received.extend(utf8.iter().map(|v| ("valid", v.as_bytes())));
+            let headers = JournalHeaders::from_received(&received, spare);
+            let mut pushed = JournalHeaders::new();
+            for (name, value) in &received {
+                pushed.push(name, &String::from_utf8_lossy(value));
+            }
+            prop_assert!(headers.text.capacity() - headers.text.len() >= spare);
+            prop_assert_eq!(headers, pushed);
+        }
+    }
+
+    #[test]
+    fn received_headers_that_are_not_utf8_are_replaced_value_by_value() {
+        let received: [(&str, &[u8]); 3] = [
+            ("X-Ok", b"plain"),
+            ("X-Bad", b"caf\xe9"),
+            ("X-Emoji", "🦀".as_bytes()),
+        ];
+        let headers = JournalHeaders::from_received(&received, 16);
+        assert_eq!(
+            headers.iter().collect::<Vec<_>>(),
+            [
+                ("X-Ok", "plain"),
+                ("X-Bad", "caf\u{fffd}"),
+                ("X-Emoji", "🦀")
+            ]
+        );
+        assert!(JournalHeaders::from_received(&[], 0).is_empty());
     }
 }

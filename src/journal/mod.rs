@@ -11,7 +11,9 @@
 //! those, so their bytes are never stored.
 //!
 //! Journaling never changes an answer. Ordinary records are written in
-//! batches by a background task, off the hot path, through a bounded queue; a
+//! batches by a background task, off the hot path, through a bounded queue
+//! (an in-process journal such as [`MemoryJournal`] takes each write at once
+//! instead, see [`Journal::write_at_once`]); a
 //! verified delivery answered non-2xx (the ones someone must find and replay)
 //! is written before its answer, within what is left of the provider's answer
 //! budget. When the journal is slow or down, records are counted as dropped
@@ -128,6 +130,18 @@ pub trait Journal: Send + Sync + fmt::Debug {
     /// or sends them to another thread takes them without a copy.
     async fn write(&self, batch: Vec<JournalWrite>) -> Result<(), JournalError>;
 
+    /// Applies one write at once, without waiting, when this journal can;
+    /// gives it back untouched when it cannot, which is the default. The
+    /// pipeline offers every write here first and queues the ones given
+    /// back for its background writer ([`write`](Journal::write)). An
+    /// in-process journal such as [`MemoryJournal`] takes them all, so its
+    /// records skip the queue, the writer task and the batch. A journal that
+    /// does I/O keeps the default: this is called on the delivery's path and
+    /// must never block.
+    fn write_at_once(&self, write: JournalWrite) -> Option<JournalWrite> {
+        Some(write)
+    }
+
     /// The record with this id, its body included.
     async fn get(&self, id: JournalId) -> Result<Option<JournalRecord>, JournalError>;
 
@@ -153,6 +167,9 @@ macro_rules! forward_journal {
         impl<J: Journal + ?Sized> Journal for $pointer<J> {
             async fn write(&self, batch: Vec<JournalWrite>) -> Result<(), JournalError> {
                 (**self).write(batch).await
+            }
+            fn write_at_once(&self, write: JournalWrite) -> Option<JournalWrite> {
+                (**self).write_at_once(write)
             }
             async fn get(&self, id: JournalId) -> Result<Option<JournalRecord>, JournalError> {
                 (**self).get(id).await

@@ -1,6 +1,8 @@
-//! Writing the journal from the pipeline: a bounded queue with a background
-//! batch writer for ordinary records, a write before the answer for the
-//! verified deliveries answered non-2xx, and the records themselves.
+//! Writing the journal from the pipeline: each write offered to the journal
+//! at once first (an in-process journal takes it), else a bounded queue with
+//! a background batch writer for ordinary records and a write before the
+//! answer for the verified deliveries answered non-2xx; and the records
+//! themselves.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -103,9 +105,18 @@ impl Journaling {
         runtime.spawn(write_batches(journal, receiver, queue, stats, batch_size));
     }
 
+    /// Writes at once when the journal can ([`Journal::write_at_once`]),
+    /// through the queue otherwise.
+    pub(super) fn submit(&self, write: JournalWrite) {
+        match self.journal.write_at_once(write) {
+            None => Recorder::bump(&self.stats.journal_written),
+            Some(write) => self.enqueue(write),
+        }
+    }
+
     /// Queues a write for the background writer; counts it as dropped when
     /// the queue is full.
-    pub(super) fn enqueue(&self, write: JournalWrite) {
+    fn enqueue(&self, write: JournalWrite) {
         self.queue.queued.fetch_add(1, Ordering::AcqRel);
         if self.sender.try_send(write).is_err() {
             Recorder::bump(&self.stats.journal_dropped);
@@ -118,6 +129,14 @@ impl Journaling {
     /// Writes `record` now, until `until` at the latest; when the journal
     /// fails or is too slow, queues it for the background writer instead.
     pub(super) async fn write_now(&self, record: JournalRecord, until: Option<Instant>) {
+        let record = match self.journal.write_at_once(JournalWrite::Record(record)) {
+            None => {
+                Recorder::bump(&self.stats.journal_written);
+                return;
+            }
+            Some(JournalWrite::Record(record)) => record,
+            Some(other) => return self.enqueue(other),
+        };
         // The journal takes the batch; the copy is queued if it fails (only
         // verified deliveries answered non-2xx come here).
         let fallback = JournalWrite::Record(record.clone());
@@ -204,14 +223,14 @@ impl Journaling {
 
     /// The body and the allowlisted headers of a verified delivery.
     fn keep_verified(&self, record: &mut JournalRecord, delivery: &mut Delivery<'_>) {
-        let (listed, id_headers): (&[Box<str>], &[&str]) =
-            delivery.provider.map_or((&[], &[]), |p| {
-                (&p.journal_headers, p.profile.delivery_id_headers)
-            });
         // One pass over the headers: the allowlisted ones, and the value of
         // the first delivery-id header of the profile's list that is present.
         // The kept ones are noted first, so their text takes one allocation
         // of the right size.
+        let (listed, id_headers): (&[Box<str>], &[&str]) =
+            delivery.provider.map_or((&[], &[]), |p| {
+                (&p.journal_headers, p.profile.delivery_id_headers)
+            });
         let mut delivery_id: Option<(usize, &[u8])> = None;
         let mut kept_headers: SmallVec<[(&str, &[u8]); 16]> = SmallVec::new();
         for (name, value) in delivery.headers.iter() {
@@ -233,16 +252,9 @@ impl Journaling {
             .map(String::len)
             .sum::<usize>()
             + delivery_id.map_or(0, |(_, value)| value.len());
-        let bytes = kept_headers
-            .iter()
-            .map(|(n, v)| n.len() + v.len())
-            .sum::<usize>();
         // And for where each string ends, 4 bytes each.
         let ends = 4 * (2 * kept_headers.len() + 4);
-        record.headers = JournalHeaders::with_capacity(bytes + others + ends);
-        for &(name, value) in &kept_headers {
-            record.headers.push(name, &text(value));
-        }
+        record.headers = JournalHeaders::from_received(&kept_headers, others + ends);
         record.delivery_id = delivery_id.map(|(_, value)| text(value).into_owned());
         match self.settings.body_retention {
             BodyRetention::Drop => {}
@@ -400,7 +412,7 @@ impl<'a> Watch<'a> {
         if !outcome.is_success() && record.status.is_verified() {
             journaling.write_now(record, answer_by).await;
         } else {
-            journaling.enqueue(JournalWrite::Record(record));
+            journaling.submit(JournalWrite::Record(record));
         }
     }
 }
@@ -422,7 +434,7 @@ impl Drop for Watch<'_> {
         record.status = DeliveryStatus::Processing;
         record.http_status = 0;
         record.error = Some("the attempt was dropped before it was answered".to_owned());
-        journaling.enqueue(JournalWrite::Record(record));
+        journaling.submit(JournalWrite::Record(record));
     }
 }
 
@@ -437,7 +449,7 @@ pub(super) struct JournalTag {
 impl JournalTag {
     /// Records how the job of `handler` ended.
     pub(super) fn settled(&self, handler: &str, attempts: u32, state: BestEffortState) {
-        self.journaling.enqueue(JournalWrite::BestEffort {
+        self.journaling.submit(JournalWrite::BestEffort {
             id: self.id,
             job: BestEffortJob::new(handler, attempts, state),
         });

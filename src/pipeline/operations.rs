@@ -267,7 +267,7 @@ impl Pipeline {
         }
         journaling.start();
         for handler in &handlers {
-            journaling.enqueue(JournalWrite::BestEffort {
+            journaling.submit(JournalWrite::BestEffort {
                 id,
                 job: BestEffortJob::new(handler.name(), 0, BestEffortState::Pending),
             });

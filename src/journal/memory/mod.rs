@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use smallvec::SmallVec;
 
 use super::query::{JournalFilter, JournalPage, JournalQuery, StatusCounts};
 use super::record::{BestEffortJob, JournalId, JournalRecord, JournalWrite};
@@ -163,22 +164,14 @@ impl MemoryJournal {
     }
 }
 
-#[async_trait]
-impl Journal for MemoryJournal {
-    async fn write(&self, batch: Vec<JournalWrite>) -> Result<(), JournalError> {
-        // Records are repacked before the lock is taken, and what the batch
-        // replaces or evicts is dropped after it is released: copying
-        // strings and freeing old bodies keep no reader waiting.
-        let batch: Vec<Write> = batch
-            .into_iter()
-            .map(|write| match write {
-                JournalWrite::Record(record) => Write::Record(Stored::new(record)),
-                JournalWrite::BestEffort { id, job } => Write::BestEffort(id, job),
-            })
-            .collect();
-        let mut gone = Vec::with_capacity(batch.len());
+impl MemoryJournal {
+    /// Applies `writes` in order under the lock; what they replace or evict,
+    /// to be dropped once the lock is released (freeing old bodies keeps no
+    /// reader waiting).
+    fn apply(&self, writes: impl IntoIterator<Item = Write>) -> SmallVec<[Stored; 2]> {
+        let mut gone = SmallVec::new();
         let mut state = self.state();
-        for write in batch {
+        for write in writes {
             match write {
                 Write::Record(record) => gone.extend(state.insert(record)),
                 Write::BestEffort(id, job) => {
@@ -207,8 +200,34 @@ impl Journal for MemoryJournal {
         }
         drop(state);
         self.inner.evicted.fetch_add(evicted, Ordering::Relaxed);
-        drop(gone);
+        gone
+    }
+}
+
+impl From<JournalWrite> for Write {
+    /// Repacks a record (before the lock is taken: copying strings keeps no
+    /// reader waiting).
+    fn from(write: JournalWrite) -> Self {
+        match write {
+            JournalWrite::Record(record) => Write::Record(Stored::new(record)),
+            JournalWrite::BestEffort { id, job } => Write::BestEffort(id, job),
+        }
+    }
+}
+
+#[async_trait]
+impl Journal for MemoryJournal {
+    async fn write(&self, batch: Vec<JournalWrite>) -> Result<(), JournalError> {
+        let batch: Vec<Write> = batch.into_iter().map(Write::from).collect();
+        drop(self.apply(batch));
         Ok(())
+    }
+
+    /// Always at once: a write is a few copies under a lock held for
+    /// microseconds, cheaper than queueing it for a writer task.
+    fn write_at_once(&self, write: JournalWrite) -> Option<JournalWrite> {
+        drop(self.apply([Write::from(write)]));
+        None
     }
 
     async fn get(&self, id: JournalId) -> Result<Option<JournalRecord>, JournalError> {
