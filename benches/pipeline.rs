@@ -12,7 +12,8 @@
 //!   completed keys), so that every first delivery evicts one;
 //! - `handle_journaled`: `handle` on a pipeline that also journals every
 //!   delivery in a `MemoryJournal` (default settings: the body kept, shared;
-//!   the background writer runs on the same thread, so its work is counted);
+//!   the journal takes each record at once on the delivery's thread through
+//!   `Journal::write_at_once`, so its work is counted);
 //! - `handle_observed` (built with `--features tracing,metrics` only): `handle`
 //!   with a `tracing_subscriber` registry as the subscriber (spans created,
 //!   fields recorded, nothing printed) and the default no-op `metrics`
@@ -31,9 +32,9 @@
 //! `HOOKGATE_BENCH_CLOCK=cpu` (thread CPU time, see `support`) sees all of its work.
 //! A delivery here never waits, so nothing else on the runtime would ever run:
 //! every member yields once per batch of 16 deliveries (`yield_per_batch`), as a
-//! server's task yields on its socket, so the journal's background writer writes
-//! each batch inside the timed section (without it, the writer never ran, the
-//! queue filled after 10,000 deliveries and every later record was dropped).
+//! server's task yields on its socket, so tasks the pipeline spawned (a
+//! journal's background writer, for a journal that is not written at once) run
+//! inside the timed section; the journaled member fails if a record is dropped.
 
 use std::cell::Cell;
 use std::hint::black_box;
