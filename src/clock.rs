@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
@@ -12,25 +12,44 @@ use time::OffsetDateTime;
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current time.
     fn now(&self) -> OffsetDateTime;
-}
 
-impl<C: Clock + ?Sized> Clock for Arc<C> {
-    fn now(&self) -> OffsetDateTime {
-        (**self).now()
+    /// The current time in whole milliseconds since the Unix epoch (rounded
+    /// down, negative before 1970), the same instant [`now`](Clock::now)
+    /// reads. The stores count leases and retention in these; the default
+    /// converts [`now`](Clock::now), and [`SystemClock`] and [`FixedClock`]
+    /// read it without the calendar arithmetic an `OffsetDateTime` costs
+    /// (twice per delivery in a store, once to build it and once to take it
+    /// apart).
+    fn now_unix_millis(&self) -> i64 {
+        unix_millis(self.now())
     }
 }
 
-impl<C: Clock + ?Sized> Clock for Box<C> {
-    fn now(&self) -> OffsetDateTime {
-        (**self).now()
-    }
+/// `at` in whole milliseconds since the epoch, rounded down.
+fn unix_millis(at: OffsetDateTime) -> i64 {
+    // `unix_timestamp` rounds down and `millisecond` counts up from there,
+    // before 1970 too. An OffsetDateTime's seconds (years ±9999) times 1000
+    // fit an i64 many times over.
+    at.unix_timestamp()
+        .saturating_mul(1000)
+        .saturating_add(i64::from(at.millisecond()))
 }
 
-impl<C: Clock + ?Sized> Clock for &C {
-    fn now(&self) -> OffsetDateTime {
-        (**self).now()
-    }
+/// Forwards [`Clock`] through each pointer named.
+macro_rules! forward_clock {
+    ($($pointer:ty),*) => {$(
+        impl<C: Clock + ?Sized> Clock for $pointer {
+            fn now(&self) -> OffsetDateTime {
+                (**self).now()
+            }
+            fn now_unix_millis(&self) -> i64 {
+                (**self).now_unix_millis()
+            }
+        }
+    )*};
 }
+
+forward_clock!(Arc<C>, Box<C>, &C);
 
 /// The operating system's wall clock.
 #[derive(Debug, Clone, Copy, Default)]
@@ -39,6 +58,26 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
+    }
+
+    fn now_unix_millis(&self) -> i64 {
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            // In u64 seconds and milliseconds: no 128-bit arithmetic.
+            Ok(since) => i64::try_from(
+                since
+                    .as_secs()
+                    .saturating_mul(1000)
+                    .saturating_add(u64::from(since.subsec_millis())),
+            )
+            .unwrap_or(i64::MAX),
+            // Before 1970: rounded down, away from the epoch.
+            Err(before) => {
+                let before = before.duration();
+                let millis = i64::try_from(before.as_millis()).unwrap_or(i64::MAX);
+                let partial = i64::from(before.as_nanos() % 1_000_000 != 0);
+                millis.saturating_add(partial).saturating_neg()
+            }
+        }
     }
 }
 
@@ -108,6 +147,10 @@ impl Clock for FixedClock {
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
             .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
+
+    fn now_unix_millis(&self) -> i64 {
+        self.unix_nanos.load(Ordering::SeqCst).div_euclid(1_000_000)
+    }
 }
 
 impl fmt::Debug for FixedClock {
@@ -118,7 +161,55 @@ impl fmt::Debug for FixedClock {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// A clock that only has `now`: the provided `now_unix_millis`.
+    #[derive(Debug)]
+    struct Only(OffsetDateTime);
+
+    impl Clock for Only {
+        fn now(&self) -> OffsetDateTime {
+            self.0
+        }
+    }
+
+    proptest! {
+        /// Every clock's milliseconds are its `now`, rounded down, across
+        /// the whole range a `FixedClock` holds.
+        #[test]
+        fn milliseconds_are_now_rounded_down(nanos in any::<i64>()) {
+            let clock = FixedClock::at_unix(0);
+            clock.unix_nanos.store(nanos, Ordering::SeqCst);
+            let expected = i128::from(nanos).div_euclid(1_000_000);
+            prop_assert_eq!(i128::from(clock.now_unix_millis()), expected);
+            prop_assert_eq!(i128::from(unix_millis(clock.now())), expected);
+            let only = Only(clock.now());
+            prop_assert_eq!(i128::from(only.now_unix_millis()), expected);
+            prop_assert_eq!(i128::from(Arc::new(clock.clone()).now_unix_millis()), expected);
+            let boxed: Box<dyn Clock> = Box::new(only);
+            prop_assert_eq!(i128::from(boxed.now_unix_millis()), expected);
+        }
+    }
+
+    #[test]
+    fn the_system_clock_reads_the_same_milliseconds_as_its_now() {
+        for _ in 0..1000 {
+            let before = unix_millis(SystemClock.now());
+            let millis = SystemClock.now_unix_millis();
+            let after = unix_millis(SystemClock.now());
+            assert!(
+                before <= millis && millis <= after,
+                "{before} {millis} {after}"
+            );
+        }
+        // The extremes of an OffsetDateTime.
+        let min = Only(time::PrimitiveDateTime::MIN.assume_utc());
+        let max = Only(time::PrimitiveDateTime::MAX.assume_utc());
+        assert_eq!(min.now_unix_millis(), min.0.unix_timestamp() * 1000);
+        assert_eq!(max.now_unix_millis(), max.0.unix_timestamp() * 1000 + 999);
+    }
 
     #[test]
     fn a_fixed_clock_debugs_as_the_time_it_reads() {

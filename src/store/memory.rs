@@ -385,16 +385,10 @@ impl MemoryStore {
     }
 
     fn now_ms(&self) -> u64 {
-        let now = self.inner.clock.now();
-        // Seconds and milliseconds separately: no 128-bit division on the hot path.
-        match u64::try_from(now.unix_timestamp()) {
-            Ok(seconds) => seconds
-                .saturating_mul(1000)
-                .saturating_add(u64::from(now.millisecond()))
-                .min(MAX_DEADLINE_MS),
-            // Before 1970: every deadline is in the future of the epoch.
-            Err(_) => 0,
-        }
+        // Before 1970: every deadline is in the future of the epoch.
+        u64::try_from(self.inner.clock.now_unix_millis())
+            .unwrap_or(0)
+            .min(MAX_DEADLINE_MS)
     }
 }
 

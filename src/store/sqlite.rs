@@ -320,8 +320,7 @@ impl SqliteStore {
 }
 
 fn clock_ms(clock: &dyn Clock) -> i64 {
-    let millis = clock.now().unix_timestamp_nanos() / 1_000_000;
-    i64::try_from(millis).unwrap_or(i64::MAX)
+    clock.now_unix_millis()
 }
 
 impl Inner {
