@@ -191,7 +191,7 @@ impl SecretSet {
             let tag = tag_with(&keyed.mac, parts);
             let mut found = Choice::from(0);
             for candidate in candidates {
-                found |= tag.ct_eq(candidate);
+                found |= tags_equal(&tag, candidate);
             }
             if bool::from(found) {
                 return Some(index);
@@ -199,6 +199,24 @@ impl SecretSet {
         }
         None
     }
+}
+
+/// Whether two tags are equal, in constant time: compared as four 64-bit
+/// words through `subtle`, not byte by byte (a quarter of the steps, and the
+/// time still depends on neither tag).
+pub(crate) fn tags_equal(a: &[u8; TAG_LEN], b: &[u8; TAG_LEN]) -> Choice {
+    words(a).ct_eq(&words(b))
+}
+
+/// A tag as the four little-endian words it is made of.
+fn words(tag: &[u8; TAG_LEN]) -> [u64; TAG_LEN / 8] {
+    let mut words = [0u64; TAG_LEN / 8];
+    for (word, bytes) in words.iter_mut().zip(tag.chunks_exact(8)) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(bytes);
+        *word = u64::from_le_bytes(eight);
+    }
+    words
 }
 
 fn tag_with(keyed: &HmacSha256, parts: &[&[u8]]) -> [u8; TAG_LEN] {
@@ -243,6 +261,22 @@ mod tests {
         assert_eq!(set.matching(&[b"body"], &[[0u8; 32], old_tag]), Some(1));
         assert_eq!(set.matching(&[b"other"], &[old_tag]), None);
         assert_eq!(set.matching(&[b"body"], &[]), None);
+    }
+
+    proptest::proptest! {
+        /// Equal exactly when the bytes are, whichever byte differs.
+        #[test]
+        fn tags_are_equal_exactly_when_their_bytes_are(
+            a in proptest::array::uniform32(proptest::prelude::any::<u8>()),
+            at in 0usize..32,
+            flip in 1u8..=255,
+        ) {
+            proptest::prop_assert!(bool::from(tags_equal(&a, &a)));
+            let mut b = a;
+            b[at] ^= flip;
+            proptest::prop_assert!(!bool::from(tags_equal(&a, &b)));
+            proptest::prop_assert!(!bool::from(tags_equal(&b, &a)));
+        }
     }
 
     #[test]

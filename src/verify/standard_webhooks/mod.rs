@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine as _;
-use subtle::{Choice, ConstantTimeEq};
+use subtle::Choice;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -35,7 +35,7 @@ use super::{
     Verified, Verifier, VerifyError,
 };
 use crate::headers::Headers;
-use crate::secret::{Secret, SecretSet};
+use crate::secret::{tags_equal, Secret, SecretSet};
 
 /// The prefix of a serialised Standard Webhooks signing secret.
 const SECRET_PREFIX: &[u8] = b"whsec_";
@@ -480,7 +480,7 @@ fn matching_secret(secrets: &SecretSet, parts: &[&[u8]], signature: &[u8]) -> Op
         for (version, value) in signatures(signature) {
             if version == V1 {
                 if let Some(candidate) = decode_base64_tag(value) {
-                    found |= tag.ct_eq(&candidate);
+                    found |= tags_equal(&tag, &candidate);
                 }
             }
         }

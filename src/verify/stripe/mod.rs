@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use subtle::{Choice, ConstantTimeEq};
+use subtle::Choice;
 use time::OffsetDateTime;
 
 mod header;
@@ -23,7 +23,7 @@ use super::{
     ConfigError, IdentifyError, Identity, ProviderProfile, Verified, Verifier, VerifyError,
 };
 use crate::headers::Headers;
-use crate::secret::{Secret, SecretSet};
+use crate::secret::{tags_equal, Secret, SecretSet};
 
 /// The header Stripe signs deliveries with.
 const HEADER: &str = "Stripe-Signature";
@@ -240,7 +240,7 @@ impl Stripe {
             for (key, value) in entries(header) {
                 if key == b"v1" {
                     if let Some(candidate) = value.and_then(decode_lower_hex) {
-                        found |= tag.ct_eq(&candidate);
+                        found |= tags_equal(&tag, &candidate);
                     }
                 }
             }
