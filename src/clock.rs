@@ -74,7 +74,7 @@ impl Clock for SystemClock {
             Err(before) => {
                 let before = before.duration();
                 let millis = i64::try_from(before.as_millis()).unwrap_or(i64::MAX);
-                let partial = i64::from(before.as_nanos() % 1_000_000 != 0);
+                let partial = i64::from(before.subsec_nanos() % 1_000_000 != 0);
                 millis.saturating_add(partial).saturating_neg()
             }
         }

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use common::pipeline::{
-    gh_delivery, gh_event_delivery, github, issue_body, shopify, shopify_delivery, store,
-    DownStore, GH_SECRET, STRIPE_SECRET,
+    gh_delivery, gh_event_delivery, github, issue_body, registry_with_critical, shopify,
+    shopify_delivery, store, DownStore, GH_SECRET, STRIPE_SECRET,
 };
 use hookgate::journal::{
     BestEffortJob, BestEffortState, BodyRetention, DeliveryStatus, Journal, JournalError,
@@ -402,13 +402,7 @@ async fn a_failed_verified_delivery_is_written_before_its_answer() {
 #[tokio::test]
 async fn a_memory_journal_takes_every_record_at_once() {
     let journal = MemoryJournal::new();
-    let mut registry = Registry::new();
-    registry.critical(
-        "github",
-        "issues",
-        "noop",
-        handler_fn(|_e| async { Ok::<(), HandlerError>(()) }),
-    );
+    let registry = registry_with_critical(handler_fn(|_e| async { Ok::<(), HandlerError>(()) }));
     let pipeline = builder(&journal, registry).build().unwrap();
     for i in 0..3 {
         let (body, headers) = gh_delivery(&format!("d-{i}"), &issue_body(i));

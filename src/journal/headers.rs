@@ -61,13 +61,7 @@ impl JournalHeaders {
     /// and values past 4 GiB in all is left out (no delivery's headers come
     /// near that: servers refuse headers over a few KiB).
     pub fn push(&mut self, name: &str, value: &str) {
-        let Some(end) = self
-            .text
-            .len()
-            .checked_add(name.len())
-            .and_then(|n| n.checked_add(value.len()))
-            .and_then(|n| u32::try_from(n).ok())
-        else {
+        let Some(end) = header_end(self.text.len(), name.len(), value.len()) else {
             return;
         };
         self.text.push_str(name);
@@ -111,12 +105,7 @@ impl JournalHeaders {
         let mut text = Vec::with_capacity(bytes.saturating_add(spare));
         let mut ends = HeaderEnds::new();
         for &(name, value) in headers {
-            let Some(end) = text
-                .len()
-                .checked_add(name.len())
-                .and_then(|n| n.checked_add(value.len()))
-                .and_then(|n| u32::try_from(n).ok())
-            else {
+            let Some(end) = header_end(text.len(), name.len(), value.len()) else {
                 break;
             };
             text.extend_from_slice(name.as_bytes());
@@ -151,6 +140,15 @@ impl JournalHeaders {
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect()
     }
+}
+
+/// Where a header of a `name`-byte name and a `value`-byte value ends when
+/// added after `len` bytes of text; `None` past 4 GiB in all (the ends are
+/// `u32`).
+fn header_end(len: usize, name: usize, value: usize) -> Option<u32> {
+    len.checked_add(name)
+        .and_then(|n| n.checked_add(value))
+        .and_then(|n| u32::try_from(n).ok())
 }
 
 /// The headers of a [`JournalHeaders`], in order; see

@@ -108,10 +108,19 @@ impl Journaling {
     /// Writes at once when the journal can ([`Journal::write_at_once`]),
     /// through the queue otherwise.
     pub(super) fn submit(&self, write: JournalWrite) {
-        match self.journal.write_at_once(write) {
-            None => Recorder::bump(&self.stats.journal_written),
-            Some(write) => self.enqueue(write),
+        if let Some(write) = self.offer(write) {
+            self.enqueue(write);
         }
+    }
+
+    /// Offers `write` to the journal to take at once, counting it written if
+    /// taken; the write given back otherwise.
+    fn offer(&self, write: JournalWrite) -> Option<JournalWrite> {
+        let given_back = self.journal.write_at_once(write);
+        if given_back.is_none() {
+            Recorder::bump(&self.stats.journal_written);
+        }
+        given_back
     }
 
     /// Queues a write for the background writer; counts it as dropped when
@@ -129,11 +138,8 @@ impl Journaling {
     /// Writes `record` now, until `until` at the latest; when the journal
     /// fails or is too slow, queues it for the background writer instead.
     pub(super) async fn write_now(&self, record: JournalRecord, until: Option<Instant>) {
-        let record = match self.journal.write_at_once(JournalWrite::Record(record)) {
-            None => {
-                Recorder::bump(&self.stats.journal_written);
-                return;
-            }
+        let record = match self.offer(JournalWrite::Record(record)) {
+            None => return,
             Some(JournalWrite::Record(record)) => record,
             Some(other) => return self.enqueue(other),
         };
