@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::HEADER;
 use crate::secret::TAG_LEN;
-use crate::verify::encoding::decode_lower_hex;
+use crate::verify::encoding::{decode_lower_hex, HEX_LEN};
 use crate::verify::VerifyError;
 
 /// `(key, value)` of each `,`-separated entry, split at the first `=` with the value
@@ -30,6 +30,16 @@ impl<'h> Iterator for Entries<'h> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let rest = self.rest?;
+        // The usual timestamp entry, `t=` and decimal digits up to a `,` or
+        // the end, split without a search: digits hold neither separator.
+        if let Some(digits) = rest.strip_prefix(b"t=") {
+            let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+            let after = &digits[len..];
+            if matches!(after.first(), None | Some(b',')) {
+                self.rest = after.get(1..);
+                return Some((&rest[..1], Some(&digits[..len])));
+            }
+        }
         let item = match memchr(b',', rest) {
             Some(comma) => {
                 self.rest = Some(&rest[comma + 1..]);
@@ -81,7 +91,29 @@ impl<'h> ParsedHeader<'h> {
         let mut candidates = [[0u8; TAG_LEN]; INLINE_CANDIDATES];
         let mut decoded = 0;
         let mut overflow = false;
-        for (key, value) in entries(header) {
+        let mut rest = Some(header);
+        while let Some(text) = rest {
+            // The usual signature entry, `v1=` and 64 lowercase hex digits
+            // up to a `,` or the end: decoding the digits proves the entry
+            // holds no separator, so it is the entry the split below finds,
+            // without searching for one.
+            if let Some((candidate, after)) = usual_v1(text) {
+                signatures += 1;
+                match candidates.get_mut(decoded) {
+                    Some(slot) => {
+                        *slot = candidate;
+                        decoded += 1;
+                    }
+                    None => overflow = true,
+                }
+                rest = after.get(1..);
+                continue;
+            }
+            let mut entry = entries(text);
+            let Some((key, value)) = entry.next() else {
+                break;
+            };
+            rest = entry.rest;
             if key == b"t" {
                 timestamp = Some(Timestamp::parse_int(value));
                 timestamp_is_plain =
@@ -134,6 +166,18 @@ impl<'h> ParsedHeader<'h> {
             overflow,
         })
     }
+}
+
+/// The tag of an entry `v1=` + 64 lowercase hex digits that ends at a `,` or
+/// at the end of `text`, and what follows it (the `,` and the rest, or
+/// nothing); `None` for an entry of any other shape.
+fn usual_v1(text: &[u8]) -> Option<([u8; TAG_LEN], &[u8])> {
+    let value = text.strip_prefix(b"v1=")?;
+    let (digits, after) = value.split_at_checked(HEX_LEN)?;
+    if !matches!(after.first(), None | Some(b',')) {
+        return None;
+    }
+    Some((decode_lower_hex(digits)?, after))
 }
 
 /// The `t` value as JavaScript's `parseInt(value, 10)` reads it, with the text
@@ -297,6 +341,140 @@ impl StackText {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// JavaScript's `header.split(',')` and `item.split('=')`, keeping
+    /// `kv[0]` and `kv[1]`: what [`entries`] must return.
+    fn split_like_javascript(header: &[u8]) -> Vec<(&[u8], Option<&[u8]>)> {
+        header
+            .split(|&b| b == b',')
+            .map(|item| {
+                let mut kv = item.split(|&b| b == b'=');
+                (kv.next().unwrap_or_default(), kv.next())
+            })
+            .collect()
+    }
+
+    /// What [`ParsedHeader::parse`] must find: the same pass over
+    /// [`split_like_javascript`], every `v1` decoded on its own.
+    fn parse_plainly(
+        header: &[u8],
+        plain_timestamp: bool,
+    ) -> Result<(Vec<u8>, u64, Vec<[u8; TAG_LEN]>, bool), VerifyError> {
+        let mut timestamp = None;
+        let mut signatures = 0;
+        let mut without_value = false;
+        let mut candidates = Vec::new();
+        for (key, value) in split_like_javascript(header) {
+            if key == b"t" {
+                timestamp = Some((
+                    Timestamp::parse_int(value),
+                    value.is_some_and(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit)),
+                ));
+            } else if key == b"v1" {
+                signatures += 1;
+                without_value |= value.is_none();
+                candidates.extend(value.and_then(decode_lower_hex));
+            }
+        }
+        if header.is_empty() {
+            return Err(VerifyError::MalformedHeader {
+                header: HEADER,
+                reason: "the value is empty",
+            });
+        }
+        let (timestamp, plain) =
+            timestamp
+                .filter(|(t, _)| t.value != -1.0)
+                .ok_or(VerifyError::MalformedHeader {
+                    header: HEADER,
+                    reason: "no `t=` timestamp",
+                })?;
+        if plain_timestamp && !plain {
+            return Err(VerifyError::MalformedHeader {
+                header: HEADER,
+                reason: "the `t=` timestamp is not plain decimal digits",
+            });
+        }
+        if signatures == 0 {
+            return Err(VerifyError::NoSupportedSignature {
+                header: HEADER,
+                scheme: "v1",
+            });
+        }
+        if without_value {
+            return Err(VerifyError::MalformedHeader {
+                header: HEADER,
+                reason: "a `v1` entry has no `=` and no value",
+            });
+        }
+        let overflow = candidates.len() > INLINE_CANDIDATES;
+        candidates.truncate(INLINE_CANDIDATES);
+        Ok((
+            timestamp.text().to_vec(),
+            timestamp.value.to_bits(),
+            candidates,
+            overflow,
+        ))
+    }
+
+    /// Stripe-shaped headers: `t`, `v1` (often 64 hex digits), `v0` and
+    /// stray entries, values with separators, digits, signs and case.
+    fn stripe_shaped() -> impl Strategy<Value = Vec<u8>> {
+        let digits = |alphabet: &[u8], len: std::ops::RangeInclusive<usize>| {
+            proptest::collection::vec(proptest::sample::select(alphabet.to_vec()), len)
+        };
+        let entry =
+            prop_oneof![
+                "t=[0-9]{0,12}".prop_map(String::into_bytes),
+                "t=[-+ 0-9a=]{0,14}".prop_map(String::into_bytes),
+                // A well-formed signature, sometimes with more text after it.
+                (digits(b"0123456789abcdef", 64..=64), "[0-9a-fA=]{0,3}")
+                    .prop_map(|(hex, more)| [&b"v1="[..], &hex, more.as_bytes()].concat()),
+                // Near one: other lengths, uppercase, separators inside.
+                digits(b"0123456789abcdefA=,", 62..=66).prop_map(|h| [&b"v1="[..], &h].concat()),
+                "(v1|v0|t|T|x)(=[0-9a-f=]{0,8})?".prop_map(String::into_bytes),
+            ];
+        // Mostly `,` between entries; sometimes `=`, so an entry runs on
+        // into the next one's text.
+        let separator = proptest::sample::select(b",,,=".to_vec());
+        proptest::collection::vec((entry, separator), 0..6).prop_map(|entries| {
+            let mut header = Vec::new();
+            for (i, (entry, separator)) in entries.iter().enumerate() {
+                if i > 0 {
+                    header.push(*separator);
+                }
+                header.extend_from_slice(entry);
+            }
+            header
+        })
+    }
+
+    proptest! {
+        // Small inputs, cheap cases: many of them, so the rarer shapes (a
+        // well-formed signature running on past a `=`) come up.
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn entries_split_as_javascript_does(header in prop_oneof![
+            stripe_shaped(),
+            proptest::collection::vec(proptest::sample::select(b"tv1=,0a".to_vec()), 0..24),
+        ]) {
+            let got: Vec<_> = entries(&header).collect();
+            prop_assert_eq!(got, split_like_javascript(&header));
+        }
+
+        #[test]
+        fn the_header_parses_as_a_plain_pass_does(header in stripe_shaped(), plain in any::<bool>()) {
+            let got = ParsedHeader::parse(&header, plain).map(|p| (
+                p.timestamp.text().to_vec(),
+                p.timestamp.value.to_bits(),
+                p.candidates[..p.decoded].to_vec(),
+                p.overflow,
+            ));
+            prop_assert_eq!(got, parse_plainly(&header, plain));
+        }
+    }
 
     fn text_of(value: &str) -> (f64, String) {
         let t = Timestamp::parse_int(Some(value.as_bytes()));
