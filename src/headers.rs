@@ -180,6 +180,49 @@ impl Headers {
     }
 }
 
+/// What one pass over the headers found of one name; see
+/// [`Headers::find_each`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Found<'h> {
+    /// Its first value.
+    pub(crate) first: Option<&'h [u8]>,
+    /// Whether it was sent more than once.
+    pub(crate) repeated: bool,
+    /// Whether any of its values is not empty.
+    pub(crate) any_non_empty: bool,
+}
+
+impl<'h> Found<'h> {
+    /// What [`Headers::get_bytes`] answers for `name`.
+    pub(crate) fn single(&self, name: &'static str) -> Result<Option<&'h [u8]>, HeaderError> {
+        if self.repeated {
+            return Err(HeaderError::Repeated(HeaderName(name)));
+        }
+        Ok(self.first)
+    }
+}
+
+impl Headers {
+    /// What each of `names` has, in one pass over the headers instead of
+    /// one [`get_all`](Self::get_all) each (case does not matter; the names
+    /// must differ from one another ignoring case).
+    pub(crate) fn find_each<const N: usize>(&self, names: [&str; N]) -> [Found<'_>; N] {
+        let mut found = [Found::default(); N];
+        for (name, value) in &self.entries {
+            if let Some(seen) = names
+                .iter()
+                .zip(&mut found)
+                .find_map(|(wanted, seen)| name.eq_ignore_ascii_case(wanted).then_some(seen))
+            {
+                seen.repeated |= seen.first.is_some();
+                seen.first.get_or_insert(value);
+                seen.any_non_empty |= !value.is_empty();
+            }
+        }
+        found
+    }
+}
+
 /// The value as text when it is UTF-8 without control characters (tab allowed).
 pub(crate) fn as_text(bytes: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(bytes).ok()?;
@@ -263,6 +306,32 @@ mod tests {
         assert_eq!(h.get("b"), Err(HeaderError::NotText(HeaderName("b"))));
         assert_eq!(h.get("c"), Ok(Some("x\ty")));
         assert_eq!(h.get_bytes("a"), Ok(Some(&b"\xff"[..])));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_pass_finds_what_each_lookup_finds(
+            pairs in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["X-Sig", "x-sig", "X-SIG", "Sig", "x-si", "Host", "x-sig2"]),
+                    proptest::sample::select(vec!["", "a", "b"]),
+                ),
+                0..8,
+            )
+        ) {
+            let headers = Headers::from_pairs(pairs);
+            let names = ["x-sig", "SIG", "host"];
+            for (found, name) in headers.find_each(names).iter().zip(names) {
+                let all: Vec<&[u8]> = headers.get_all(name).collect();
+                proptest::prop_assert_eq!(found.first, all.first().copied());
+                proptest::prop_assert_eq!(found.repeated, all.len() > 1);
+                proptest::prop_assert_eq!(found.any_non_empty, all.iter().any(|v| !v.is_empty()));
+                proptest::prop_assert_eq!(
+                    found.single(name).map_err(|e| e.to_string()),
+                    headers.get_bytes(name).map_err(|e| e.to_string())
+                );
+            }
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use super::encoding::decode_base64_tag;
 use super::json;
-use super::{check_secrets, optional_header, required_header, signature_header, verify_body_tag};
+use super::{check_secrets, optional_header, required_header, verify_body_tag};
 use super::{
     ConfigError, IdentifyError, Identity, ProviderProfile, Verified, Verifier, VerifyError,
 };
@@ -162,11 +162,19 @@ impl Verifier for Shopify {
         headers: &Headers,
         _now: OffsetDateTime,
     ) -> Result<Verified, VerifyError> {
-        let names = names_for(headers);
+        // Both families' signature headers in one pass: the family as
+        // `names_for` decides it, and its signature header's value.
+        let [events, webhooks] = headers.find_each([EVENTS.hmac, WEBHOOKS.hmac]);
+        let (names, hmac) = if events.any_non_empty {
+            (EVENTS, events)
+        } else {
+            (WEBHOOKS, webhooks)
+        };
         if body.is_empty() {
             return Err(VerifyError::EmptyBody);
         }
-        let value = signature_header(headers, names.hmac)?
+        let value = hmac
+            .single(names.hmac)?
             .filter(|v| !v.is_empty())
             .ok_or(VerifyError::MissingHeader(names.hmac))?;
         let candidate = decode_base64_tag(value).ok_or(VerifyError::MalformedHeader {
