@@ -380,12 +380,13 @@ mod tests {
             .collect()
     }
 
+    /// The timestamp's text and value bits, the decoded candidates and
+    /// whether more were left out.
+    type PlainParse = (Vec<u8>, u64, Vec<[u8; TAG_LEN]>, bool);
+
     /// What [`ParsedHeader::parse`] must find: the same pass over
     /// [`split_like_javascript`], every `v1` decoded on its own.
-    fn parse_plainly(
-        header: &[u8],
-        plain_timestamp: bool,
-    ) -> Result<(Vec<u8>, u64, Vec<[u8; TAG_LEN]>, bool), VerifyError> {
+    fn parse_plainly(header: &[u8], plain_timestamp: bool) -> Result<PlainParse, VerifyError> {
         let mut timestamp = None;
         let mut signatures = 0;
         let mut without_value = false;
