@@ -132,12 +132,8 @@ impl Headers {
     /// was sent more than once or is not printable text (UTF-8 without control
     /// characters other than horizontal tab).
     pub fn get(&self, name: &'static str) -> Result<Option<&str>, HeaderError> {
-        match self.get_bytes(name)? {
-            None => Ok(None),
-            Some(bytes) => as_text(bytes)
-                .map(Some)
-                .ok_or(HeaderError::NotText(HeaderName(name))),
-        }
+        let [found] = self.find_each([name]);
+        found.text(name)
     }
 
     /// Adds the request's method and request target (the path and query as
@@ -200,6 +196,16 @@ impl<'h> Found<'h> {
         }
         Ok(self.first)
     }
+
+    /// What [`Headers::get`] answers for `name`.
+    pub(crate) fn text(&self, name: &'static str) -> Result<Option<&'h str>, HeaderError> {
+        match self.single(name)? {
+            None => Ok(None),
+            Some(bytes) => as_text(bytes)
+                .map(Some)
+                .ok_or(HeaderError::NotText(HeaderName(name))),
+        }
+    }
 }
 
 impl Headers {
@@ -225,6 +231,17 @@ impl Headers {
 
 /// The value as text when it is UTF-8 without control characters (tab allowed).
 pub(crate) fn as_text(bytes: &[u8]) -> Option<&str> {
+    // The printable ASCII that senders' values are is valid UTF-8 without
+    // control characters: one loop over the bytes, where the rule below
+    // decodes characters one by one.
+    if bytes.iter().all(|&b| matches!(b, b' '..=b'~' | b'\t')) {
+        return std::str::from_utf8(bytes).ok();
+    }
+    as_text_by_characters(bytes)
+}
+
+/// [`as_text`] by its rule, character by character.
+fn as_text_by_characters(bytes: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(bytes).ok()?;
     if text.chars().any(|c| c.is_control() && c != '\t') {
         return None;
@@ -314,7 +331,7 @@ mod tests {
             pairs in proptest::collection::vec(
                 (
                     proptest::sample::select(vec!["X-Sig", "x-sig", "X-SIG", "Sig", "x-si", "Host", "x-sig2"]),
-                    proptest::sample::select(vec!["", "a", "b"]),
+                    proptest::sample::select(vec!["", "a", "b", "\u{7}", "\t"]),
                 ),
                 0..8,
             )
@@ -330,7 +347,26 @@ mod tests {
                     found.single(name).map_err(|e| e.to_string()),
                     headers.get_bytes(name).map_err(|e| e.to_string())
                 );
+                let by_walk = match headers.get_bytes(name) {
+                    Ok(Some(bytes)) => as_text(bytes).map(Some).ok_or(HeaderError::NotText(HeaderName(name))),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e),
+                };
+                proptest::prop_assert_eq!(found.text(name), by_walk);
             }
+        }
+    }
+
+    #[test]
+    fn text_is_read_by_the_rule_whatever_the_bytes() {
+        let mut samples: Vec<Vec<u8>> = (0..=u8::MAX).map(|b| vec![b'a', b, b'z']).collect();
+        samples.push("Zoë ☕".as_bytes().to_vec());
+        samples.push("a\u{85}b".as_bytes().to_vec());
+        samples.push(b"v1,abc\t".to_vec());
+        samples.push(b"\xff".to_vec());
+        samples.push(Vec::new());
+        for bytes in samples {
+            assert_eq!(as_text(&bytes), as_text_by_characters(&bytes), "{bytes:?}");
         }
     }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::headers::{as_text, HeaderError, Headers};
+use crate::headers::{as_text, Found, HeaderError, Headers};
 use crate::secret::SecretSet;
 
 /// Defines the builder of a verifier whose only setting is its secret set, with
@@ -389,7 +389,13 @@ pub(crate) fn required_header<'h>(
     headers: &'h Headers,
     name: &'static str,
 ) -> Result<&'h str, IdentifyError> {
-    match headers.get(name) {
+    let [found] = headers.find_each([name]);
+    required(found, name)
+}
+
+/// [`required_header`] of what a pass over the headers found of `name`.
+pub(crate) fn required<'h>(found: Found<'h>, name: &'static str) -> Result<&'h str, IdentifyError> {
+    match found.text(name) {
         Ok(Some(value)) if !value.is_empty() => Ok(value),
         Ok(_) => Err(IdentifyError::MissingHeader(name)),
         Err(HeaderError::Repeated(_)) => Err(IdentifyError::MalformedHeader {
@@ -406,10 +412,14 @@ pub(crate) fn required_header<'h>(
 /// An informational header: its value when sent exactly once as non-empty printable
 /// text, otherwise nothing (metadata never makes a delivery fail).
 pub(crate) fn optional_header<'h>(headers: &'h Headers, name: &'static str) -> Option<&'h str> {
-    let mut values = headers.get_all(name);
-    let first = values.next()?;
-    if values.next().is_some() {
+    let [found] = headers.find_each([name]);
+    optional(found)
+}
+
+/// [`optional_header`] of what a pass over the headers found of one name.
+pub(crate) fn optional(found: Found<'_>) -> Option<&str> {
+    if found.repeated {
         return None;
     }
-    as_text(first).filter(|v| !v.is_empty())
+    as_text(found.first?).filter(|v| !v.is_empty())
 }

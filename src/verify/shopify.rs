@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use super::encoding::decode_base64_tag;
 use super::json;
-use super::{check_secrets, optional_header, required_header, verify_body_tag};
+use super::{check_secrets, optional, required, verify_body_tag};
 use super::{
     ConfigError, IdentifyError, Identity, ProviderProfile, Verified, Verifier, VerifyError,
 };
@@ -45,6 +45,10 @@ const WEBHOOKS: Names = Names {
     event_id_required: false,
 };
 
+/// The name of the webhook subscription (optional, up to 50 characters),
+/// sent by both families.
+const NAME: &str = "X-Shopify-Name";
+
 const EVENTS: Names = Names {
     hmac: "shopify-hmac-sha256",
     topic: "shopify-topic",
@@ -60,7 +64,8 @@ const EVENTS: Names = Names {
 /// present and non-empty (the library checks that one first), classic webhooks
 /// otherwise.
 fn names_for(headers: &Headers) -> Names {
-    if headers.get_all(EVENTS.hmac).any(|v| !v.is_empty()) {
+    let [events] = headers.find_each([EVENTS.hmac]);
+    if events.any_non_empty {
         EVENTS
     } else {
         WEBHOOKS
@@ -186,16 +191,28 @@ impl Verifier for Shopify {
 
     fn identify(&self, body: &[u8], headers: &Headers) -> Result<Identity, IdentifyError> {
         let names = names_for(headers);
-        let topic = required_header(headers, names.topic)?;
-        let domain = required_header(headers, names.domain)?;
-        let api_version = required_header(headers, names.api_version)?;
-        let webhook_id = required_header(headers, names.webhook_id)?;
+        // The family's headers in one pass; read in the order each would be
+        // looked up on its own, so the first one missing is the one named.
+        let [topic, domain, api_version, webhook_id, event_id, triggered_at, shopify_name] =
+            headers.find_each([
+                names.topic,
+                names.domain,
+                names.api_version,
+                names.webhook_id,
+                names.event_id,
+                names.triggered_at,
+                NAME,
+            ]);
+        let topic = required(topic, names.topic)?;
+        let domain = required(domain, names.domain)?;
+        let api_version = required(api_version, names.api_version)?;
+        let webhook_id = required(webhook_id, names.webhook_id)?;
         let event_id = if names.event_id_required {
-            Some(required_header(headers, names.event_id)?)
+            Some(required(event_id, names.event_id)?)
         } else {
-            optional_header(headers, names.event_id)
+            optional(event_id)
         };
-        let triggered_at = optional_header(headers, names.triggered_at);
+        let triggered_at = optional(triggered_at);
         let mut identity = Identity::new(webhook_id, topic)
             .occurred_at(triggered_at.and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok()))
             .with_metadata("shop_domain", domain)
@@ -206,7 +223,7 @@ impl Verifier for Shopify {
         if let Some(triggered_at) = triggered_at {
             identity = identity.with_metadata("triggered_at", triggered_at);
         }
-        if let Some(name) = optional_header(headers, "X-Shopify-Name") {
+        if let Some(name) = optional(shopify_name) {
             identity = identity.with_metadata("name", name);
         }
         // The identity comes from the headers, but a JSON body serde_json would
