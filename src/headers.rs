@@ -132,8 +132,12 @@ impl Headers {
     /// was sent more than once or is not printable text (UTF-8 without control
     /// characters other than horizontal tab).
     pub fn get(&self, name: &'static str) -> Result<Option<&str>, HeaderError> {
-        let [found] = self.find_each([name]);
-        found.text(name)
+        match self.get_bytes(name)? {
+            None => Ok(None),
+            Some(bytes) => as_text(bytes)
+                .map(Some)
+                .ok_or(HeaderError::NotText(HeaderName(name))),
+        }
     }
 
     /// Adds the request's method and request target (the path and query as

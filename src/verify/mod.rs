@@ -389,13 +389,20 @@ pub(crate) fn required_header<'h>(
     headers: &'h Headers,
     name: &'static str,
 ) -> Result<&'h str, IdentifyError> {
-    let [found] = headers.find_each([name]);
-    required(found, name)
+    required_text(headers.get(name), name)
 }
 
 /// [`required_header`] of what a pass over the headers found of `name`.
 pub(crate) fn required<'h>(found: Found<'h>, name: &'static str) -> Result<&'h str, IdentifyError> {
-    match found.text(name) {
+    required_text(found.text(name), name)
+}
+
+/// A required header's text, from its lookup.
+fn required_text<'h>(
+    value: Result<Option<&'h str>, HeaderError>,
+    name: &'static str,
+) -> Result<&'h str, IdentifyError> {
+    match value {
         Ok(Some(value)) if !value.is_empty() => Ok(value),
         Ok(_) => Err(IdentifyError::MissingHeader(name)),
         Err(HeaderError::Repeated(_)) => Err(IdentifyError::MalformedHeader {
@@ -412,8 +419,12 @@ pub(crate) fn required<'h>(found: Found<'h>, name: &'static str) -> Result<&'h s
 /// An informational header: its value when sent exactly once as non-empty printable
 /// text, otherwise nothing (metadata never makes a delivery fail).
 pub(crate) fn optional_header<'h>(headers: &'h Headers, name: &'static str) -> Option<&'h str> {
-    let [found] = headers.find_each([name]);
-    optional(found)
+    let mut values = headers.get_all(name);
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    as_text(first).filter(|v| !v.is_empty())
 }
 
 /// [`optional_header`] of what a pass over the headers found of one name.
