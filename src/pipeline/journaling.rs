@@ -5,6 +5,8 @@
 //! themselves.
 
 use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -405,21 +407,29 @@ impl<'a> Watch<'a> {
         self.journaling.map(|_| self.delivery.id)
     }
 
-    /// Writes the record of the answered delivery: before returning for a
-    /// verified delivery answered non-2xx (until `answer_by` at the latest),
-    /// through the queue otherwise. Notes the record's id in the outcome.
-    pub(super) async fn finish(mut self, outcome: &mut Outcome, answer_by: Option<Instant>) {
+    /// Writes the record of the answered delivery: through the queue (or at
+    /// once, for a journal that takes it) here, or, for a verified delivery
+    /// answered non-2xx, by the returned write, which the caller awaits
+    /// before answering (it gives up at `answer_by`). Notes the record's id
+    /// in the outcome.
+    ///
+    /// Not `async` itself: the write before the answer is rare and its
+    /// future is large, and every future awaiting this one would carry its
+    /// size (and copy it whenever it moves); boxed, only that write pays.
+    pub(super) fn finish(
+        mut self,
+        outcome: &mut Outcome,
+        answer_by: Option<Instant>,
+    ) -> Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>> {
         self.done = true;
-        let Some(journaling) = self.journaling else {
-            return;
-        };
+        let journaling = self.journaling?;
         outcome.journal_id = Some(self.delivery.id);
         let record = journaling.record(&mut self.delivery, outcome);
         if !outcome.is_success() && record.status.is_verified() {
-            journaling.write_now(record, answer_by).await;
-        } else {
-            journaling.submit(JournalWrite::Record(record));
+            return Some(Box::pin(journaling.write_now(record, answer_by)));
         }
+        journaling.submit(JournalWrite::Record(record));
+        None
     }
 }
 

@@ -170,9 +170,9 @@ impl Pipeline {
                 .iter()
                 .map(|(name, value)| (name.to_owned(), value.to_owned())),
         );
-        let mut outcome = Outcome::new(OutcomeKind::ShuttingDown);
-        outcome.provider = Some(provider.name.clone());
         if inner.closing.load(std::sync::atomic::Ordering::Acquire) {
+            let mut outcome = Outcome::new(OutcomeKind::ShuttingDown);
+            outcome.provider = Some(provider.name.clone());
             return Ok((outcome, None));
         }
         let started = Instant::now();
@@ -194,7 +194,6 @@ impl Pipeline {
             let run = std::pin::pin!(self.run_verified(
                 started,
                 provider,
-                outcome,
                 body,
                 &headers,
                 &mut watch.delivery,
@@ -212,7 +211,9 @@ impl Pipeline {
         outcome.journal_id = watch.journal_id();
         observe::delivered(&span, &watch.delivery, &outcome);
         let answer_by = started.checked_add(provider.limits.answer_budget);
-        watch.finish(&mut outcome, answer_by).await;
+        if let Some(write) = watch.finish(&mut outcome, answer_by) {
+            write.await;
+        }
         Ok((outcome, best_effort_work))
     }
 

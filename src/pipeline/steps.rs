@@ -78,7 +78,9 @@ impl Pipeline {
             .monitor
             .delivery(started, &outcome.kind, processing);
         let answer_by = provider.and_then(|p| started.checked_add(p.limits.answer_budget));
-        watch.finish(&mut outcome, answer_by).await;
+        if let Some(write) = watch.finish(&mut outcome, answer_by) {
+            write.await;
+        }
         (outcome, best_effort_work)
     }
 
@@ -120,14 +122,15 @@ impl Pipeline {
                 VerifyError::UnknownProvider,
             ));
         };
-        let mut outcome = Outcome::new(OutcomeKind::Ignored);
-        outcome.provider = Some(provider.name.clone());
+        // The answers of this step are built where they are returned: an
+        // outcome kept in a local would stay in this future's state beside
+        // the next step's future (which builds its own).
+        let refuse = |kind| (Outcome::of(provider, kind), None);
         if body.len() > provider.limits.body_limit {
-            outcome.kind = OutcomeKind::TooLarge {
+            return refuse(OutcomeKind::TooLarge {
                 size: body.len(),
                 limit: provider.limits.body_limit,
-            };
-            return (outcome, None);
+            });
         }
         // A verifier's asynchronous preparation (PayPal's certificate fetch),
         // within the answer budget and timed as part of verifying; `None`
@@ -146,27 +149,17 @@ impl Pipeline {
             };
             if let Some(err) = failed {
                 delivery.verify = verifying.map(|at| at.elapsed());
-                outcome.kind = OutcomeKind::VerificationFailed(err);
-                return (outcome, None);
+                return refuse(OutcomeKind::VerificationFailed(err));
             }
             now = inner.clock.now();
         }
         let verified = provider.verifier.verify(&body, headers, now);
         delivery.verify = verifying.map(|at| at.elapsed());
         if let Err(err) = verified {
-            outcome.kind = OutcomeKind::VerificationFailed(err);
-            return (outcome, None);
+            return refuse(OutcomeKind::VerificationFailed(err));
         }
-        self.run_verified(
-            started,
-            provider,
-            outcome,
-            body,
-            headers,
-            delivery,
-            ClaimMode::Once,
-        )
-        .await
+        self.run_verified(started, provider, body, headers, delivery, ClaimMode::Once)
+            .await
     }
 
     /// The steps after verification (identify, route, claim, critical work,
@@ -176,13 +169,13 @@ impl Pipeline {
         &self,
         started: Instant,
         provider: &Provider,
-        mut outcome: Outcome,
         body: Bytes,
         headers: &Headers,
         delivery: &mut Delivery<'_>,
         mode: ClaimMode,
     ) -> (Outcome, Option<BestEffort>) {
         let inner = &*self.inner;
+        let mut outcome = Outcome::of(provider, OutcomeKind::Ignored);
         let finish = |mut outcome: Outcome, kind| {
             outcome.kind = kind;
             (outcome, None)
@@ -191,7 +184,9 @@ impl Pipeline {
         if let Some(handshake) = provider.verifier.handshake(&body, headers) {
             return finish(outcome, OutcomeKind::Handshake(handshake));
         }
-        let identified = provider
+        // Matched where they are made, the identification and the claim
+        // below are not kept in this future's state beside the next step's.
+        let identity = match provider
             .verifier
             .identify(&body, headers)
             .and_then(|mut identity| {
@@ -199,8 +194,7 @@ impl Pipeline {
                     identity.id = provider.dedup.derive(Some(&identity.id), &body, headers)?;
                 }
                 Ok(identity)
-            });
-        let identity = match identified {
+            }) {
             Ok(identity) => identity,
             Err(err) => {
                 self.reject(
@@ -235,21 +229,24 @@ impl Pipeline {
         // The claim step (the replay guard's registration included) must leave
         // the settle reserve for completing the key.
         let claiming = delivery.timed.then(Instant::now);
-        let claimed = {
-            let claim = pin!(self.claim(provider, &outcome, &identity, &body, headers, mode));
-            within(|| budget.work_ends(), claim).await
-        };
-        // The same reading starts the critical handlers' clock.
-        let claimed_at = claiming.map(|_| Instant::now());
-        delivery.claim = claiming.zip(claimed_at).map(|(from, to)| to - from);
-        let (key, token) = match claimed {
-            Some(Ok(claimed)) => claimed,
-            Some(Err(kind)) => return finish_unclaimed(outcome, identity, kind),
-            None => {
-                let spent = AnswerBudgetSpent::Claim(provider.limits.answer_budget);
-                let err = StoreError::unavailable(spent);
-                let kind = OutcomeKind::StoreUnavailable(Arc::new(err));
-                return finish_unclaimed(outcome, identity, kind);
+        let claimed_at;
+        let (key, token) = {
+            let claimed = {
+                let claim = pin!(self.claim(provider, &outcome, &identity, &body, headers, mode));
+                within(|| budget.work_ends(), claim).await
+            };
+            // The same reading starts the critical handlers' clock.
+            claimed_at = claiming.map(|_| Instant::now());
+            delivery.claim = claiming.zip(claimed_at).map(|(from, to)| to - from);
+            match claimed {
+                Some(Ok(claimed)) => claimed,
+                Some(Err(kind)) => return finish_unclaimed(outcome, identity, kind),
+                None => {
+                    let spent = AnswerBudgetSpent::Claim(provider.limits.answer_budget);
+                    let err = StoreError::unavailable(spent);
+                    let kind = OutcomeKind::StoreUnavailable(Arc::new(err));
+                    return finish_unclaimed(outcome, identity, kind);
+                }
             }
         };
         let _in_flight = inner.stats.monitor.claimed(started);
@@ -388,6 +385,15 @@ impl Pipeline {
         if !hook.deliver(outcome, identity, reason, body, headers) {
             Recorder::bump(&self.inner.stats.rejected_hook_panics);
         }
+    }
+}
+
+impl Outcome {
+    /// An answer of `kind` for a delivery to `provider`.
+    fn of(provider: &Provider, kind: OutcomeKind) -> Self {
+        let mut outcome = Outcome::new(kind);
+        outcome.provider = Some(provider.name.clone());
+        outcome
     }
 }
 
