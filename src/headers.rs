@@ -132,12 +132,7 @@ impl Headers {
     /// was sent more than once or is not printable text (UTF-8 without control
     /// characters other than horizontal tab).
     pub fn get(&self, name: &'static str) -> Result<Option<&str>, HeaderError> {
-        match self.get_bytes(name)? {
-            None => Ok(None),
-            Some(bytes) => as_text(bytes)
-                .map(Some)
-                .ok_or(HeaderError::NotText(HeaderName(name))),
-        }
+        text_of(self.get_bytes(name)?, name)
     }
 
     /// Adds the request's method and request target (the path and query as
@@ -203,13 +198,18 @@ impl<'h> Found<'h> {
 
     /// What [`Headers::get`] answers for `name`.
     pub(crate) fn text(&self, name: &'static str) -> Result<Option<&'h str>, HeaderError> {
-        match self.single(name)? {
-            None => Ok(None),
-            Some(bytes) => as_text(bytes)
-                .map(Some)
-                .ok_or(HeaderError::NotText(HeaderName(name))),
-        }
+        text_of(self.single(name)?, name)
     }
+}
+
+/// A single header value as text: [`HeaderError::NotText`] when it is not.
+fn text_of<'h>(
+    value: Option<&'h [u8]>,
+    name: &'static str,
+) -> Result<Option<&'h str>, HeaderError> {
+    value
+        .map(|bytes| as_text(bytes).ok_or(HeaderError::NotText(HeaderName(name))))
+        .transpose()
 }
 
 impl Headers {

@@ -171,9 +171,7 @@ impl Pipeline {
                 .map(|(name, value)| (name.to_owned(), value.to_owned())),
         );
         if inner.closing.load(std::sync::atomic::Ordering::Acquire) {
-            let mut outcome = Outcome::new(OutcomeKind::ShuttingDown);
-            outcome.provider = Some(provider.name.clone());
-            return Ok((outcome, None));
+            return Ok((Outcome::of(provider, OutcomeKind::ShuttingDown), None));
         }
         let started = Instant::now();
         let mut watch = Watch::new(

@@ -390,7 +390,7 @@ impl Pipeline {
 
 impl Outcome {
     /// An answer of `kind` for a delivery to `provider`.
-    fn of(provider: &Provider, kind: OutcomeKind) -> Self {
+    pub(super) fn of(provider: &Provider, kind: OutcomeKind) -> Self {
         let mut outcome = Outcome::new(kind);
         outcome.provider = Some(provider.name.clone());
         outcome

@@ -187,6 +187,14 @@ mod tests {
         prop_oneof![proptest::sample::select(edges.to_vec()), any::<u8>()]
     }
 
+    /// Puts each `(at, byte)` of `edits` at `at` modulo the text's length.
+    fn edit(text: &mut [u8], edits: Vec<(usize, u8)>) {
+        let len = text.len();
+        for (at, byte) in edits {
+            text[at % len] = byte;
+        }
+    }
+
     /// Hex text near the valid: lowercase digits with a few bytes replaced
     /// by any byte (a digit, a letter past `f`, uppercase, a separator, a
     /// high byte), and lengths around 64.
@@ -203,10 +211,7 @@ mod tests {
             ),
         )
             .prop_map(|(mut text, edits)| {
-                for (at, byte) in edits {
-                    let len = text.len();
-                    text[at % len] = byte;
-                }
+                edit(&mut text, edits);
                 text
             })
     }
@@ -234,10 +239,7 @@ mod tests {
                     2 => text.push(b'='),
                     _ => {}
                 }
-                for (at, byte) in edits {
-                    let len = text.len();
-                    text[at % len] = byte;
-                }
+                edit(&mut text, edits);
                 text
             })
     }

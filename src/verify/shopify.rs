@@ -64,8 +64,7 @@ const EVENTS: Names = Names {
 /// present and non-empty (the library checks that one first), classic webhooks
 /// otherwise.
 fn names_for(headers: &Headers) -> Names {
-    let [events] = headers.find_each([EVENTS.hmac]);
-    if events.any_non_empty {
+    if headers.get_all(EVENTS.hmac).any(|v| !v.is_empty()) {
         EVENTS
     } else {
         WEBHOOKS

@@ -78,34 +78,26 @@ pub(super) struct ParsedHeader<'h> {
 
 impl<'h> ParsedHeader<'h> {
     pub(super) fn parse(header: &'h [u8], plain_timestamp: bool) -> Result<Self, VerifyError> {
-        if header.is_empty() {
-            return Err(VerifyError::MalformedHeader {
-                header: HEADER,
-                reason: "the value is empty",
-            });
-        }
-        let mut timestamp = None;
-        let mut timestamp_is_plain = false;
-        let mut signatures = 0usize;
-        let mut signature_without_value = false;
+        let mut found = Findings::new(header);
         let mut candidates = [[0u8; TAG_LEN]; INLINE_CANDIDATES];
         let mut decoded = 0;
         let mut overflow = false;
-        let mut rest = Some(header);
+        let mut keep = |candidate| match candidates.get_mut(decoded) {
+            Some(slot) => {
+                *slot = candidate;
+                decoded += 1;
+            }
+            None => overflow = true,
+        };
+        let mut rest = (!header.is_empty()).then_some(header);
         while let Some(text) = rest {
             // The usual signature entry, `v1=` and 64 lowercase hex digits
             // up to a `,` or the end: decoding the digits proves the entry
             // holds no separator, so it is the entry the split below finds,
             // without searching for one.
             if let Some((candidate, after)) = usual_v1(text) {
-                signatures += 1;
-                match candidates.get_mut(decoded) {
-                    Some(slot) => {
-                        *slot = candidate;
-                        decoded += 1;
-                    }
-                    None => overflow = true,
-                }
+                found.signatures += 1;
+                keep(candidate);
                 rest = after.get(1..);
                 continue;
             }
@@ -114,57 +106,89 @@ impl<'h> ParsedHeader<'h> {
                 break;
             };
             rest = entry.rest;
-            if key == b"t" {
-                timestamp = Some(Timestamp::parse_int(value));
-                timestamp_is_plain =
-                    value.is_some_and(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit));
-            } else if key == b"v1" {
-                signatures += 1;
-                signature_without_value |= value.is_none();
-                if let Some(candidate) = value.and_then(decode_lower_hex) {
-                    match candidates.get_mut(decoded) {
-                        Some(slot) => {
-                            *slot = candidate;
-                            decoded += 1;
-                        }
-                        None => overflow = true,
-                    }
-                }
+            if let Some(candidate) = found.entry(key, value) {
+                keep(candidate);
             }
         }
+        Ok(Self {
+            timestamp: found.checked(plain_timestamp)?,
+            candidates,
+            decoded,
+            overflow,
+        })
+    }
+}
+
+/// What a pass over the header learned besides the candidates, and the
+/// header's errors in stripe-node's order.
+struct Findings<'h> {
+    empty: bool,
+    /// The last `t` entry's value, and whether it is plain decimal digits.
+    timestamp: Option<(Timestamp<'h>, bool)>,
+    /// How many `v1` entries.
+    signatures: usize,
+    /// Whether a `v1` entry has no `=`.
+    signature_without_value: bool,
+}
+
+impl<'h> Findings<'h> {
+    fn new(header: &[u8]) -> Self {
+        Self {
+            empty: header.is_empty(),
+            timestamp: None,
+            signatures: 0,
+            signature_without_value: false,
+        }
+    }
+
+    /// Takes in one entry; the decoded value of a well-formed `v1`.
+    pub(super) fn entry(&mut self, key: &[u8], value: Option<&'h [u8]>) -> Option<[u8; TAG_LEN]> {
+        if key == b"t" {
+            let plain = value.is_some_and(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit));
+            self.timestamp = Some((Timestamp::parse_int(value), plain));
+        } else if key == b"v1" {
+            self.signatures += 1;
+            self.signature_without_value |= value.is_none();
+            return value.and_then(decode_lower_hex);
+        }
+        None
+    }
+
+    /// The timestamp, or why the header is refused.
+    fn checked(self, plain_timestamp: bool) -> Result<Timestamp<'h>, VerifyError> {
+        if self.empty {
+            return Err(VerifyError::MalformedHeader {
+                header: HEADER,
+                reason: "the value is empty",
+            });
+        }
         // stripe-node's "no timestamp" marker is -1, so an explicit `t=-1` is refused too.
-        let timestamp =
-            timestamp
-                .filter(|t| t.value != -1.0)
-                .ok_or(VerifyError::MalformedHeader {
-                    header: HEADER,
-                    reason: "no `t=` timestamp",
-                })?;
-        if plain_timestamp && !timestamp_is_plain {
+        let (timestamp, plain) = self.timestamp.filter(|(t, _)| t.value != -1.0).ok_or(
+            VerifyError::MalformedHeader {
+                header: HEADER,
+                reason: "no `t=` timestamp",
+            },
+        )?;
+        if plain_timestamp && !plain {
             return Err(VerifyError::MalformedHeader {
                 header: HEADER,
                 reason: "the `t=` timestamp is not plain decimal digits",
             });
         }
-        if signatures == 0 {
+        if self.signatures == 0 {
             return Err(VerifyError::NoSupportedSignature {
                 header: HEADER,
                 scheme: "v1",
             });
         }
-        if signature_without_value {
+        if self.signature_without_value {
             // stripe-node throws while comparing such an entry, whatever the others hold.
             return Err(VerifyError::MalformedHeader {
                 header: HEADER,
                 reason: "a `v1` entry has no `=` and no value",
             });
         }
-        Ok(Self {
-            timestamp,
-            candidates,
-            decoded,
-            overflow,
-        })
+        Ok(timestamp)
     }
 }
 
@@ -384,56 +408,16 @@ mod tests {
     /// whether more were left out.
     type PlainParse = (Vec<u8>, u64, Vec<[u8; TAG_LEN]>, bool);
 
-    /// What [`ParsedHeader::parse`] must find: the same pass over
-    /// [`split_like_javascript`], every `v1` decoded on its own.
+    /// What [`ParsedHeader::parse`] must find: the same findings from a
+    /// pass over [`split_like_javascript`], without the fast paths, every
+    /// `v1` decoded on its own.
     fn parse_plainly(header: &[u8], plain_timestamp: bool) -> Result<PlainParse, VerifyError> {
-        let mut timestamp = None;
-        let mut signatures = 0;
-        let mut without_value = false;
+        let mut found = Findings::new(header);
         let mut candidates = Vec::new();
         for (key, value) in split_like_javascript(header) {
-            if key == b"t" {
-                timestamp = Some((
-                    Timestamp::parse_int(value),
-                    value.is_some_and(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit)),
-                ));
-            } else if key == b"v1" {
-                signatures += 1;
-                without_value |= value.is_none();
-                candidates.extend(value.and_then(decode_lower_hex));
-            }
+            candidates.extend(found.entry(key, value));
         }
-        if header.is_empty() {
-            return Err(VerifyError::MalformedHeader {
-                header: HEADER,
-                reason: "the value is empty",
-            });
-        }
-        let (timestamp, plain) =
-            timestamp
-                .filter(|(t, _)| t.value != -1.0)
-                .ok_or(VerifyError::MalformedHeader {
-                    header: HEADER,
-                    reason: "no `t=` timestamp",
-                })?;
-        if plain_timestamp && !plain {
-            return Err(VerifyError::MalformedHeader {
-                header: HEADER,
-                reason: "the `t=` timestamp is not plain decimal digits",
-            });
-        }
-        if signatures == 0 {
-            return Err(VerifyError::NoSupportedSignature {
-                header: HEADER,
-                scheme: "v1",
-            });
-        }
-        if without_value {
-            return Err(VerifyError::MalformedHeader {
-                header: HEADER,
-                reason: "a `v1` entry has no `=` and no value",
-            });
-        }
+        let timestamp = found.checked(plain_timestamp)?;
         let overflow = candidates.len() > INLINE_CANDIDATES;
         candidates.truncate(INLINE_CANDIDATES);
         Ok((
