@@ -13,6 +13,7 @@ use subtle::Choice;
 use time::OffsetDateTime;
 
 mod header;
+mod timestamp;
 
 use header::{entries, ParsedHeader};
 
