@@ -100,6 +100,8 @@ impl JournalHeaders {
     /// The headers received, their values as text (invalid UTF-8 replaced),
     /// with `spare` bytes of room after them. Their text is checked as UTF-8
     /// in one pass (header values nearly always are), not value by value.
+    /// For the pipeline's journaling, which needs the runtime.
+    #[cfg(feature = "tokio")]
     pub(crate) fn from_received(headers: &[(&str, &[u8])], spare: usize) -> Self {
         let bytes: usize = headers.iter().map(|(n, v)| n.len() + v.len()).sum();
         let mut text = Vec::with_capacity(bytes.saturating_add(spare));
@@ -306,6 +308,7 @@ mod tests {
         /// Received headers (values any bytes) come back as pushing each
         /// value as text, invalid UTF-8 replaced, would give, with the room
         /// asked for.
+        #[cfg(feature = "tokio")]
         #[test]
         fn received_headers_are_their_text(
             pairs in proptest::collection::vec(
@@ -328,6 +331,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "tokio")]
     #[test]
     fn received_headers_that_are_not_utf8_are_replaced_value_by_value() {
         let received: [(&str, &[u8]); 3] = [
